@@ -1,0 +1,106 @@
+"""Catalog database: engine creation and schema migrations (Alembic).
+
+An embedded SQLite catalog is created and migrated on first use. A
+PostgreSQL catalog that is behind is refused: it may be shared, and
+migrating someone's shared database unasked would surprise its owner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from pgkeep.errors import CatalogOutdatedError, ConfigError
+from pgkeep.fsutil import private_dir, touch_private
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def sqlalchemy_url(catalog_url: str) -> str:
+    """Map user-facing catalog URLs to SQLAlchemy URLs (psycopg 3 driver)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if catalog_url.startswith(prefix):
+            return "postgresql+psycopg://" + catalog_url[len(prefix) :]
+    return catalog_url
+
+
+def create_catalog_engine(catalog_url: str) -> Engine:
+    url = make_url(sqlalchemy_url(catalog_url))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            db_path = Path(url.database)
+            private_dir(db_path.parent)
+            touch_private(db_path)  # SQLite gives its journal files the same mode
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    raise ConfigError(f"PGKEEP_CATALOG_URL: unsupported database {url.get_backend_name()!r}")
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision`` (``pgkeep db upgrade``)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Make the catalog usable: auto-migrate SQLite, refuse a PostgreSQL catalog that is behind."""
+    current = current_revision(engine)
+    head = head_revision(engine)
+    if current == head:
+        return
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    raise CatalogOutdatedError(
+        f"the catalog database is at schema revision {current or 'none'}, "
+        f"this pgkeep needs {head}",
+        hint="run `pgkeep db upgrade` to migrate the catalog",
+    )
+
+
+class Catalog:
+    """Owns the catalog engine and hands out sessions."""
+
+    def __init__(self, catalog_url: str, *, check_schema: bool = True) -> None:
+        self.engine = create_catalog_engine(catalog_url)
+        if check_schema:
+            ensure_schema(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,116 @@
+"""The catalog's tables: the spec's ``database_backups`` and its enums.
+
+Column names, the unique key and the indexes follow the spec's Prisma model
+(``@@map`` names, Prisma's index naming). Columns after the spec's own are
+pgkeep additions.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Enum, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class BackupType(str, enum.Enum):
+    FULL = "FULL"
+    INCREMENTAL = "INCREMENTAL"
+    SCHEDULED = "SCHEDULED"
+    MANUAL = "MANUAL"
+    PRE_MIGRATION = "PRE_MIGRATION"
+
+
+class BackupStatus(str, enum.Enum):
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    DELETED = "DELETED"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite keeps no time zone: values are stored as naive UTC and come back
+    aware, so comparisons with ``datetime.now(UTC)`` never mix kinds.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class DatabaseBackup(Base):
+    __tablename__ = "database_backups"
+    __table_args__ = (
+        Index("database_backups_status_idx", "status"),
+        Index("database_backups_type_idx", "type"),
+        Index("database_backups_created_by_id_idx", "created_by_id"),
+        Index("database_backups_expires_at_idx", "expires_at"),
+        Index("database_backups_started_at_idx", "started_at"),
+        UniqueConstraint("filename", name="database_backups_filename_key"),
+    )
+
+    # --- the spec's fields ---
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    filename: Mapped[str] = mapped_column(Text, nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    type: Mapped[BackupType] = mapped_column(
+        Enum(BackupType, name="BackupType", native_enum=True, validate_strings=True),
+        nullable=False,
+    )
+    status: Mapped[BackupStatus] = mapped_column(
+        Enum(BackupStatus, name="BackupStatus", native_enum=True, validate_strings=True),
+        nullable=False,
+        default=BackupStatus.PENDING,
+    )
+    storage_url: Mapped[str | None] = mapped_column(Text)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    # "metadata" is reserved on declarative classes: the attribute is metadata_.
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by_id: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    # --- pgkeep additions ---
+    database_name: Mapped[str | None] = mapped_column(Text)
+    format: Mapped[str | None] = mapped_column(String(16))
+    compression: Mapped[str | None] = mapped_column(String(16))
+    server_version: Mapped[str | None] = mapped_column(String(32))
+    pg_dump_version: Mapped[str | None] = mapped_column(String(32))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    keep: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

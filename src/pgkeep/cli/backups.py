@@ -1,0 +1,175 @@
+"""pgkeep backup, list, show, verify, delete, cleanup."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.table import Table
+
+from pgkeep.catalog.models import BackupStatus, BackupType
+from pgkeep.config import Compression, DumpFormat
+from pgkeep.errors import EXIT_CODES_HELP, ExitCode
+from pgkeep.services import manage
+from pgkeep.services.backup import create_backup
+from pgkeep.storage import LocalStorage, local_path_from_url
+
+from pgkeep.cli.main import app, err_console, out_console, print_json, state
+
+
+class TypeOpt(str, Enum):
+    manual = "manual"
+    full = "full"
+    scheduled = "scheduled"
+    pre_migration = "pre_migration"
+
+
+class TypeFilter(str, Enum):
+    FULL = "FULL"
+    INCREMENTAL = "INCREMENTAL"
+    SCHEDULED = "SCHEDULED"
+    MANUAL = "MANUAL"
+    PRE_MIGRATION = "PRE_MIGRATION"
+
+
+class StatusFilter(str, Enum):
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    DELETED = "DELETED"
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the API's shapes).")]
+
+
+def _display_location(storage_url: str | None) -> str:
+    if storage_url and storage_url.startswith("file://"):
+        return str(local_path_from_url(storage_url))
+    return storage_url or "-"
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def backup(
+    ctx: typer.Context,
+    backup_type: Annotated[TypeOpt, typer.Option("--type", "-t", help="Backup type.")] = TypeOpt.manual,
+    fmt: Annotated[DumpFormat | None, typer.Option("--format", "-F", help="Dump format (default custom).")] = None,
+    compression: Annotated[Compression | None, typer.Option("--compression", "-c", help="Compression (default zstd).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel dump jobs (directory format).")] = 1,
+    to_dir: Annotated[Path | None, typer.Option("--dir", help="Store in this local directory instead of PGKEEP_STORAGE_URL.")] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Take a logical backup of DATABASE_URL."""
+    context = state(ctx).context()
+    storage = LocalStorage(to_dir) if to_dir is not None else None
+    show_progress = not quiet and not as_json and err_console.is_terminal
+    with Progress(
+        SpinnerColumn(), TextColumn("backing up"), DownloadColumn(), TransferSpeedColumn(),
+        TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=True,
+    ) as bar:
+        task = bar.add_task("backup", total=None)
+        result = create_backup(
+            context,
+            backup_type=BackupType(backup_type.value.upper()),
+            fmt=fmt,
+            compression=compression,
+            jobs=jobs,
+            storage=storage,
+            progress=lambda n: bar.update(task, completed=n),
+        )
+    if as_json:
+        print_json(result.as_json())
+        return
+    out_console.print("✅ Backup completed!")
+    out_console.print(f"   File: {_display_location(result.storage_url)}", markup=False)
+    out_console.print(f"   Size: {result.size} bytes")
+    out_console.print(f"   Checksum: {result.checksum}")
+    out_console.print(f"   Id: {result.id}")
+
+
+@app.command("list", epilog=EXIT_CODES_HELP)
+def list_cmd(
+    ctx: typer.Context,
+    backup_type: Annotated[TypeFilter | None, typer.Option("--type", case_sensitive=False)] = None,
+    status: Annotated[StatusFilter | None, typer.Option("--status", case_sensitive=False)] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List backups, newest first."""
+    data = manage.list_backups(
+        state(ctx).context(),
+        page=page,
+        limit=limit,
+        backup_type=BackupType(backup_type.value) if backup_type else None,
+        status=BackupStatus(status.value) if status else None,
+    )
+    if as_json:
+        print_json(data)
+        return
+    table = Table("id", "type", "status", "started", "size", "filename")
+    for b in data["backups"]:
+        table.add_row(b["id"], b["type"], b["status"], b["startedAt"], str(b["size"]), b["filename"])
+    out_console.print(table)
+    p = data["pagination"]
+    out_console.print(f"page {p['page']} of {max(p['pages'], 1)}, {p['total']} backups")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False) -> None:
+    """Show one backup."""
+    data = manage.get_backup(state(ctx).context(), backup_id)
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        out_console.print(f"{key}: {value}", markup=False)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False) -> None:
+    """Check a backup's checksum and that its archive is readable. Exit 0 only when valid."""
+    result = manage.verify_backup(state(ctx).context(), backup_id)
+    if as_json:
+        print_json(result.as_json())
+    else:
+        mark = "✓" if result.valid else "✗"
+        out_console.print(f"{mark} {result.message}", markup=False)
+    if not result.valid:
+        raise typer.Exit(int(ExitCode.INVALID))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False) -> None:
+    """Delete a backup's files and mark it DELETED."""
+    message = manage.delete_backup(state(ctx).context(), backup_id)
+    if as_json:
+        print_json({"message": message})
+    else:
+        out_console.print(message)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def cleanup(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete expired backups (never the newest COMPLETED one, never a kept one)."""
+    result = manage.cleanup_expired(state(ctx).context(), dry_run=dry_run)
+    data = result.as_json()
+    if as_json:
+        print_json(data)
+    else:
+        out_console.print(data["message"])
+        for backup_id in result.deleted:
+            out_console.print(f"  {'would delete' if dry_run else 'deleted'} {backup_id}")
+        for backup_id, why in result.failed.items():
+            err_console.print(f"  could not delete {backup_id}: {why}", markup=False)
+    if result.failed:
+        raise typer.Exit(int(ExitCode.FAILED))

@@ -1,0 +1,103 @@
+"""Entry point: the typer app, shared options, and error-to-exit-code mapping.
+
+Domain code raises :class:`PgkeepError`; only here is it turned into one
+clear line on stderr and a documented exit code. No tracebacks for users
+(set PGKEEP_DEBUG=1 to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+
+from pgkeep.config import load_settings
+from pgkeep.errors import EXIT_CODES_HELP, ExitCode, PgkeepError
+from pgkeep.services.context import Context
+
+app = typer.Typer(
+    name="pgkeep",
+    help="Backup and recovery for PostgreSQL.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Catalog database maintenance.\n\n" + EXIT_CODES_HELP, no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+class State:
+    """Lazily built service context, so `--help` and bad arguments need no configuration."""
+
+    def __init__(self) -> None:
+        self._ctx: Context | None = None
+
+    def context(self, *, check_schema: bool = True) -> Context:
+        if self._ctx is None:
+            self._ctx = Context.build(load_settings(), check_schema=check_schema)
+        return self._ctx
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.obj = State()
+    ctx.call_on_close(ctx.obj.close)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    err_console.print(f"error: {message}", markup=False)
+    return typer.Exit(int(code))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    from pgkeep.cli import backups, restore  # noqa: F401  (register commands)
+    from pgkeep.cli import db as _db  # noqa: F401
+    from pgkeep.cli import demo as _demo  # noqa: F401
+
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(prog_name="pgkeep", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except PgkeepError as exc:
+        err_console.print(f"error: {exc}", markup=False)
+        sys.exit(int(exc.exit_code))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        err_console.print("error: interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("PGKEEP_DEBUG"):
+            raise
+        err_console.print(
+            f"error: internal error: {type(exc).__name__}: {exc} (set PGKEEP_DEBUG=1 for details)",
+            markup=False,
+        )
+        sys.exit(int(ExitCode.FAILED))

@@ -1,0 +1,77 @@
+"""pgkeep restore."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgkeep.errors import EXIT_CODES_HELP, NotConfirmedError
+from pgkeep.services.restore import RestoreOptions, RestorePlan, resolve_backup, resolve_file, restore
+
+from pgkeep.cli.main import app, out_console, print_json, state
+
+
+@app.command("restore", epilog=EXIT_CODES_HELP)
+def restore_cmd(
+    ctx: typer.Context,
+    backup_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Catalogued backup to restore.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Restore this backup file (catalogued or not).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Verify only; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    target_url: Annotated[str | None, typer.Option("--target-url", help="Restore into this database instead of DATABASE_URL.")] = None,
+    create_db: Annotated[bool, typer.Option("--create-db", help="Create the target database if it does not exist.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel restore (custom/directory; not all-or-nothing).")] = 1,
+    no_owner: Annotated[bool, typer.Option("--no-owner", help="Do not restore object ownership.")] = False,
+    no_acl: Annotated[bool, typer.Option("--no-acl", help="Do not restore privileges.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Verify a backup, then replace the target database's contents with it.
+
+    The checksum and archive are checked before anything is touched. Without
+    --yes, the word `yes` must be typed on a terminal. Single-job restores are
+    all-or-nothing: on any error the target is left as it was.
+    """
+    if (backup_id is None) == (file is None):
+        raise typer.BadParameter("give either a backup ID or --file PATH (not both)")
+    context = state(ctx).context()
+    artifact = resolve_backup(context, backup_id) if backup_id else resolve_file(context, file)  # type: ignore[arg-type]
+    say = (lambda *_: None) if as_json else (lambda text: out_console.print(text, markup=False))
+    say(f"🔄 Preparing to restore from: {file or artifact.name}")
+
+    def confirm(plan: RestorePlan) -> bool:
+        say(f"   Checksum: {plan.checksum}")
+        say("   ✓ Backup file is valid")
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise NotConfirmedError(
+                "refusing to restore without confirmation: no terminal to ask on",
+                hint="pass --yes to confirm non-interactively",
+            )
+        out_console.print(f"⚠️  WARNING: This will REPLACE ALL DATA in {plan.target}", markup=False)
+        answer = input("Type 'yes' to confirm: ")
+        if answer.strip() != "yes":
+            out_console.print("Cancelled.")
+            return False
+        return True
+
+    outcome = restore(
+        context,
+        artifact,
+        RestoreOptions(
+            target_url=target_url, dry_run=dry_run, jobs=jobs, no_owner=no_owner,
+            no_acl=no_acl, create_database=create_db,
+        ),
+        confirm=confirm,
+    )
+    if as_json:
+        print_json({"message": outcome.message, "checksum": outcome.checksum, "dryRun": outcome.dry_run})
+    elif outcome.dry_run:
+        say(f"   Checksum: {outcome.checksum}")
+        say("   ✓ Backup file is valid")
+        say("🔍 Dry run - backup verified, no changes made")
+    else:
+        say(f"✅ {outcome.message}")

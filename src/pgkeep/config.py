@@ -1,0 +1,186 @@
+"""Configuration, read from the environment and a ``.env`` file.
+
+Settings are built once at the edge (CLI callback, API factory) and passed
+in; nothing here is an import-time global.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import psycopg.conninfo
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pgkeep.errors import ConfigError
+
+
+class DumpFormat(str, Enum):
+    CUSTOM = "custom"
+    PLAIN = "plain"
+    DIRECTORY = "directory"
+
+
+class Compression(str, Enum):
+    ZSTD = "zstd"
+    GZIP = "gzip"
+    NONE = "none"
+
+
+def _env(name: str) -> Any:
+    # Accept both the environment name and the Python name (tests, overrides).
+    return Field(validation_alias=AliasChoices(name, name.lower()))
+
+
+class Settings(BaseSettings):
+    """Every setting pgkeep reads. Environment names are given in ``Field`` aliases."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    catalog_url: str = Field(
+        default="sqlite:///./.pgkeep/catalog.db",
+        validation_alias=AliasChoices("PGKEEP_CATALOG_URL", "catalog_url"),
+    )
+    storage_url: str = Field(
+        default="file://./backups",
+        validation_alias=AliasChoices("PGKEEP_STORAGE_URL", "storage_url"),
+    )
+    backup_prefix: str | None = Field(
+        default=None, validation_alias=AliasChoices("PGKEEP_BACKUP_PREFIX", "backup_prefix")
+    )
+    pg_bin_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("PGKEEP_PG_BIN_DIR", "pg_bin_dir")
+    )
+    state_dir: Path = Field(
+        default=Path(".pgkeep"), validation_alias=AliasChoices("PGKEEP_STATE_DIR", "state_dir")
+    )
+    temp_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("PGKEEP_TEMP_DIR", "temp_dir")
+    )
+
+    default_format: DumpFormat = Field(
+        default=DumpFormat.CUSTOM, validation_alias=AliasChoices("PGKEEP_FORMAT", "default_format")
+    )
+    default_compression: Compression = Field(
+        default=Compression.ZSTD,
+        validation_alias=AliasChoices("PGKEEP_COMPRESSION", "default_compression"),
+    )
+    zstd_level: int = Field(
+        default=3, ge=1, le=22, validation_alias=AliasChoices("PGKEEP_ZSTD_LEVEL", "zstd_level")
+    )
+    zstd_threads: int = Field(
+        default=-1,
+        ge=-1,
+        validation_alias=AliasChoices("PGKEEP_ZSTD_THREADS", "zstd_threads"),
+        description="-1: one compression thread per core",
+    )
+    gzip_level: int = Field(
+        default=6, ge=1, le=9, validation_alias=AliasChoices("PGKEEP_GZIP_LEVEL", "gzip_level")
+    )
+
+    retention_days_manual: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("PGKEEP_RETENTION_DAYS_MANUAL", "retention_days_manual")
+    )
+    retention_days_full: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("PGKEEP_RETENTION_DAYS_FULL", "retention_days_full")
+    )
+    retention_days_incremental: int = Field(
+        default=30,
+        ge=1,
+        validation_alias=AliasChoices("PGKEEP_RETENTION_DAYS_INCREMENTAL", "retention_days_incremental"),
+    )
+    retention_days_scheduled: int = Field(
+        default=7,
+        ge=1,
+        validation_alias=AliasChoices("PGKEEP_RETENTION_DAYS_SCHEDULED", "retention_days_scheduled"),
+    )
+    retention_days_pre_migration: int = Field(
+        default=365,
+        ge=1,
+        validation_alias=AliasChoices(
+            "PGKEEP_RETENTION_DAYS_PRE_MIGRATION", "retention_days_pre_migration"
+        ),
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        check_conninfo(value, "DATABASE_URL")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in ("file", "s3"):
+            raise ValueError("must start with file:// or s3://")
+        return value
+
+    @field_validator("catalog_url")
+    @classmethod
+    def _check_catalog_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError(
+                "DATABASE_URL is not set",
+                hint="set DATABASE_URL in the environment or in .env to the database to back up",
+            )
+        return self.database_url
+
+    def retention_days(self, backup_type: str) -> int:
+        return int(getattr(self, f"retention_days_{backup_type.lower()}"))
+
+
+def check_conninfo(value: str, setting: str) -> dict[str, str]:
+    """Parse a libpq URL or key=value string; raise ConfigError naming ``setting``.
+
+    libpq's own message is not repeated: it can quote part of the password.
+    """
+    try:
+        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(value).items()}
+    except psycopg.ProgrammingError:
+        raise ConfigError(
+            f"{setting} is not a valid PostgreSQL connection URL",
+            hint="percent-encode special characters in the user name and password "
+            "(@ as %40, : as %3A, / as %2F, % as %25, space as %20)",
+        ) from None
+
+
+_ENV_NAMES = {
+    name: next(
+        (a for a in getattr(f.validation_alias, "choices", []) if isinstance(a, str) and a.isupper()),
+        name,
+    )
+    for name, f in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, ``.env`` and ``overrides``.
+
+    Invalid values raise :class:`ConfigError` naming the environment variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            env_name = _ENV_NAMES.get(field, field)
+            problems.append(f"{env_name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except ConfigError:
+        raise

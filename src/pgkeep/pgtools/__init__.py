@@ -1,0 +1,1 @@
+"""The one boundary for PostgreSQL client binaries and connections."""

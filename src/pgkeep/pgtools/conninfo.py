@@ -1,0 +1,120 @@
+"""Connection targets: parse libpq URLs once, keep the password apart.
+
+The password never goes on a command line: child processes get the
+connection string without it plus a private passfile (see :func:`client_env`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import psycopg.conninfo
+
+from pgkeep.config import check_conninfo
+from pgkeep.fsutil import create_private_file
+
+CONNECT_TIMEOUT_S = "10"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database to back up or restore into."""
+
+    params: dict[str, str]  # libpq keywords, without the password
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str, setting: str = "DATABASE_URL") -> Target:
+        params = check_conninfo(url, setting)
+        password = params.pop("password", None)
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+        return cls(params=params, password=password)
+
+    @property
+    def dbname(self) -> str:
+        """The database name as libpq resolves it (dbname, PGDATABASE, user, OS user)."""
+        return (
+            self.params.get("dbname")
+            or os.environ.get("PGDATABASE")
+            or self.params.get("user")
+            or os.environ.get("PGUSER")
+            or _os_user()
+        )
+
+    def with_dbname(self, dbname: str) -> Target:
+        return Target(params={**self.params, "dbname": dbname}, password=self.password)
+
+    def conninfo(self) -> str:
+        """Connection string *without* the password: safe for argv and messages."""
+        return psycopg.conninfo.make_conninfo(**self.params)
+
+    def connect_conninfo(self) -> str:
+        """Connection string with the password, for in-process psycopg connections only."""
+        extra = {"password": self.password} if self.password is not None else {}
+        return psycopg.conninfo.make_conninfo(**self.params, **extra)
+
+    def describe(self) -> str:
+        """Human description: user@host:port/dbname, never the password."""
+        host = self.params.get("host") or os.environ.get("PGHOST") or "local socket"
+        port = self.params.get("port") or os.environ.get("PGPORT") or "5432"
+        user = self.params.get("user") or os.environ.get("PGUSER") or _os_user()
+        return f"{user}@{host}:{port}/{self.dbname}"
+
+    def connect(self, **kwargs: object) -> psycopg.Connection:
+        return psycopg.connect(self.connect_conninfo(), **kwargs)  # type: ignore[arg-type]
+
+    def scrub(self, text: str) -> str:
+        """Remove the password from a message that might echo it."""
+        if self.password:
+            text = text.replace(self.password, "********")
+        return text
+
+
+def _os_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _passfile_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextlib.contextmanager
+def client_env(target: Target, base: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Environment for a libpq client process connecting to ``target``.
+
+    The password is written to a 0600 passfile in a private temporary
+    directory that is removed afterwards; /proc/<pid>/cmdline and the
+    environment never show it. (A password with a newline cannot be stored
+    in a passfile; it falls back to PGPASSWORD, which only the same OS user
+    can read.)
+    """
+    env = dict(os.environ if base is None else base)
+    env.pop("PGPASSWORD", None)
+    if target.password is None:
+        yield env
+        return
+    if "\n" in target.password or "\r" in target.password:
+        env["PGPASSWORD"] = target.password
+        yield env
+        return
+    tmpdir = Path(tempfile.mkdtemp(prefix="pgkeep-pass-"))
+    path = tmpdir / "pgpass"
+    try:
+        fd = create_private_file(path)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("*:*:*:*:" + _passfile_escape(target.password) + "\n")
+        env["PGPASSFILE"] = str(path)
+        yield env
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(OSError):
+            tmpdir.rmdir()

@@ -1,0 +1,106 @@
+"""What pgkeep asks of the target server: version, locks, snapshots, counts."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from pgkeep.errors import PgkeepError
+from pgkeep.pgtools.conninfo import Target
+
+# One key for "a pgkeep backup of this database is running". Advisory locks are
+# scoped to the current database, so this is per target database, across
+# processes and machines, and the server frees it when the session dies.
+BACKUP_LOCK_KEY = 0x70676B65  # "pgke"
+
+USER_TABLES_SQL = """
+SELECT n.nspname, c.relname
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+  AND c.relpersistence <> 't'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+def connect(target: Target, *, autocommit: bool = True, operation: str = "connect") -> psycopg.Connection:
+    """Connect or raise a PgkeepError that says why, without the password."""
+    try:
+        return psycopg.connect(
+            target.connect_conninfo(), autocommit=autocommit, application_name="pgkeep"
+        )
+    except psycopg.Error as exc:
+        raise PgkeepError(
+            f"cannot connect to {target.describe()}: {target.scrub(str(exc).strip())}",
+            operation=operation,
+            hint="check DATABASE_URL (host, port, user, password, database) and that the server runs",
+        ) from None
+
+
+def server_major(conn: psycopg.Connection) -> int:
+    return conn.info.server_version // 10000
+
+
+def server_version_text(conn: psycopg.Connection) -> str:
+    v = conn.info.server_version
+    return f"{v // 10000}.{v % 10000}"
+
+
+def try_backup_lock(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (BACKUP_LOCK_KEY,)).fetchone()
+    return bool(row and row[0])
+
+
+def backup_lock_held_elsewhere(conn: psycopg.Connection) -> bool:
+    """Whether some session holds the backup lock on this database (used by crash recovery)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND ((classid::bigint << 32) | objid::bigint) = %s AND granted",
+        (BACKUP_LOCK_KEY,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def export_snapshot(conn: psycopg.Connection) -> str:
+    """Open a REPEATABLE READ transaction and export its snapshot.
+
+    The transaction must stay open until pg_dump has imported the snapshot;
+    counts taken in it describe exactly the data pg_dump writes.
+    """
+    conn.autocommit = False
+    conn.execute("SET idle_in_transaction_session_timeout = 0")
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in conn.execute(USER_TABLES_SQL).fetchall()]
+
+
+def table_counts(target: Target, snapshot: str | None) -> dict[str, int]:
+    """Exact row counts of every user table, inside ``snapshot`` when given."""
+    with psycopg.connect(target.connect_conninfo(), application_name="pgkeep-counts") as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if snapshot:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        counts: dict[str, int] = {}
+        for schema, table in user_tables(conn):
+            q = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            row = conn.execute(q).fetchone()
+            counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+        conn.rollback()
+        return counts
+
+
+def database_size(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,1 @@
+"""The streaming data path: dump -> compress -> hash -> storage, and back."""

@@ -1,0 +1,263 @@
+"""Reading a stored backup: where it is, what it is, and whether it is whole.
+
+``scan`` streams the stored bytes once: SHA-256 of the stored bytes,
+decompression to the end (a truncated or corrupt stream is caught), and an
+archive check (``pg_restore --list`` for custom/directory archives, the dump
+header and end marker for plain SQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from pgkeep.catalog.models import DatabaseBackup
+from pgkeep.config import Compression, DumpFormat
+from pgkeep.errors import NotFoundError, VerificationError
+from pgkeep.pgtools.binaries import Tool, find_tool
+from pgkeep.pgtools.commands import pg_restore_list_argv
+from pgkeep.pgtools.process import Child
+from pgkeep.pipeline import codecs
+from pgkeep.storage import locate
+from pgkeep.storage.base import READ_CHUNK
+
+PLAIN_HEADER = b"PostgreSQL database dump"
+PLAIN_TRAILER = b"PostgreSQL database dump complete"
+SNIFF_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A backup artifact and what is known about it."""
+
+    name: str
+    opener: Callable[[], BinaryIO]
+    fmt: DumpFormat
+    compression: Compression
+    checksum: str | None = None
+    size: int | None = None
+    dump_major: int | None = None
+    backup_id: str | None = None
+
+    def open(self) -> BinaryIO:
+        return self.opener()
+
+
+def artifact_for_row(row: DatabaseBackup) -> Artifact:
+    if not row.storage_url:
+        raise NotFoundError(f"backup {row.id} has no stored file", backup_id=row.id)
+    storage, name = locate(row.storage_url)
+    major = None
+    if row.pg_dump_version:
+        with contextlib.suppress(ValueError):
+            major = int(row.pg_dump_version.split(".")[0])
+    return Artifact(
+        name=row.filename,
+        opener=lambda: storage.open_reader(name),
+        fmt=DumpFormat(row.format or "plain"),
+        compression=Compression(row.compression or "none"),
+        checksum=row.checksum,
+        size=int(row.size),
+        dump_major=major,
+        backup_id=row.id,
+    )
+
+
+def artifact_for_file(path: Path, checksum: str | None = None) -> Artifact:
+    """An uncatalogued file: format and compression are read from its first bytes."""
+    if not path.is_file():
+        raise NotFoundError(f"backup file not found: {path}")
+
+    def opener() -> BinaryIO:
+        return open(path, "rb")  # noqa: SIM115
+
+    with opener() as fh:
+        head = fh.read(SNIFF_BYTES)
+    compression = codecs.detect(head)
+    raw = _decompress_head(head, compression)
+    if raw.startswith(b"PGDMP"):
+        fmt = DumpFormat.CUSTOM
+    elif len(raw) >= 262 and raw[257:262] == b"ustar":
+        fmt = DumpFormat.DIRECTORY
+    else:
+        fmt = DumpFormat.PLAIN
+    return Artifact(path.name, opener, fmt, compression, checksum, path.stat().st_size)
+
+
+def _decompress_head(head: bytes, compression: Compression) -> bytes:
+    try:
+        if compression is Compression.ZSTD:
+            return zstandard.ZstdDecompressor().decompressobj().decompress(head)[:SNIFF_BYTES]
+        if compression is Compression.GZIP:
+            return zlib.decompressobj(31).decompress(head, SNIFF_BYTES)
+    except (zstandard.ZstdError, zlib.error):
+        return b""
+    return head
+
+
+class HashingReader:
+    """Wraps a stored stream: hashes and counts every byte read through it."""
+
+    def __init__(self, reader: BinaryIO) -> None:
+        self._reader = reader
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._reader.read(READ_CHUNK)
+            if not chunk:
+                return
+            self._hash.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    def drain(self) -> None:
+        for _ in self.chunks():
+            pass
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def check_digest(artifact: Artifact, reader: HashingReader) -> None:
+    """Raise VerificationError if the bytes read differ from what was recorded."""
+    if artifact.checksum and reader.hexdigest() != artifact.checksum:
+        raise VerificationError(
+            f"checksum mismatch for {artifact.name}: stored file has {reader.hexdigest()}, "
+            f"catalog says {artifact.checksum}",
+            backup_id=artifact.backup_id,
+            hint="the file was altered or damaged; restore from another backup",
+        )
+    if artifact.checksum and artifact.size is not None and reader.size != artifact.size:
+        raise VerificationError(
+            f"size mismatch for {artifact.name}: {reader.size} bytes stored, {artifact.size} recorded",
+            backup_id=artifact.backup_id,
+        )
+
+
+def pg_restore_for(artifact: Artifact, configured_dir: Path | None) -> Tool:
+    """A pg_restore that can read the archive: at least as new as the pg_dump that wrote it."""
+    if artifact.dump_major is not None:
+        return find_tool("pg_restore", artifact.dump_major, configured_dir)
+    return find_tool("pg_restore", 0, configured_dir, newest=True)
+
+
+def scan(artifact: Artifact, *, pg_bin_dir: Path | None, check_archive: bool = True) -> str:
+    """Read the whole artifact once; return its SHA-256 or raise VerificationError."""
+    reader = HashingReader(artifact.open())
+    try:
+        data = codecs.decompress(reader.chunks(), artifact.compression)
+        if not check_archive:
+            for _ in data:
+                pass
+        elif artifact.fmt is DumpFormat.PLAIN:
+            _check_plain(data)
+        elif artifact.fmt is DumpFormat.CUSTOM:
+            _check_custom(data, pg_restore_for(artifact, pg_bin_dir))
+        else:
+            _check_directory(data, pg_restore_for(artifact, pg_bin_dir))
+        reader.drain()
+    except VerificationError as exc:
+        # A checksum mismatch explains a corrupt stream better than the decoder's complaint.
+        reader.drain()
+        check_digest(artifact, reader)
+        exc.backup_id = artifact.backup_id
+        raise
+    finally:
+        reader.close()
+    check_digest(artifact, reader)
+    return reader.hexdigest()
+
+
+def _check_plain(data: Iterator[bytes]) -> None:
+    head = b""
+    tail = b""
+    for chunk in data:
+        if len(head) < 4096:
+            head += chunk[: 4096 - len(head)]
+        tail = (tail + chunk[-256:])[-256:]
+    if PLAIN_HEADER not in head:
+        raise VerificationError("not a PostgreSQL plain dump (no dump header)")
+    if PLAIN_TRAILER not in tail:
+        raise VerificationError("the plain dump is incomplete (no end marker)")
+
+
+def _check_custom(data: Iterator[bytes], tool: Tool) -> None:
+    child = Child(
+        pg_restore_list_argv(tool), env={}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    assert child.proc.stdin is not None
+    stdin = child.proc.stdin
+    try:
+        for chunk in data:
+            if stdin is not None:
+                try:
+                    stdin.write(chunk)
+                except BrokenPipeError:
+                    stdin = None  # pg_restore read the TOC and stopped; keep decompressing
+        if stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
+        rc = child.wait()
+    except BaseException:
+        child.kill()
+        raise
+    failure = child.failure(rc)
+    if failure:
+        raise VerificationError(f"the archive is not readable: {failure}")
+
+
+class _ChunkFile:
+    """A read()-able view of a chunk iterator, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            try:
+                self._buf += next(self._chunks)
+            except StopIteration:
+                break
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def _check_directory(data: Iterator[bytes], tool: Tool) -> None:
+    with tempfile.TemporaryDirectory(prefix="pgkeep-verify-") as tmp:
+        found_toc = False
+        try:
+            with tarfile.open(fileobj=_ChunkFile(data), mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    if member.name == "toc.dat" and member.isfile():
+                        tar.extract(member, tmp, filter="data")
+                        found_toc = True
+        except tarfile.TarError as exc:
+            raise VerificationError(f"the directory archive is not a valid tar stream: {exc}") from None
+        for _ in data:
+            pass
+        if not found_toc:
+            raise VerificationError("the directory archive has no toc.dat")
+        result = subprocess.run(
+            pg_restore_list_argv(tool, Path(tmp)), capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise VerificationError(f"the archive is not readable: {result.stderr.strip()}")

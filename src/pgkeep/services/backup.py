@@ -1,0 +1,334 @@
+"""Taking a logical backup: pg_dump -> compress -> hash -> storage -> catalog.
+
+Write ordering (see docs/design.md): the advisory lock is taken before any
+catalog row exists (a refused attempt leaves no row); the artifact is
+durably committed under its final name and its checksum known before the
+row says COMPLETED; any failure removes the partial artifact and marks the
+row FAILED with the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgkeep.catalog import repository as repo
+from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, utcnow
+from pgkeep.config import Compression, DumpFormat
+from pgkeep.errors import BackupFailedError, BackupInProgressError, PgkeepError
+from pgkeep.pgtools import server as pgserver
+from pgkeep.pgtools.binaries import Tool, find_tool
+from pgkeep.pgtools.commands import pg_dump_argv
+from pgkeep.pgtools.conninfo import Target, client_env
+from pgkeep.pgtools.process import Child
+from pgkeep.pipeline.codecs import compressor, suffix
+from pgkeep.pipeline.stream import CompressingSink, pump
+from pgkeep.services.context import Context
+from pgkeep.storage import Storage
+
+PLAIN_TRAILER = b"PostgreSQL database dump complete"
+CATALOG_PROGRESS_EVERY_S = 1.0
+_FORMAT_EXT = {DumpFormat.CUSTOM: ".dump", DumpFormat.PLAIN: ".sql", DumpFormat.DIRECTORY: ".dir.tar"}
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """The spec's ``BackupResult``."""
+
+    id: str
+    filename: str
+    size: int
+    checksum: str
+    duration: int  # milliseconds
+    storage_url: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "size": self.size,
+            "checksum": self.checksum,
+            "duration": self.duration,
+            "storageUrl": self.storage_url,
+        }
+
+
+def filename_timestamp(when: datetime) -> str:
+    """The spec's ``toISOString().replace(/[:.]/g, '-')``: 2026-11-26T02-00-00-000Z."""
+    return when.strftime("%Y-%m-%dT%H-%M-%S-") + f"{when.microsecond // 1000:03d}Z"
+
+
+def sanitize_prefix(value: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._-")
+    return cleaned or "db"
+
+
+def artifact_extension(fmt: DumpFormat, compression: Compression) -> str:
+    if fmt is DumpFormat.PLAIN and compression is Compression.GZIP:
+        return ".sql.gz"  # the spec's own name
+    return _FORMAT_EXT[fmt] + suffix(compression)
+
+
+def create_backup(
+    ctx: Context,
+    *,
+    backup_type: BackupType = BackupType.MANUAL,
+    fmt: DumpFormat | None = None,
+    compression: Compression | None = None,
+    jobs: int = 1,
+    created_by_id: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    storage: Storage | None = None,
+    on_started: Callable[[str], None] | None = None,
+) -> BackupResult:
+    """Take one backup of the configured database. Raises a PgkeepError on failure.
+
+    ``on_started`` receives the new row's id once it exists (the API uses it
+    to answer 202 before the dump ends).
+    """
+    settings = ctx.settings
+    target = ctx.target
+    storage = storage or ctx.storage
+    fmt = fmt or settings.default_format
+    compression = compression or settings.default_compression
+    started = utcnow()
+    t0 = time.monotonic()
+    prefix = settings.backup_prefix or sanitize_prefix(target.dbname)
+    stamp = filename_timestamp(started)
+    ext = artifact_extension(fmt, compression)
+
+    def make_name(n: int) -> str:
+        return f"{prefix}-backup-{backup_type.value.lower()}-{stamp}{f'-{n}' if n else ''}{ext}"
+
+    base_row: dict[str, Any] = {
+        "type": backup_type,
+        "started_at": started,
+        "expires_at": started + timedelta(days=settings.retention_days(backup_type.value)),
+        "created_by_id": created_by_id,
+        "database_name": target.dbname,
+        "format": fmt.value,
+        "compression": compression.value,
+        "size": 0,
+        "bytes_written": 0,
+        "keep": False,
+    }
+
+    def insert(status: BackupStatus, **extra: Any) -> DatabaseBackup:
+        with ctx.catalog.session() as session:
+            row = DatabaseBackup(status=status, **base_row, **extra)
+            return repo.insert_unique(session, row, make_name)
+
+    def refuse_before_start(exc: PgkeepError) -> BackupFailedError:
+        row = insert(
+            BackupStatus.FAILED,
+            error_message=exc.message,
+            completed_at=utcnow(),
+            duration_ms=int((time.monotonic() - t0) * 1000),
+        )
+        if on_started:
+            on_started(row.id)
+        return _failed(exc.message, row.id, exc.hint)
+
+    try:
+        conn = pgserver.connect(target, operation="backup")
+    except PgkeepError as exc:
+        raise refuse_before_start(exc) from None
+
+    with conn:
+        try:
+            tool = find_tool("pg_dump", pgserver.server_major(conn), settings.pg_bin_dir)
+        except PgkeepError as exc:
+            raise refuse_before_start(exc) from None
+        if not pgserver.try_backup_lock(conn):
+            raise BackupInProgressError(
+                f"a backup of {target.dbname} is already in progress",
+                operation="backup",
+                hint="wait for it to finish; `pgkeep list --status IN_PROGRESS` shows it",
+            )
+        row = insert(
+            BackupStatus.IN_PROGRESS,
+            server_version=pgserver.server_version_text(conn),
+            pg_dump_version=tool.version,
+            storage_url=storage.url_for(make_name(0)),
+        )
+        if on_started:
+            on_started(row.id)
+        try:
+            return _run(ctx, conn, tool, row, fmt, compression, jobs, storage, progress, t0)
+        except BaseException as exc:
+            message = _describe(exc)
+            with contextlib.suppress(Exception), ctx.catalog.session() as session:
+                repo.update_backup(
+                    session,
+                    row.id,
+                    status=BackupStatus.FAILED,
+                    error_message=message,
+                    completed_at=utcnow(),
+                    duration_ms=int((time.monotonic() - t0) * 1000),
+                )
+            if isinstance(exc, Exception):
+                hint = exc.hint if isinstance(exc, PgkeepError) else None
+                raise _failed(message, row.id, hint) from None
+            raise
+
+
+def _failed(message: str, backup_id: str, hint: str | None) -> BackupFailedError:
+    return BackupFailedError(f"backup failed: {message}", operation="backup", backup_id=backup_id, hint=hint)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    if isinstance(exc, PgkeepError):
+        return exc.message
+    if isinstance(exc, psycopg.Error):
+        return f"database error: {str(exc).strip()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _run(
+    ctx: Context,
+    conn: psycopg.Connection,
+    tool: Tool,
+    row: DatabaseBackup,
+    fmt: DumpFormat,
+    compression: Compression,
+    jobs: int,
+    storage: Storage,
+    progress: Callable[[int], None] | None,
+    t0: float,
+) -> BackupResult:
+    target = ctx.target
+    snapshot = pgserver.export_snapshot(conn)
+    db_size = pgserver.database_size(conn)
+    last_catalog = [0.0]
+
+    def on_progress(nbytes: int) -> None:
+        if progress:
+            progress(nbytes)
+        now = time.monotonic()
+        if now - last_catalog[0] >= CATALOG_PROGRESS_EVERY_S:
+            last_catalog[0] = now
+            with contextlib.suppress(Exception), ctx.catalog.session() as session:
+                repo.update_backup(session, row.id, bytes_written=nbytes)
+
+    # Counting scans every table: it runs beside pg_dump, in the same snapshot,
+    # so the counts describe exactly the dumped data without doubling the time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgkeep-counts") as pool:
+        counts_future: Future[dict[str, int]] = pool.submit(pgserver.table_counts, target, snapshot)
+        writer = storage.open_writer(row.filename)
+        try:
+            sink = CompressingSink(writer, compressor(compression, ctx.codec_options), on_progress)
+            with client_env(target) as env:
+                if fmt is DumpFormat.DIRECTORY:
+                    _dump_directory(ctx, tool, target, env, snapshot, jobs, sink)
+                else:
+                    _dump_stream(tool, target, env, fmt, snapshot, sink)
+            if fmt is DumpFormat.PLAIN and PLAIN_TRAILER not in sink.tail:
+                raise BackupFailedError("the plain dump has no end marker: the output is incomplete")
+            checksum = sink.finish()
+            counts = counts_future.result()
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    duration = int((time.monotonic() - t0) * 1000)
+    metadata = {
+        "kind": "logical",
+        "tableCounts": counts,
+        "tableCount": len(counts),
+        "databaseSize": db_size,
+        "uncompressedSize": sink.raw_bytes,
+        "serverVersion": row.server_version,
+        "pgDumpVersion": tool.version,
+        "format": fmt.value,
+        "compression": compression.value,
+        "durationMs": duration,
+        "timestamp": utcnow().isoformat(),
+    }
+    with ctx.catalog.session() as session:
+        done = repo.update_backup(
+            session,
+            row.id,
+            status=BackupStatus.COMPLETED,
+            size=sink.stored_bytes,
+            bytes_written=sink.stored_bytes,
+            checksum=checksum,
+            metadata_=metadata,
+            completed_at=utcnow(),
+            duration_ms=duration,
+            storage_url=storage.url_for(row.filename),
+        )
+    return BackupResult(done.id, done.filename, done.size, checksum, duration, done.storage_url)
+
+
+def _dump_stream(
+    tool: Tool, target: Target, env: dict[str, str], fmt: DumpFormat, snapshot: str, sink: CompressingSink
+) -> None:
+    child = Child(
+        pg_dump_argv(tool, target, fmt, snapshot=snapshot),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        scrub=target.scrub,
+    )
+    try:
+        assert child.proc.stdout is not None
+        pump(child.proc.stdout, sink)
+        rc = child.wait()
+    except BaseException:
+        child.kill()
+        raise
+    failure = child.failure(rc)
+    if failure:
+        raise BackupFailedError(failure)
+
+
+def _dump_directory(
+    ctx: Context,
+    tool: Tool,
+    target: Target,
+    env: dict[str, str],
+    snapshot: str,
+    jobs: int,
+    sink: CompressingSink,
+) -> None:
+    """pg_dump -Fd -j N into a private staging dir, then one tar stream as the artifact."""
+    staging = Path(tempfile.mkdtemp(prefix="dump-", dir=ctx.temp_root()))
+    try:
+        out_dir = staging / "dump"
+        child = Child(
+            pg_dump_argv(tool, target, DumpFormat.DIRECTORY, snapshot=snapshot, jobs=jobs, out_dir=out_dir),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            scrub=target.scrub,
+        )
+        try:
+            rc = child.wait()
+        except BaseException:
+            child.kill()
+            raise
+        failure = child.failure(rc)
+        if failure:
+            raise BackupFailedError(failure)
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+            for path in sorted(out_dir.iterdir()):
+                tar.add(path, arcname=path.name, recursive=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+

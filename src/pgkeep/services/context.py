@@ -1,0 +1,48 @@
+"""The objects every service needs, built once at the edge and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgkeep.catalog.db import Catalog
+from pgkeep.config import Settings
+from pgkeep.fsutil import private_dir
+from pgkeep.pgtools.conninfo import Target
+from pgkeep.pipeline.codecs import CodecOptions
+from pgkeep.storage import Storage, open_storage
+
+
+@dataclass
+class Context:
+    settings: Settings
+    catalog: Catalog
+    storage: Storage
+    _target: Target | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, *, check_schema: bool = True) -> Context:
+        return cls(
+            settings=settings,
+            catalog=Catalog(settings.catalog_url, check_schema=check_schema),
+            storage=open_storage(settings.storage_url),
+        )
+
+    @property
+    def target(self) -> Target:
+        """The configured database (DATABASE_URL), parsed once."""
+        if self._target is None:
+            self._target = Target.from_url(self.settings.require_database_url())
+        return self._target
+
+    @property
+    def codec_options(self) -> CodecOptions:
+        s = self.settings
+        return CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level)
+
+    def temp_root(self) -> Path:
+        """Private directory for staging (directory-format dumps, parallel restores)."""
+        return private_dir(self.settings.temp_dir or (self.settings.state_dir / "tmp"))
+
+    def close(self) -> None:
+        self.catalog.dispose()

@@ -1,0 +1,359 @@
+"""Restoring a backup: verify first, then replace the target's contents.
+
+Order: the artifact is read in full and its checksum and archive checked
+before the target is touched; the person confirms; then the target is
+emptied and the backup loaded *in one transaction* (psql
+--single-transaction, ON_ERROR_STOP), so any error leaves the target as it
+was. The stored bytes are hashed again while restoring; if they changed in
+between, psql is killed before it can COMMIT.
+
+Parallel restore (``jobs > 1``) cannot be one transaction: the target is
+emptied, then ``pg_restore --jobs`` loads it; a failure leaves it partial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from pgkeep.catalog import repository as repo
+from pgkeep.catalog.models import BackupStatus
+from pgkeep.errors import (
+    InvalidStateError,
+    NotConfirmedError,
+    PgkeepError,
+    RestoreFailedError,
+    VerificationError,
+)
+from pgkeep.config import DumpFormat
+from pgkeep.pgtools import server as pgserver
+from pgkeep.pgtools.binaries import Tool, find_tool
+from pgkeep.pgtools.clear import clear_database_sql
+from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv
+from pgkeep.pgtools.conninfo import Target, client_env
+from pgkeep.pgtools.process import Child
+from pgkeep.pipeline import codecs
+from pgkeep.pipeline.sqlfilter import adapt_for_server
+from pgkeep.services.artifacts import (
+    Artifact,
+    HashingReader,
+    _ChunkFile,
+    artifact_for_file,
+    artifact_for_row,
+    check_digest,
+    pg_restore_for,
+    scan,
+)
+from pgkeep.services.context import Context
+
+COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    target_url: str | None = None
+    dry_run: bool = False
+    jobs: int = 1
+    no_owner: bool = False
+    no_acl: bool = False
+    create_database: bool = False
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What is about to happen, for the confirmation prompt."""
+
+    artifact: Artifact
+    checksum: str
+    target: str  # user@host:port/db, no password
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    message: str
+    checksum: str
+    dry_run: bool
+
+
+def resolve_backup(ctx: Context, backup_id: str) -> Artifact:
+    with ctx.catalog.session() as session:
+        row = repo.get_backup(session, backup_id)
+        if row.status is not BackupStatus.COMPLETED:
+            raise InvalidStateError(
+                f"backup {backup_id} is {row.status.value}; only COMPLETED backups can be restored",
+                backup_id=backup_id,
+            )
+        return artifact_for_row(row)
+
+
+def resolve_file(ctx: Context, path: Path) -> Artifact:
+    """An uncatalogued file; if the catalog knows its name, its checksum is checked too."""
+    artifact = artifact_for_file(path)
+    with ctx.catalog.session() as session:
+        row = repo.find_by_filename(session, path.name)
+        if row is not None and row.checksum:
+            return Artifact(
+                artifact.name,
+                artifact.opener,
+                artifact.fmt,
+                artifact.compression,
+                checksum=row.checksum,
+                size=int(row.size),
+                dump_major=int(row.pg_dump_version.split(".")[0]) if row.pg_dump_version else None,
+                backup_id=row.id,
+            )
+    return artifact
+
+
+def restore(
+    ctx: Context,
+    artifact: Artifact,
+    options: RestoreOptions,
+    confirm: Callable[[RestorePlan], bool] | None = None,
+) -> RestoreOutcome:
+    """Verify ``artifact`` and (unless dry run, and once confirmed) restore it."""
+    checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir)
+    if options.dry_run:
+        return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True)
+    target = (
+        Target.from_url(options.target_url, "--target-url")
+        if options.target_url
+        else ctx.target
+    )
+    plan = RestorePlan(artifact, checksum, target.describe())
+    if confirm is not None and not confirm(plan):
+        raise NotConfirmedError("restore cancelled: not confirmed", backup_id=artifact.backup_id)
+    if options.create_database:
+        _create_database_if_missing(target)
+    try:
+        _restore_into(ctx, artifact, target, options)
+    except PgkeepError as exc:
+        exc.backup_id = artifact.backup_id
+        raise
+    return RestoreOutcome(f"Database restored successfully into {target.dbname}", checksum, False)
+
+
+def _create_database_if_missing(target: Target) -> None:
+    maintenance = target.with_dbname("postgres")
+    with pgserver.connect(maintenance, operation="restore") as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.dbname)))
+            except psycopg.Error as exc:
+                raise RestoreFailedError(
+                    f"cannot create database {target.dbname}: {str(exc).strip()}",
+                    hint="the restoring role needs CREATEDB, or create the database first",
+                ) from None
+
+
+def _restore_into(ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions) -> None:
+    with pgserver.connect(target, operation="restore") as conn:
+        major = pgserver.server_major(conn)
+        clear_sql = clear_database_sql(conn)
+    bin_dir = ctx.settings.pg_bin_dir
+    psql = find_tool("psql", major, bin_dir)
+    if artifact.fmt is not DumpFormat.PLAIN and options.jobs > 1:
+        _restore_parallel(ctx, artifact, target, options, pg_restore_for(artifact, bin_dir), clear_sql)
+        return
+    restore_tool = pg_restore_for(artifact, bin_dir) if artifact.fmt is not DumpFormat.PLAIN else None
+    _restore_single_transaction(ctx, artifact, target, options, psql, restore_tool, clear_sql, major)
+
+
+def _restore_single_transaction(
+    ctx: Context,
+    artifact: Artifact,
+    target: Target,
+    options: RestoreOptions,
+    psql: Tool,
+    pg_restore: Tool | None,
+    clear_sql: str,
+    server_major: int,
+) -> None:
+    reader = HashingReader(artifact.open())
+    staging: Path | None = None
+    children: list[Child] = []
+    feeder_error: list[BaseException] = []
+    try:
+        with client_env(target) as env:
+            loader = Child(
+                psql_argv(psql, target),
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                scrub=target.scrub,
+            )
+            children.append(loader)
+            stored = codecs.decompress(reader.chunks(), artifact.compression)
+            if artifact.fmt is DumpFormat.PLAIN:
+                script: Iterator[bytes] = stored
+                feeder = None
+            else:
+                assert pg_restore is not None
+                archive: Path | None = None
+                if artifact.fmt is DumpFormat.DIRECTORY:
+                    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
+                    archive = _extract_tar(stored, staging / "dump")
+                    reader.drain()
+                script_child = Child(
+                    pg_restore_script_argv(
+                        pg_restore, archive, no_owner=options.no_owner, no_acl=options.no_acl
+                    ),
+                    env=env,
+                    stdin=subprocess.PIPE if archive is None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                )
+                children.append(script_child)
+                feeder = None
+                if archive is None:
+                    feeder = threading.Thread(
+                        target=_feed, args=(stored, script_child, feeder_error), daemon=True
+                    )
+                    feeder.start()
+                script = _read_pipe(script_child)
+            assert loader.proc.stdin is not None
+            psql_stopped = False
+            try:
+                loader.proc.stdin.write(clear_sql.encode())
+                for chunk in adapt_for_server(script, server_major):
+                    loader.proc.stdin.write(chunk)
+            except BrokenPipeError:
+                psql_stopped = True  # psql stopped on an error; its stderr says which
+            if psql_stopped:
+                for child in children[1:]:
+                    child.kill()  # nobody reads its output any more
+            if feeder is not None:
+                feeder.join()
+            if feeder_error:
+                raise feeder_error[0]
+            if not psql_stopped:
+                for child in children[1:]:
+                    failure = child.failure(child.wait())
+                    if failure:
+                        raise RestoreFailedError(f"restore failed, nothing was changed: {failure}")
+                reader.drain()
+                # Only now may psql see the end of its input and COMMIT.
+                check_digest(artifact, reader)
+                with contextlib.suppress(BrokenPipeError):
+                    loader.proc.stdin.close()
+            failure = loader.failure(loader.wait())
+            if failure:
+                raise RestoreFailedError(
+                    f"restore failed, nothing was changed (the transaction was rolled back): {failure}"
+                )
+    except BaseException:
+        for child in reversed(children):
+            child.kill()
+        raise
+    finally:
+        reader.close()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _feed(data: Iterator[bytes], child: Child, errors: list[BaseException]) -> None:
+    stdin = child.proc.stdin
+    assert stdin is not None
+    try:
+        for chunk in data:
+            stdin.write(chunk)
+    except BrokenPipeError:
+        pass
+    except BaseException as exc:  # VerificationError from a corrupt stream
+        errors.append(exc)
+        child.kill()
+    finally:
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+
+def _read_pipe(child: Child) -> Iterator[bytes]:
+    stdout = child.proc.stdout
+    assert stdout is not None
+    while True:
+        chunk = stdout.read(COPY_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _extract_tar(stored: Iterator[bytes], dest: Path) -> Path:
+    dest.mkdir(mode=0o700)
+    try:
+        with tarfile.open(fileobj=_ChunkFile(stored), mode="r|") as tar:  # type: ignore[call-overload]
+            tar.extractall(dest, filter="data")
+    except tarfile.TarError as exc:
+        raise VerificationError(f"the directory archive is not a valid tar stream: {exc}") from None
+    for _ in stored:
+        pass
+    return dest
+
+
+def _stage(ctx: Context, artifact: Artifact, staging: Path, reader: HashingReader) -> Path:
+    """Decompress the archive to a private file or directory that pg_restore can seek in."""
+    stored = codecs.decompress(reader.chunks(), artifact.compression)
+    if artifact.fmt is DumpFormat.DIRECTORY:
+        return _extract_tar(stored, staging / "dump")
+    path = staging / "archive.dump"
+    with open(path, "wb") as fh:
+        for chunk in stored:
+            fh.write(chunk)
+    return path
+
+
+def _restore_parallel(
+    ctx: Context,
+    artifact: Artifact,
+    target: Target,
+    options: RestoreOptions,
+    pg_restore: Tool,
+    clear_sql: str,
+) -> None:
+    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
+    reader = HashingReader(artifact.open())
+    try:
+        archive = _stage(ctx, artifact, staging, reader)
+        reader.drain()
+        check_digest(artifact, reader)
+        with pgserver.connect(target, operation="restore") as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(clear_sql.encode())  # type: ignore[call-overload]
+            except psycopg.Error as exc:
+                raise RestoreFailedError(
+                    f"could not empty {target.dbname} before the restore: {str(exc).strip()}"
+                ) from None
+        with client_env(target) as env:
+            child = Child(
+                pg_restore_parallel_argv(
+                    pg_restore, target, archive, jobs=options.jobs,
+                    no_owner=options.no_owner, no_acl=options.no_acl,
+                ),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                scrub=target.scrub,
+            )
+            try:
+                failure = child.failure(child.wait())
+            except BaseException:
+                child.kill()
+                raise
+        if failure:
+            raise RestoreFailedError(
+                f"parallel restore failed; {target.dbname} is incomplete: {failure}",
+                hint="restore again without --jobs for an all-or-nothing restore",
+            )
+    finally:
+        reader.close()
+        shutil.rmtree(staging, ignore_errors=True)
