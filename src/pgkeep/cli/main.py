@@ -30,8 +30,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Catalog database maintenance.\n\n" + EXIT_CODES_HELP, no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
 
 
 class State:

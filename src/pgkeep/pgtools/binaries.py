@@ -60,7 +60,12 @@ def _candidates(name: str, min_major: int, configured: Path | None) -> list[Path
 
 
 def find_tool(
-    name: str, min_major: int, configured_dir: Path | None = None, *, newest: bool = False
+    name: str,
+    min_major: int,
+    configured_dir: Path | None = None,
+    *,
+    newest: bool = False,
+    reason: str | None = None,
 ) -> Tool:
     """Return ``name`` (pg_dump, pg_restore, psql, ...) of major >= ``min_major``.
 
@@ -93,7 +98,7 @@ def find_tool(
             f"postgresql-client-{min_major}) or set PGKEEP_PG_BIN_DIR to its bin directory"
         )
     raise ClientVersionError(
-        f"the server is PostgreSQL {min_major} but no {name} of version {min_major} or newer "
-        f"was found ({where})",
+        f"{reason or f'the server is PostgreSQL {min_major}'} but no {name} of version "
+        f"{min_major} or newer was found ({where})",
         hint=hint,
     )

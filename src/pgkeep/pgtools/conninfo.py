@@ -71,7 +71,8 @@ class Target:
 
     def scrub(self, text: str) -> str:
         """Remove the password from a message that might echo it."""
-        if self.password:
+        # Very short passwords would garble every message and are guessable anyway.
+        if self.password and len(self.password) >= 4:
             text = text.replace(self.password, "********")
         return text
 

@@ -152,7 +152,12 @@ def check_digest(artifact: Artifact, reader: HashingReader) -> None:
 def pg_restore_for(artifact: Artifact, configured_dir: Path | None) -> Tool:
     """A pg_restore that can read the archive: at least as new as the pg_dump that wrote it."""
     if artifact.dump_major is not None:
-        return find_tool("pg_restore", artifact.dump_major, configured_dir)
+        return find_tool(
+            "pg_restore",
+            artifact.dump_major,
+            configured_dir,
+            reason=f"the backup was written by pg_dump {artifact.dump_major}",
+        )
     return find_tool("pg_restore", 0, configured_dir, newest=True)
 
 

@@ -163,11 +163,18 @@ def _restore_into(ctx: Context, artifact: Artifact, target: Target, options: Res
         clear_sql = clear_database_sql(conn)
     bin_dir = ctx.settings.pg_bin_dir
     psql = find_tool("psql", major, bin_dir)
-    if artifact.fmt is not DumpFormat.PLAIN and options.jobs > 1:
-        _restore_parallel(ctx, artifact, target, options, pg_restore_for(artifact, bin_dir), clear_sql)
-        return
     restore_tool = pg_restore_for(artifact, bin_dir) if artifact.fmt is not DumpFormat.PLAIN else None
+    # pg_restore 17+ sends SET transaction_timeout on its own connections, which
+    # an older server rejects; only the script path can filter it out, so such
+    # a restore runs as one transaction instead of in parallel.
+    if restore_tool is not None and options.jobs > 1 and not _sends_unknown_settings(restore_tool, major):
+        _restore_parallel(ctx, artifact, target, options, restore_tool, clear_sql)
+        return
     _restore_single_transaction(ctx, artifact, target, options, psql, restore_tool, clear_sql, major)
+
+
+def _sends_unknown_settings(tool: Tool, server_major: int) -> bool:
+    return tool.major >= 17 > server_major
 
 
 def _restore_single_transaction(
