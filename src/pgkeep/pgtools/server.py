@@ -55,17 +55,6 @@ def try_backup_lock(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def backup_lock_held_elsewhere(conn: psycopg.Connection) -> bool:
-    """Whether some session holds the backup lock on this database (used by crash recovery)."""
-    row = conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND ((classid::bigint << 32) | objid::bigint) = %s AND granted",
-        (BACKUP_LOCK_KEY,),
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def export_snapshot(conn: psycopg.Connection) -> str:
     """Open a REPEATABLE READ transaction and export its snapshot.
 
@@ -104,3 +93,14 @@ def table_counts(target: Target, snapshot: str | None) -> dict[str, int]:
 def database_size(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     return int(row[0]) if row else 0
+
+
+def backup_lock_holder(conn: psycopg.Connection) -> int | None:
+    """PID of the backend holding the backup lock on the connected database, if any."""
+    row = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = 0 AND objid = %s AND objsubid = 1",
+        (BACKUP_LOCK_KEY,),
+    ).fetchone()
+    return int(row[0]) if row else None

@@ -10,7 +10,9 @@ row FAILED with the cause.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
 import shutil
 import subprocess
 import tarfile
@@ -160,6 +162,9 @@ def create_backup(
             )
         row = insert(
             BackupStatus.IN_PROGRESS,
+            # Who holds the lock: crash recovery checks this session is gone
+            # before it declares the backup dead.
+            metadata_={"lockBackendPid": conn.info.backend_pid, "host": socket.gethostname(), "pid": os.getpid()},
             server_version=pgserver.server_version_text(conn),
             pg_dump_version=tool.version,
             storage_url=storage.url_for(make_name(0)),

@@ -131,13 +131,14 @@ class LocalStorage:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(name).unlink()
 
-    def remove_partials(self) -> int:
-        """Remove temporary files left by a crashed writer. Returns how many."""
+    def remove_incomplete(self, name: str) -> int:
+        """Remove temporary files a crashed writer left for ``name``. Returns how many."""
         if not self.root.is_dir():
             return 0
         n = 0
+        mark = f".{name}{PARTIAL_MARK}"
         for entry in os.scandir(self.root):
-            if entry.name.startswith(".") and PARTIAL_MARK in entry.name:
+            if entry.name.startswith(mark):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     n += 1

@@ -1,0 +1,77 @@
+"""Crash recovery: a backup whose process died is marked FAILED; a live one is left alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+from helpers import DbHandle
+from pgkeep.catalog.models import BackupStatus
+from pgkeep.config import load_settings
+from pgkeep.services import manage
+from pgkeep.services.backup import create_backup
+from pgkeep.services.context import Context
+from pgkeep.services.recovery import recover_interrupted
+
+PGKEEP = str(Path(sys.executable).parent / "pgkeep")
+
+
+def _settings(tmp_path: Path, url: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": url,
+        "PGKEEP_CATALOG_URL": f"sqlite:///{tmp_path}/catalog.db",
+        "PGKEEP_STORAGE_URL": f"file://{tmp_path}/backups",
+        "PGKEEP_STATE_DIR": str(tmp_path / "state"),
+    }
+
+
+def _wait_for(predicate, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _in_progress(ctx: Context) -> list[dict]:  # type: ignore[type-arg]
+    return manage.list_backups(ctx, status=BackupStatus.IN_PROGRESS)["backups"]
+
+
+def test_killed_backup_is_marked_failed_and_cleaned(tmp_path: Path, source_db: DbHandle) -> None:
+    env = {**os.environ, **_settings(tmp_path, source_db.url)}
+    ctx = Context.build(load_settings(**_settings(tmp_path, source_db.url)))
+    blocker = psycopg.connect(source_db.conninfo)
+    try:
+        # pg_dump waits for this lock, so the backup is reliably mid-run when killed.
+        blocker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen([PGKEEP, "backup", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        running = _wait_for(lambda: _in_progress(ctx), "the backup to start")
+        # A live backup (lock held) is left alone by recovery.
+        assert recover_interrupted(ctx) == []
+        assert _in_progress(ctx)
+        _wait_for(lambda: list((tmp_path / "backups").glob(".*partial*")), "the partial file")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    # The server frees the dead session's advisory lock once it notices the disconnect.
+    recovered = _wait_for(lambda: recover_interrupted(ctx), "recovery to see the dead backup")
+    assert recovered == [running[0]["id"]]
+    row = manage.get_backup(ctx, running[0]["id"])
+    assert row["status"] == "FAILED"
+    assert "interrupted" in row["errorMessage"]
+    assert list((tmp_path / "backups").iterdir()) == []
+    # The next backup succeeds.
+    result = create_backup(ctx)
+    assert manage.get_backup(ctx, result.id)["status"] == "COMPLETED"
+    ctx.close()
