@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg.conninfo
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pgkeep.errors import ConfigError
@@ -21,6 +21,16 @@ class DumpFormat(str, Enum):
     CUSTOM = "custom"
     PLAIN = "plain"
     DIRECTORY = "directory"
+
+
+class S3RetryMode(str, Enum):
+    """botocore's retry modes (``legacy`` is left out: it does not retry throttling well)."""
+
+    STANDARD = "standard"
+    ADAPTIVE = "adaptive"
+
+
+MIB = 1 << 20
 
 
 class Compression(str, Enum):
@@ -63,6 +73,64 @@ class Settings(BaseSettings):
     )
     temp_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("PGKEEP_TEMP_DIR", "temp_dir")
+    )
+
+    # S3 (used when PGKEEP_STORAGE_URL is s3://bucket/prefix). Every unset value falls back to
+    # boto3's own resolution: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION /
+    # AWS_DEFAULT_REGION, the shared config file, and the default credential chain.
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PGKEEP_S3_ENDPOINT_URL", "s3_endpoint_url"),
+    )
+    s3_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("PGKEEP_S3_REGION", "s3_region")
+    )
+    s3_force_path_style: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("PGKEEP_S3_FORCE_PATH_STYLE", "s3_force_path_style"),
+        description="https://endpoint/bucket/key instead of https://bucket.endpoint/key",
+    )
+    s3_access_key_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PGKEEP_S3_ACCESS_KEY_ID", "s3_access_key_id"),
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PGKEEP_S3_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+    )
+    s3_part_size: int = Field(
+        default=16 * MIB,
+        ge=5 * MIB,  # S3's minimum for every part but the last
+        le=5 * 1024 * MIB,
+        validation_alias=AliasChoices("PGKEEP_S3_PART_SIZE", "s3_part_size"),
+        description="bytes per multipart part; memory use is part size x (concurrency + 1)",
+    )
+    s3_max_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("PGKEEP_S3_MAX_CONCURRENCY", "s3_max_concurrency"),
+    )
+    s3_retry_mode: S3RetryMode = Field(
+        default=S3RetryMode.STANDARD,
+        validation_alias=AliasChoices("PGKEEP_S3_RETRY_MODE", "s3_retry_mode"),
+    )
+    s3_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        validation_alias=AliasChoices("PGKEEP_S3_MAX_ATTEMPTS", "s3_max_attempts"),
+        description="attempts per request, the first one included",
+    )
+    s3_connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("PGKEEP_S3_CONNECT_TIMEOUT", "s3_connect_timeout"),
+    )
+    s3_read_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices("PGKEEP_S3_READ_TIMEOUT", "s3_read_timeout"),
     )
 
     default_format: DumpFormat = Field(
@@ -109,6 +177,44 @@ class Settings(BaseSettings):
         ),
     )
 
+    backup_cron: str = Field(
+        default="0 2 * * *", validation_alias=AliasChoices("PGKEEP_BACKUP_CRON", "backup_cron")
+    )
+    cleanup_cron: str = Field(
+        default="0 3 * * *", validation_alias=AliasChoices("PGKEEP_CLEANUP_CRON", "cleanup_cron")
+    )
+    schedule_timezone: str = Field(
+        default="UTC", validation_alias=AliasChoices("PGKEEP_SCHEDULE_TIMEZONE", "schedule_timezone")
+    )
+    schedule_grace_seconds: int = Field(
+        default=7200,
+        ge=0,
+        validation_alias=AliasChoices("PGKEEP_SCHEDULE_GRACE_SECONDS", "schedule_grace_seconds"),
+        description="a tick missed while nothing ran is run on start if it is at most this old",
+    )
+
+    @field_validator("backup_cron", "cleanup_cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from pgkeep.scheduler.ticks import trigger
+
+        try:
+            trigger(value)
+        except ValueError as exc:
+            raise ValueError(f"not a valid cron expression ({exc})") from None
+        return value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -123,6 +229,15 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0] if "://" in value else ""
         if scheme not in ("file", "s3"):
             raise ValueError("must start with file:// or s3://")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_s3_endpoint_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("catalog_url")

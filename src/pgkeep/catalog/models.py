@@ -114,3 +114,25 @@ class DatabaseBackup(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     bytes_written: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     keep: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class ScheduledRun(Base):
+    """One claimed scheduler tick. The unique key makes a tick run at most once,
+    however many pgkeep instances share the catalog."""
+
+    __tablename__ = "scheduled_runs"
+    __table_args__ = (
+        UniqueConstraint("key", name="scheduled_runs_key_key"),
+        Index("scheduled_runs_job_scheduled_for_idx", "job", "scheduled_for"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    job: Mapped[str] = mapped_column(String(64), nullable=False)
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running|succeeded|failed|skipped|missed
+    instance: Mapped[str | None] = mapped_column(String(200))
+    backup_id: Mapped[str | None] = mapped_column(String(36))
+    message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

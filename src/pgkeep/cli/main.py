@@ -77,6 +77,7 @@ def run() -> None:
     from pgkeep.cli import backups, restore  # noqa: F401  (register commands)
     from pgkeep.cli import db as _db  # noqa: F401
     from pgkeep.cli import demo as _demo  # noqa: F401
+    from pgkeep.cli import worker as _worker  # noqa: F401
 
     command = typer.main.get_command(app)
     try:

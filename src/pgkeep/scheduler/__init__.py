@@ -1,0 +1,1 @@
+"""The scheduled jobs (the spec's backup worker): daily backup, daily cleanup."""

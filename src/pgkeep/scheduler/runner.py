@@ -1,0 +1,97 @@
+"""Running one tick of a job exactly once, however many instances share the catalog.
+
+A tick is claimed by inserting its key (job + scheduled time) into
+``scheduled_runs``; the unique constraint lets exactly one instance win.
+The backup job also holds the target's advisory lock (inside
+``create_backup``), so even instances with separate catalogs never run two
+backups of one database at once; losing that race is "skipped", not a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from pgkeep.catalog.models import BackupType, ScheduledRun, utcnow
+from pgkeep.errors import BackupInProgressError, PgkeepError
+from pgkeep.services.backup import create_backup
+from pgkeep.services.context import Context
+from pgkeep.services.manage import cleanup_expired
+
+log = logging.getLogger("pgkeep.scheduler")
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    job: str
+    scheduled_for: datetime
+    status: str  # succeeded | failed | skipped | duplicate | missed
+    message: str = ""
+    backup_id: str | None = None
+
+
+def tick_key(job: str, scheduled_for: datetime) -> str:
+    return f"{job}@{scheduled_for.isoformat()}"
+
+
+def claim(ctx: Context, job: str, scheduled_for: datetime, status: str = "running", message: str | None = None) -> ScheduledRun | None:
+    """Record the tick; None if another instance has it already."""
+    with ctx.catalog.session() as session:
+        run = ScheduledRun(
+            key=tick_key(job, scheduled_for), job=job, scheduled_for=scheduled_for,
+            status=status, instance=INSTANCE, message=message,
+        )
+        session.add(run)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return None
+        return run
+
+
+def _finish(ctx: Context, run: ScheduledRun, status: str, message: str, backup_id: str | None = None) -> None:
+    with ctx.catalog.session() as session:
+        row = session.get(ScheduledRun, run.id)
+        if row is not None:
+            row.status, row.message, row.backup_id, row.finished_at = status, message, backup_id, utcnow()
+            session.commit()
+
+
+def _backup(ctx: Context) -> tuple[str, str | None]:
+    result = create_backup(ctx, backup_type=BackupType.SCHEDULED)
+    return f"backup {result.filename} ({result.size} bytes)", result.id
+
+
+def _cleanup(ctx: Context) -> tuple[str, str | None]:
+    return str(cleanup_expired(ctx).as_json()["message"]), None
+
+
+JOBS: dict[str, Callable[[Context], tuple[str, str | None]]] = {"backup": _backup, "cleanup": _cleanup}
+
+
+def run_tick(ctx: Context, job: str, scheduled_for: datetime) -> TickOutcome:
+    """Run ``job`` for the tick at ``scheduled_for`` unless another instance claimed it."""
+    run = claim(ctx, job, scheduled_for)
+    if run is None:
+        log.info("tick %s already claimed by another instance", tick_key(job, scheduled_for))
+        return TickOutcome(job, scheduled_for, "duplicate", "claimed by another instance")
+    try:
+        message, backup_id = JOBS[job](ctx)
+    except BackupInProgressError as exc:
+        _finish(ctx, run, "skipped", exc.message)
+        return TickOutcome(job, scheduled_for, "skipped", exc.message)
+    except PgkeepError as exc:
+        _finish(ctx, run, "failed", exc.message, exc.backup_id)
+        log.error("scheduled %s failed: %s", job, exc.message)
+        return TickOutcome(job, scheduled_for, "failed", exc.message, exc.backup_id)
+    _finish(ctx, run, "succeeded", message, backup_id)
+    log.info("scheduled %s done: %s", job, message)
+    return TickOutcome(job, scheduled_for, "succeeded", message, backup_id)

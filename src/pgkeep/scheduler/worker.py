@@ -1,0 +1,111 @@
+"""The worker: catch up on a missed tick, then run the cron schedule.
+
+APScheduler's BackgroundScheduler fires the jobs; each job computes the tick
+it belongs to (the latest fire time) and hands it to :func:`run_tick`, which
+makes it exactly-once across instances. Each job runs in one scheduler
+thread from start to end, which also starts and waits for pg_dump (children
+die with the thread that spawned them).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from pgkeep.catalog.models import ScheduledRun, utcnow
+from pgkeep.scheduler.runner import TickOutcome, claim, run_tick
+from pgkeep.scheduler.ticks import previous_fire_time, trigger
+from pgkeep.services.context import Context
+
+log = logging.getLogger("pgkeep.scheduler")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    cron: str
+
+
+def job_specs(ctx: Context) -> list[JobSpec]:
+    s = ctx.settings
+    return [JobSpec("backup", s.backup_cron), JobSpec("cleanup", s.cleanup_cron)]
+
+
+def _last_run(ctx: Context, job: str) -> datetime | None:
+    with ctx.catalog.session() as session:
+        return session.scalar(
+            select(ScheduledRun.scheduled_for)
+            .where(ScheduledRun.job == job)
+            .order_by(ScheduledRun.scheduled_for.desc())
+            .limit(1)
+        )
+
+
+def catch_up(ctx: Context, now: datetime | None = None) -> list[TickOutcome]:
+    """Run each job's latest missed tick once if it is within the grace period; report it otherwise.
+
+    Only the latest tick matters: several missed daily backups are not run
+    one after another on start.
+    """
+    now = now or utcnow()
+    grace = timedelta(seconds=ctx.settings.schedule_grace_seconds)
+    outcomes = []
+    for spec in job_specs(ctx):
+        due = previous_fire_time(spec.cron, now, ctx.settings.schedule_timezone)
+        if due is None:
+            continue
+        last = _last_run(ctx, spec.name)
+        if last is not None and last >= due:
+            continue
+        within_grace = now - due <= grace
+        if last is None and not within_grace:
+            continue  # first start of this deployment: no tick was expected yet
+        if within_grace:
+            log.warning("running missed %s tick of %s", spec.name, due.isoformat())
+            outcomes.append(run_tick(ctx, spec.name, due))
+        else:
+            message = (
+                f"missed the {spec.name} tick of {due.isoformat()}: nothing was running then "
+                f"and it is older than the grace period ({int(grace.total_seconds())} s)"
+            )
+            if claim(ctx, spec.name, due, status="missed", message=message) is not None:
+                log.error(message)
+                outcomes.append(TickOutcome(spec.name, due, "missed", message))
+    return outcomes
+
+
+class Worker:
+    """Runs the schedule in background threads until :meth:`stop`."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.scheduler = BackgroundScheduler(timezone=ctx.settings.schedule_timezone)
+
+    def _fire(self, spec: JobSpec) -> None:
+        now = utcnow()
+        due = previous_fire_time(spec.cron, now + timedelta(seconds=1), self.ctx.settings.schedule_timezone)
+        if due is not None:
+            run_tick(self.ctx, spec.name, due)
+
+    def start(self) -> None:
+        catch_up(self.ctx)
+        for spec in job_specs(self.ctx):
+            self.scheduler.add_job(
+                self._fire,
+                trigger(spec.cron, self.ctx.settings.schedule_timezone),
+                args=[spec],
+                id=spec.name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=self.ctx.settings.schedule_grace_seconds or None,
+            )
+        self.scheduler.start()
+        log.info("worker started: %s", ", ".join(f"{s.name} '{s.cron}'" for s in job_specs(self.ctx)))
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
