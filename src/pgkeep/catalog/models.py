@@ -116,23 +116,25 @@ class DatabaseBackup(Base):
     keep: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
-class ScheduledRun(Base):
-    """One claimed scheduler tick. The unique key makes a tick run at most once,
-    however many pgkeep instances share the catalog."""
+class JobRun(Base):
+    """One run of a job: a scheduled tick (with a unique ``key``, so a tick runs
+    at most once however many instances share the catalog) or a manual run
+    (``key`` NULL). Metrics and alerts read the latest runs from here."""
 
-    __tablename__ = "scheduled_runs"
+    __tablename__ = "job_runs"
     __table_args__ = (
-        UniqueConstraint("key", name="scheduled_runs_key_key"),
-        Index("scheduled_runs_job_scheduled_for_idx", "job", "scheduled_for"),
+        UniqueConstraint("key", name="job_runs_key_key"),
+        Index("job_runs_job_started_at_idx", "job", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    key: Mapped[str | None] = mapped_column(String(200))
     job: Mapped[str] = mapped_column(String(64), nullable=False)
-    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), nullable=False)  # running|succeeded|failed|skipped|missed
     instance: Mapped[str | None] = mapped_column(String(200))
     backup_id: Mapped[str | None] = mapped_column(String(36))
     message: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,7 +1,7 @@
 """Running one tick of a job exactly once, however many instances share the catalog.
 
 A tick is claimed by inserting its key (job + scheduled time) into
-``scheduled_runs``; the unique constraint lets exactly one instance win.
+``job_runs``; the unique constraint lets exactly one instance win.
 The backup job also holds the target's advisory lock (inside
 ``create_backup``), so even instances with separate catalogs never run two
 backups of one database at once; losing that race is "skipped", not a failure.
@@ -15,10 +15,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from pgkeep.catalog.models import BackupType, ScheduledRun, utcnow
+from pgkeep.catalog.models import BackupType, JobRun, utcnow
 from pgkeep.errors import BackupInProgressError, PgkeepError
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
@@ -41,10 +42,10 @@ def tick_key(job: str, scheduled_for: datetime) -> str:
     return f"{job}@{scheduled_for.isoformat()}"
 
 
-def claim(ctx: Context, job: str, scheduled_for: datetime, status: str = "running", message: str | None = None) -> ScheduledRun | None:
+def claim(ctx: Context, job: str, scheduled_for: datetime, status: str = "running", message: str | None = None) -> JobRun | None:
     """Record the tick; None if another instance has it already."""
     with ctx.catalog.session() as session:
-        run = ScheduledRun(
+        run = JobRun(
             key=tick_key(job, scheduled_for), job=job, scheduled_for=scheduled_for,
             status=status, instance=INSTANCE, message=message,
         )
@@ -57,24 +58,32 @@ def claim(ctx: Context, job: str, scheduled_for: datetime, status: str = "runnin
         return run
 
 
-def _finish(ctx: Context, run: ScheduledRun, status: str, message: str, backup_id: str | None = None) -> None:
+def _finish(
+    ctx: Context, run: JobRun, status: str, message: str, backup_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
     with ctx.catalog.session() as session:
-        row = session.get(ScheduledRun, run.id)
+        row = session.get(JobRun, run.id)
         if row is not None:
             row.status, row.message, row.backup_id, row.finished_at = status, message, backup_id, utcnow()
+            row.details = details
             session.commit()
 
 
-def _backup(ctx: Context) -> tuple[str, str | None]:
+JobResult = tuple[str, str | None, dict[str, Any] | None]
+
+
+def _backup(ctx: Context) -> JobResult:
     result = create_backup(ctx, backup_type=BackupType.SCHEDULED)
-    return f"backup {result.filename} ({result.size} bytes)", result.id
+    return f"backup {result.filename} ({result.size} bytes)", result.id, result.as_json()
 
 
-def _cleanup(ctx: Context) -> tuple[str, str | None]:
-    return str(cleanup_expired(ctx).as_json()["message"]), None
+def _cleanup(ctx: Context) -> JobResult:
+    summary = cleanup_expired(ctx, record=False).as_json()
+    return str(summary["message"]), None, summary
 
 
-JOBS: dict[str, Callable[[Context], tuple[str, str | None]]] = {"backup": _backup, "cleanup": _cleanup}
+JOBS: dict[str, Callable[[Context], JobResult]] = {"backup": _backup, "cleanup": _cleanup}
 
 
 def run_tick(ctx: Context, job: str, scheduled_for: datetime) -> TickOutcome:
@@ -84,7 +93,7 @@ def run_tick(ctx: Context, job: str, scheduled_for: datetime) -> TickOutcome:
         log.info("tick %s already claimed by another instance", tick_key(job, scheduled_for))
         return TickOutcome(job, scheduled_for, "duplicate", "claimed by another instance")
     try:
-        message, backup_id = JOBS[job](ctx)
+        message, backup_id, details = JOBS[job](ctx)
     except BackupInProgressError as exc:
         _finish(ctx, run, "skipped", exc.message)
         return TickOutcome(job, scheduled_for, "skipped", exc.message)
@@ -92,6 +101,6 @@ def run_tick(ctx: Context, job: str, scheduled_for: datetime) -> TickOutcome:
         _finish(ctx, run, "failed", exc.message, exc.backup_id)
         log.error("scheduled %s failed: %s", job, exc.message)
         return TickOutcome(job, scheduled_for, "failed", exc.message, exc.backup_id)
-    _finish(ctx, run, "succeeded", message, backup_id)
+    _finish(ctx, run, "succeeded", message, backup_id, details)
     log.info("scheduled %s done: %s", job, message)
     return TickOutcome(job, scheduled_for, "succeeded", message, backup_id)

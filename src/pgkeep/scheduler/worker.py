@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
-from pgkeep.catalog.models import ScheduledRun, utcnow
+from pgkeep.catalog.models import JobRun, utcnow
 from pgkeep.scheduler.runner import TickOutcome, claim, run_tick
 from pgkeep.scheduler.ticks import previous_fire_time, trigger
 from pgkeep.services.context import Context
@@ -38,9 +38,9 @@ def job_specs(ctx: Context) -> list[JobSpec]:
 def _last_run(ctx: Context, job: str) -> datetime | None:
     with ctx.catalog.session() as session:
         return session.scalar(
-            select(ScheduledRun.scheduled_for)
-            .where(ScheduledRun.job == job)
-            .order_by(ScheduledRun.scheduled_for.desc())
+            select(JobRun.scheduled_for)
+            .where(JobRun.job == job, JobRun.scheduled_for.is_not(None))
+            .order_by(JobRun.scheduled_for.desc())
             .limit(1)
         )
 

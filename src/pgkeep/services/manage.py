@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from pgkeep.catalog import repository as repo
-from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, utcnow
+from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import InvalidStateError, PgkeepError, VerificationError
 from pgkeep.services.artifacts import artifact_for_row, scan
 from pgkeep.services.context import Context
@@ -107,7 +107,9 @@ class CleanupResult:
         }
 
 
-def cleanup_expired(ctx: Context, *, dry_run: bool = False, now: datetime | None = None) -> CleanupResult:
+def cleanup_expired(
+    ctx: Context, *, dry_run: bool = False, now: datetime | None = None, record: bool = True
+) -> CleanupResult:
     """Delete expired COMPLETED and FAILED backups, as the spec does, with safety rules.
 
     Never deletes the newest COMPLETED backup or one marked ``keep``. A row
@@ -152,4 +154,17 @@ def cleanup_expired(ctx: Context, *, dry_run: bool = False, now: datetime | None
             row.status = BackupStatus.DELETED
             session.commit()
             result.deleted.append(row.id)
+        if record and not dry_run:
+            # Metrics and alerts read the last cleanup from job_runs.
+            session.add(
+                JobRun(
+                    job="cleanup",
+                    status="failed" if result.failed else "succeeded",
+                    message=str(result.as_json()["message"]),
+                    details=result.as_json(),
+                    started_at=now,
+                    finished_at=utcnow(),
+                )
+            )
+            session.commit()
     return result
