@@ -6,7 +6,7 @@ in; nothing here is an import-time global.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ class DumpFormat(str, Enum):
     DIRECTORY = "directory"
 
 
-class S3RetryMode(str, Enum):
+class S3RetryMode(StrEnum):
     """botocore's retry modes (``legacy`` is left out: it does not retry throttling well)."""
 
     STANDARD = "standard"
@@ -192,6 +192,29 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PGKEEP_SCHEDULE_GRACE_SECONDS", "schedule_grace_seconds"),
         description="a tick missed while nothing ran is run on start if it is at most this old",
     )
+
+    webhook_urls: str = Field(
+        default="",
+        validation_alias=AliasChoices("PGKEEP_WEBHOOK_URLS", "webhook_urls"),
+        description="comma-separated URLs that receive JSON notifications",
+    )
+    alert_no_backup_hours: float = Field(
+        default=26,
+        gt=0,
+        validation_alias=AliasChoices("PGKEEP_ALERT_NO_BACKUP_HOURS", "alert_no_backup_hours"),
+    )
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_webhooks(cls, value: str) -> str:
+        for url in value.split(","):
+            url = url.strip()
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError("each URL must start with http:// or https://")
+        return value
+
+    def webhook_list(self) -> list[str]:
+        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
 
     @field_validator("backup_cron", "cleanup_cron")
     @classmethod

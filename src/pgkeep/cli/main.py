@@ -8,6 +8,7 @@ clear line on stderr and a documented exit code. No tracebacks for users
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -79,6 +80,9 @@ def run() -> None:
     from pgkeep.cli import demo as _demo  # noqa: F401
     from pgkeep.cli import worker as _worker  # noqa: F401
 
+    # Commands report errors themselves, as one line; log records stay quiet
+    # unless a long-running command (worker, serve) configures logging.
+    logging.getLogger("pgkeep").addHandler(logging.NullHandler())
     command = typer.main.get_command(app)
     try:
         rv = command.main(prog_name="pgkeep", standalone_mode=False)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import threading
 
 import typer
 
 from pgkeep.errors import EXIT_CODES_HELP, PgkeepError
+from pgkeep.observability.logs import configure as configure_logging
 from pgkeep.scheduler.worker import Worker
 from pgkeep.services.recovery import recover_interrupted
 
@@ -29,7 +29,7 @@ def start_worker(context) -> Worker:  # type: ignore[no-untyped-def]
 @app.command(epilog=EXIT_CODES_HELP)
 def worker(ctx: typer.Context) -> None:
     """Run the scheduled jobs (daily backup and cleanup by default) until stopped."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     context = state(ctx).context()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

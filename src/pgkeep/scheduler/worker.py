@@ -17,11 +17,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
 from pgkeep.catalog.models import JobRun, utcnow
+from pgkeep.observability.freshness import check_freshness
 from pgkeep.scheduler.runner import TickOutcome, claim, run_tick
 from pgkeep.scheduler.ticks import previous_fire_time, trigger
 from pgkeep.services.context import Context
 
 log = logging.getLogger("pgkeep.scheduler")
+FRESHNESS_EVERY_MIN = 15
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,12 @@ class Worker:
         if due is not None:
             run_tick(self.ctx, spec.name, due)
 
+    def _check_freshness(self) -> None:
+        try:
+            check_freshness(self.ctx)
+        except Exception as exc:  # an alert check must never kill the scheduler thread
+            log.error("freshness check failed: %s", exc)
+
     def start(self) -> None:
         catch_up(self.ctx)
         for spec in job_specs(self.ctx):
@@ -103,6 +111,10 @@ class Worker:
                 coalesce=True,
                 misfire_grace_time=self.ctx.settings.schedule_grace_seconds or None,
             )
+        self.scheduler.add_job(
+            self._check_freshness, "interval", minutes=FRESHNESS_EVERY_MIN, id="freshness",
+            max_instances=1, coalesce=True, next_run_time=utcnow(),
+        )
         self.scheduler.start()
         log.info("worker started: %s", ", ".join(f"{s.name} '{s.cron}'" for s in job_specs(self.ctx)))
 

@@ -31,6 +31,7 @@ from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, utcnow
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.errors import BackupFailedError, BackupInProgressError, PgkeepError
+from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.commands import pg_dump_argv
@@ -42,6 +43,7 @@ from pgkeep.services.context import Context
 from pgkeep.storage import Storage
 
 PLAIN_TRAILER = b"PostgreSQL database dump complete"
+log = get_logger("pgkeep.backup")
 CATALOG_PROGRESS_EVERY_S = 1.0
 _FORMAT_EXT = {DumpFormat.CUSTOM: ".dump", DumpFormat.PLAIN: ".sql", DumpFormat.DIRECTORY: ".dir.tar"}
 
@@ -142,6 +144,7 @@ def create_backup(
         )
         if on_started:
             on_started(row.id)
+        _report_failure(ctx, row, exc.message)
         return _failed(exc.message, row.id, exc.hint)
 
     try:
@@ -167,8 +170,13 @@ def create_backup(
             metadata_={"lockBackendPid": conn.info.backend_pid, "host": socket.gethostname(), "pid": os.getpid()},
             server_version=pgserver.server_version_text(conn),
             pg_dump_version=tool.version,
-            storage_url=storage.url_for(make_name(0)),
         )
+        # The URL names the final filename (a same-millisecond clash may have
+        # added a suffix): crash recovery finds partial files through it.
+        with ctx.catalog.session() as session:
+            row = repo.update_backup(session, row.id, storage_url=storage.url_for(row.filename))
+        log.info("backup started", backup_id=row.id, type=backup_type.value, phase="dump",
+                 filename=row.filename, target=target.describe(), format=fmt.value, compression=compression.value)
         if on_started:
             on_started(row.id)
         try:
@@ -184,10 +192,23 @@ def create_backup(
                     completed_at=utcnow(),
                     duration_ms=int((time.monotonic() - t0) * 1000),
                 )
+            _report_failure(ctx, row, message)
             if isinstance(exc, Exception):
                 hint = exc.hint if isinstance(exc, PgkeepError) else None
                 raise _failed(message, row.id, hint) from None
             raise
+
+
+def _report_failure(ctx: Context, row: DatabaseBackup, message: str) -> None:
+    log.error("backup failed", backup_id=row.id, type=row.type.value, phase="failed", error=message)
+    ctx.notifier.send(
+        "backup.failed",
+        f"backup {row.filename} of {row.database_name} FAILED: {message}",
+        backupId=row.id,
+        type=row.type.value,
+        database=row.database_name,
+        error=message,
+    )
 
 
 def _failed(message: str, backup_id: str, hint: str | None) -> BackupFailedError:
@@ -278,6 +299,8 @@ def _run(
             duration_ms=duration,
             storage_url=storage.url_for(row.filename),
         )
+    log.info("backup completed", backup_id=done.id, type=done.type.value, phase="completed",
+             duration_ms=duration, size=done.size, raw_size=sink.raw_bytes, tables=len(counts))
     return BackupResult(done.id, done.filename, done.size, checksum, duration, done.storage_url)
 
 

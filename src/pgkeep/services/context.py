@@ -8,6 +8,7 @@ from pathlib import Path
 from pgkeep.catalog.db import Catalog
 from pgkeep.config import Settings
 from pgkeep.fsutil import private_dir
+from pgkeep.observability.notify import Notifier
 from pgkeep.pgtools.conninfo import Target
 from pgkeep.pipeline.codecs import CodecOptions
 from pgkeep.storage import Storage, open_storage
@@ -19,6 +20,7 @@ class Context:
     catalog: Catalog
     storage: Storage
     _target: Target | None = field(default=None, repr=False)
+    _notifier: Notifier | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, check_schema: bool = True) -> Context:
@@ -34,6 +36,12 @@ class Context:
         if self._target is None:
             self._target = Target.from_url(self.settings.require_database_url())
         return self._target
+
+    @property
+    def notifier(self) -> Notifier:
+        if self._notifier is None:
+            self._notifier = Notifier(self.settings.webhook_list())
+        return self._notifier
 
     @property
     def codec_options(self) -> CodecOptions:

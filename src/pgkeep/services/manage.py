@@ -154,6 +154,13 @@ def cleanup_expired(
             row.status = BackupStatus.DELETED
             session.commit()
             result.deleted.append(row.id)
+        if result.failed and not dry_run:
+            ctx.notifier.send(
+                "cleanup.failed",
+                f"cleanup could not delete {len(result.failed)} expired backups; they stay EXPIRED "
+                "and are retried next time",
+                failed=result.failed,
+            )
         if record and not dry_run:
             # Metrics and alerts read the last cleanup from job_runs.
             session.add(

@@ -36,6 +36,7 @@ from pgkeep.errors import (
     VerificationError,
 )
 from pgkeep.config import DumpFormat
+from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.clear import clear_database_sql
@@ -57,6 +58,7 @@ from pgkeep.services.artifacts import (
 from pgkeep.services.context import Context
 
 COPY_CHUNK = 1 << 20
+log = get_logger("pgkeep.restore")
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,25 @@ def restore(
     plan = RestorePlan(artifact, checksum, target.describe())
     if confirm is not None and not confirm(plan):
         raise NotConfirmedError("restore cancelled: not confirmed", backup_id=artifact.backup_id)
-    if options.create_database:
-        _create_database_if_missing(target)
+    where = target.describe()
+    ctx.notifier.send("restore.started", f"restore of {artifact.name} into {where} started",
+                      backupId=artifact.backup_id, target=where)
+    log.info("restore started", backup_id=artifact.backup_id, phase="restore", target=where)
     try:
+        if options.create_database:
+            _create_database_if_missing(target)
         _restore_into(ctx, artifact, target, options)
-    except PgkeepError as exc:
-        exc.backup_id = artifact.backup_id
+    except BaseException as exc:
+        reason = exc.message if isinstance(exc, PgkeepError) else type(exc).__name__
+        log.error("restore failed", backup_id=artifact.backup_id, phase="failed", target=where, error=reason)
+        ctx.notifier.send("restore.failed", f"restore of {artifact.name} into {where} FAILED: {reason}",
+                          backupId=artifact.backup_id, target=where, error=reason)
+        if isinstance(exc, PgkeepError):
+            exc.backup_id = artifact.backup_id
         raise
+    log.info("restore completed", backup_id=artifact.backup_id, phase="completed", target=where)
+    ctx.notifier.send("restore.succeeded", f"restore of {artifact.name} into {where} succeeded",
+                      backupId=artifact.backup_id, target=where)
     return RestoreOutcome(f"Database restored successfully into {target.dbname}", checksum, False)
 
 

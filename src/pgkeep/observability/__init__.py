@@ -1,0 +1,1 @@
+"""Logs, metrics and notifications: how an unattended pgkeep tells people what happened."""
