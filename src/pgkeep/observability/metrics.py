@@ -1,0 +1,104 @@
+"""Prometheus metrics, read from the catalog at scrape time.
+
+Reading the catalog (not in-process counters) makes every instance report
+the same numbers, including for backups another instance or the CLI took.
+An alert such as "no successful backup for 26 hours" is:
+``time() - max(pgkeep_last_success_timestamp_seconds) > 26 * 3600``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy import func, select
+
+from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun
+from pgkeep.services.context import Context
+
+_SUCCEEDED = [BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED]
+
+
+class CatalogCollector(Collector):
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        with self.ctx.catalog.session() as s:
+            last_success = GaugeMetricFamily(
+                "pgkeep_last_success_timestamp_seconds",
+                "Completion time of the newest successful backup, by type",
+                labels=["type"],
+            )
+            for backup_type, ts in s.execute(
+                select(DatabaseBackup.type, func.max(DatabaseBackup.completed_at))
+                .where(DatabaseBackup.checksum.is_not(None), DatabaseBackup.status.in_(_SUCCEEDED))
+                .group_by(DatabaseBackup.type)
+            ):
+                if ts is not None:
+                    last_success.add_metric([BackupType(backup_type).value], ts.timestamp())
+            yield last_success
+
+            last = s.scalars(
+                select(DatabaseBackup)
+                .where(DatabaseBackup.status.in_([*_SUCCEEDED, BackupStatus.FAILED]))
+                .order_by(DatabaseBackup.started_at.desc())
+                .limit(1)
+            ).first()
+            duration = GaugeMetricFamily("pgkeep_last_backup_duration_seconds", "Duration of the last finished backup")
+            size = GaugeMetricFamily("pgkeep_last_backup_size_bytes", "Stored size of the last finished backup")
+            ok = GaugeMetricFamily("pgkeep_last_backup_success", "1 if the last finished backup succeeded, else 0")
+            if last is not None:
+                duration.add_metric([], (last.duration_ms or 0) / 1000)
+                size.add_metric([], float(last.size or 0))
+                ok.add_metric([], 1.0 if last.status is not BackupStatus.FAILED else 0.0)
+            yield duration
+            yield size
+            yield ok
+
+            outcomes = CounterMetricFamily(
+                "pgkeep_backups", "Backups finished, by outcome (success or failure)", labels=["outcome"]
+            )
+            succeeded = s.scalar(
+                select(func.count()).select_from(DatabaseBackup).where(DatabaseBackup.checksum.is_not(None))
+            )
+            failed = s.scalar(
+                select(func.count()).select_from(DatabaseBackup).where(DatabaseBackup.status == BackupStatus.FAILED)
+            )
+            outcomes.add_metric(["success"], float(succeeded or 0))
+            outcomes.add_metric(["failure"], float(failed or 0))
+            yield outcomes
+
+            by_status = GaugeMetricFamily("pgkeep_backups_by_status", "Catalogued backups by status", labels=["status"])
+            counts = dict(
+                s.execute(select(DatabaseBackup.status, func.count()).group_by(DatabaseBackup.status)).all()
+            )
+            for status in BackupStatus:
+                by_status.add_metric([status.value], float(counts.get(status, counts.get(status.value, 0))))
+            yield by_status
+
+            stored = s.scalar(
+                select(func.coalesce(func.sum(DatabaseBackup.size), 0)).where(
+                    DatabaseBackup.status.in_([BackupStatus.COMPLETED, BackupStatus.EXPIRED])
+                )
+            )
+            yield GaugeMetricFamily("pgkeep_storage_bytes", "Bytes held in storage by kept backups", value=float(stored or 0))
+
+            cleanup = s.scalars(
+                select(JobRun).where(JobRun.job == "cleanup", JobRun.status == "succeeded")
+                .order_by(JobRun.started_at.desc()).limit(1)
+            ).first()
+            cleanup_time = GaugeMetricFamily("pgkeep_last_cleanup_timestamp_seconds", "Time of the last successful cleanup")
+            cleanup_count = GaugeMetricFamily("pgkeep_last_cleanup_deleted", "Backups deleted by the last cleanup")
+            if cleanup is not None:
+                cleanup_time.add_metric([], (cleanup.finished_at or cleanup.started_at).timestamp())
+                cleanup_count.add_metric([], float((cleanup.details or {}).get("deletedCount", 0)))
+            yield cleanup_time
+            yield cleanup_count
+
+
+def build_registry(ctx: Context) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(CatalogCollector(ctx))
+    return registry

@@ -1,0 +1,146 @@
+"""Metrics follow backups as they succeed and fail; webhooks reach a loopback receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import DbHandle
+from pgkeep.catalog.models import utcnow
+from pgkeep.config import load_settings
+from pgkeep.errors import BackupFailedError
+from pgkeep.observability.freshness import check_freshness
+from pgkeep.observability.metrics import build_registry
+from pgkeep.services.backup import create_backup
+from pgkeep.services.context import Context
+from pgkeep.services.manage import cleanup_expired
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that records JSON bodies."""
+
+    def __init__(self) -> None:
+        received = self.received = []  # type: ignore[var-annotated]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, event: str, timeout: float = 20) -> dict:  # type: ignore[type-arg]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.received:
+                if item["event"] == event:
+                    return item
+            time.sleep(0.05)
+        raise AssertionError(f"no {event} notification; got {[r['event'] for r in self.received]}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _ctx(tmp_path: Path, url: str, **extra: object) -> Context:
+    return Context.build(load_settings(
+        database_url=url, catalog_url=f"sqlite:///{tmp_path}/catalog.db",
+        storage_url=f"file://{tmp_path}/backups", state_dir=str(tmp_path / "state"), **extra,
+    ))
+
+
+def _unreachable(url: str) -> str:
+    """The same URL (awkward password included) pointing at a closed port."""
+    port = url.rsplit("@", 1)[1].split("/")[0].split(":")[1]
+    return url.replace(f":{port}/", ":1/")
+
+
+def _metrics(ctx: Context) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = generate_latest(build_registry(ctx)).decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_metrics_change_as_backups_succeed_and_fail(tmp_path: Path, source_db: DbHandle) -> None:
+    ctx = _ctx(tmp_path, source_db.url)
+    try:
+        before = _metrics(ctx)
+        assert before["pgkeep_backups_total"] == [({"outcome": "success"}, 0.0), ({"outcome": "failure"}, 0.0)]
+        assert "pgkeep_last_success_timestamp_seconds" not in before
+        result = create_backup(ctx)
+        after = _metrics(ctx)
+        assert ({"outcome": "success"}, 1.0) in after["pgkeep_backups_total"]
+        assert after["pgkeep_last_backup_size_bytes"] == [({}, float(result.size))]
+        assert after["pgkeep_last_backup_success"] == [({}, 1.0)]
+        (labels, ts), = after["pgkeep_last_success_timestamp_seconds"]
+        assert labels == {"type": "MANUAL"} and abs(ts - time.time()) < 600
+        assert after["pgkeep_storage_bytes"] == [({}, float(result.size))]
+    finally:
+        ctx.close()
+    broken = _ctx(tmp_path, _unreachable(source_db.url))
+    try:
+        with pytest.raises(BackupFailedError):
+            create_backup(broken)
+        failed = _metrics(broken)
+        assert ({"outcome": "failure"}, 1.0) in failed["pgkeep_backups_total"]
+        assert failed["pgkeep_last_backup_success"] == [({}, 0.0)]
+        assert ({"status": "FAILED"}, 1.0) in failed["pgkeep_backups_by_status"]
+        cleanup_expired(broken)
+        assert "pgkeep_last_cleanup_timestamp_seconds" in _metrics(broken)
+    finally:
+        broken.close()
+
+
+def test_webhooks_for_failed_backup_restore_and_stale_backups(
+    tmp_path: Path, source_db: DbHandle, receiver: Receiver
+) -> None:
+    bad = _ctx(tmp_path, _unreachable(source_db.url), webhook_urls=receiver.url)
+    try:
+        with pytest.raises(BackupFailedError):
+            create_backup(bad)
+        note = receiver.wait_for("backup.failed")
+        assert "FAILED" in note["text"] and note["backupId"]
+        assert "secret" not in json.dumps(note)
+        # Never a successful backup: the freshness check alerts once, not on every check.
+        assert check_freshness(bad) is True
+        assert receiver.wait_for("backup.stale")["lastSuccess"] is None
+        assert check_freshness(bad) is False
+    finally:
+        bad.close()
+
+
+def test_a_dead_webhook_never_fails_the_backup(tmp_path: Path, source_db: DbHandle) -> None:
+    ctx = _ctx(tmp_path, source_db.url, webhook_urls="http://127.0.0.1:1/nothing-listens")
+    try:
+        result = create_backup(ctx)
+        assert result.checksum
+        assert check_freshness(ctx, now=utcnow()) is False
+        assert check_freshness(ctx, now=utcnow() + timedelta(hours=27)) is True
+    finally:
+        ctx.close()
