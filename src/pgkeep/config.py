@@ -177,6 +177,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    scratch_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PGKEEP_SCRATCH_URL", "scratch_url"),
+        description="server for restore drills (a database is created and dropped there)",
+    )
+    drill_cron: str = Field(
+        default="0 4 * * 0", validation_alias=AliasChoices("PGKEEP_DRILL_CRON", "drill_cron")
+    )
     backup_cron: str = Field(
         default="0 2 * * *", validation_alias=AliasChoices("PGKEEP_BACKUP_CRON", "backup_cron")
     )
@@ -216,7 +224,7 @@ class Settings(BaseSettings):
     def webhook_list(self) -> list[str]:
         return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
 
-    @field_validator("backup_cron", "cleanup_cron")
+    @field_validator("backup_cron", "cleanup_cron", "drill_cron")
     @classmethod
     def _check_cron(cls, value: str) -> str:
         from pgkeep.scheduler.ticks import trigger
@@ -236,6 +244,14 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("scratch_url")
+    @classmethod
+    def _check_scratch_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        check_conninfo(value, "PGKEEP_SCRATCH_URL")
         return value
 
     @field_validator("database_url")

@@ -148,3 +148,12 @@ class ObjectNotFoundError(StorageError, NotFoundError):
     exit_code = ExitCode.NOT_FOUND
     code = "object_not_found"
     title = "Backup file not found"
+
+
+class InsufficientPrivilegeError(PgkeepError):
+    """The database role lacks a privilege the operation needs (named in the message)."""
+
+    exit_code = ExitCode.CONFIG
+    http_status = 422
+    code = "insufficient_privilege"
+    title = "The database role lacks a privilege"

@@ -114,6 +114,9 @@ class DatabaseBackup(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     bytes_written: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     keep: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_verify_level: Mapped[str | None] = mapped_column(String(16))
+    last_verify_ok: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class JobRun(Base):
@@ -138,3 +141,19 @@ class JobRun(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BackupVerification(Base):
+    """Every verification of a backup: level, outcome, time and duration."""
+
+    __tablename__ = "backup_verifications"
+    __table_args__ = (Index("backup_verifications_backup_id_idx", "backup_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    backup_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    level: Mapped[str] = mapped_column(String(16), nullable=False)  # checksum|archive|restore
+    valid: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -131,10 +131,27 @@ def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="I
         out_console.print(f"{key}: {value}", markup=False)
 
 
+class LevelOpt(str, Enum):
+    checksum = "checksum"
+    archive = "archive"
+    restore = "restore"
+
+
 @app.command(epilog=EXIT_CODES_HELP)
-def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False) -> None:
-    """Check a backup's checksum and that its archive is readable. Exit 0 only when valid."""
-    result = manage.verify_backup(state(ctx).context(), backup_id)
+def verify(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(metavar="ID")],
+    level: Annotated[
+        LevelOpt,
+        typer.Option(
+            "--level",
+            help="checksum: stored bytes; archive: also readable; restore: also a restore drill into a scratch database.",
+        ),
+    ] = LevelOpt.archive,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a backup. Exit 0 only when valid."""
+    result = manage.verify_backup(state(ctx).context(), backup_id, level.value)
     if as_json:
         print_json(result.as_json())
     else:

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 
-from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun
+from pgkeep.catalog.models import BackupStatus, BackupType, BackupVerification, DatabaseBackup, JobRun
 from pgkeep.services.context import Context
 
 _SUCCEEDED = [BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED]
@@ -96,6 +96,18 @@ class CatalogCollector(Collector):
                 cleanup_count.add_metric([], float((cleanup.details or {}).get("deletedCount", 0)))
             yield cleanup_time
             yield cleanup_count
+
+            drill = s.scalar(
+                select(func.max(BackupVerification.started_at)).where(
+                    BackupVerification.level == "restore", BackupVerification.valid.is_(True)
+                )
+            )
+            drill_time = GaugeMetricFamily(
+                "pgkeep_last_restore_drill_success_timestamp_seconds", "Time of the last successful restore drill"
+            )
+            if drill is not None:
+                drill_time.add_metric([], drill.timestamp())
+            yield drill_time
 
 
 def build_registry(ctx: Context) -> CollectorRegistry:

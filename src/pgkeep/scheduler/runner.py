@@ -19,11 +19,14 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from pgkeep.catalog.models import BackupType, JobRun, utcnow
-from pgkeep.errors import BackupInProgressError, PgkeepError
+from sqlalchemy import select
+
+from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
+from pgkeep.errors import BackupInProgressError, PgkeepError, VerificationError
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
 from pgkeep.services.manage import cleanup_expired
+from pgkeep.services.verify import VerifyLevel, verify_backup
 
 log = logging.getLogger("pgkeep.scheduler")
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
@@ -83,7 +86,26 @@ def _cleanup(ctx: Context) -> JobResult:
     return str(summary["message"]), None, summary
 
 
-JOBS: dict[str, Callable[[Context], JobResult]] = {"backup": _backup, "cleanup": _cleanup}
+def _drill(ctx: Context) -> JobResult:
+    """Restore the newest COMPLETED backup into a scratch database and check it."""
+    with ctx.catalog.session() as session:
+        newest = session.scalar(
+            select(DatabaseBackup.id)
+            .where(DatabaseBackup.status == BackupStatus.COMPLETED)
+            .order_by(DatabaseBackup.started_at.desc())
+            .limit(1)
+        )
+    if newest is None:
+        return "no COMPLETED backup to drill", None, None
+    verdict = verify_backup(ctx, newest, VerifyLevel.RESTORE)
+    if not verdict.valid:
+        ctx.notifier.send("drill.failed", f"restore drill of backup {newest} FAILED: {verdict.message}",
+                          backupId=newest, error=verdict.message)
+        raise VerificationError(verdict.message, backup_id=newest)
+    return verdict.message, newest, verdict.as_json()
+
+
+JOBS: dict[str, Callable[[Context], JobResult]] = {"backup": _backup, "cleanup": _cleanup, "drill": _drill}
 
 
 def run_tick(ctx: Context, job: str, scheduled_for: datetime) -> TickOutcome:

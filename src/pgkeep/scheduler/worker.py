@@ -34,7 +34,7 @@ class JobSpec:
 
 def job_specs(ctx: Context) -> list[JobSpec]:
     s = ctx.settings
-    return [JobSpec("backup", s.backup_cron), JobSpec("cleanup", s.cleanup_cron)]
+    return [JobSpec("backup", s.backup_cron), JobSpec("cleanup", s.cleanup_cron), JobSpec("drill", s.drill_cron)]
 
 
 def _last_run(ctx: Context, job: str) -> datetime | None:

@@ -162,14 +162,22 @@ def pg_restore_for(artifact: Artifact, configured_dir: Path | None) -> Tool:
 
 
 def scan(artifact: Artifact, *, pg_bin_dir: Path | None, check_archive: bool = True) -> str:
-    """Read the whole artifact once; return its SHA-256 or raise VerificationError."""
+    """Read the whole artifact once; return its SHA-256 or raise VerificationError.
+
+    With ``check_archive=False`` only the stored bytes are hashed (the
+    ``checksum`` verification level).
+    """
     reader = HashingReader(artifact.open())
+    if not check_archive:
+        try:
+            reader.drain()
+        finally:
+            reader.close()
+        check_digest(artifact, reader)
+        return reader.hexdigest()
     try:
         data = codecs.decompress(reader.chunks(), artifact.compression)
-        if not check_archive:
-            for _ in data:
-                pass
-        elif artifact.fmt is DumpFormat.PLAIN:
+        if artifact.fmt is DumpFormat.PLAIN:
             _check_plain(data)
         elif artifact.fmt is DumpFormat.CUSTOM:
             _check_custom(data, pg_restore_for(artifact, pg_bin_dir))

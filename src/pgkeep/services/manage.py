@@ -11,7 +11,8 @@ from sqlalchemy import select
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import InvalidStateError, PgkeepError, VerificationError
-from pgkeep.services.artifacts import artifact_for_row, scan
+from pgkeep.services.verify import VerifyResult
+from pgkeep.services.verify import verify_backup as _verify
 from pgkeep.services.context import Context
 from pgkeep.services.serialize import backup_json, pagination
 from pgkeep.storage import locate
@@ -38,34 +39,9 @@ def get_backup(ctx: Context, backup_id: str) -> dict[str, Any]:
         return backup_json(repo.get_backup(session, backup_id))
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    valid: bool
-    message: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"valid": self.valid, "message": self.message}
-
-
-def verify_backup(ctx: Context, backup_id: str) -> VerifyResult:
-    """Checksum of the stored bytes, then the archive itself is readable."""
-    with ctx.catalog.session() as session:
-        row = repo.get_backup(session, backup_id)
-        if row.status is not BackupStatus.COMPLETED:
-            raise InvalidStateError(
-                f"backup {backup_id} is {row.status.value}; only COMPLETED backups can be verified",
-                backup_id=backup_id,
-            )
-        artifact = artifact_for_row(row)
-    try:
-        scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir)
-    except VerificationError as exc:
-        return VerifyResult(False, exc.message)
-    except PgkeepError as exc:
-        if exc.code in ("not_found", "object_not_found"):
-            return VerifyResult(False, f"File not accessible: {exc.message}")
-        raise
-    return VerifyResult(True, "Backup verified successfully")
+def verify_backup(ctx: Context, backup_id: str, level: str = "archive") -> VerifyResult:
+    """Verify a backup at ``level`` (checksum, archive, restore); see services.verify."""
+    return _verify(ctx, backup_id, level)
 
 
 def delete_backup(ctx: Context, backup_id: str) -> str:

@@ -142,7 +142,7 @@ def restore(
     try:
         if options.create_database:
             _create_database_if_missing(target)
-        _restore_into(ctx, artifact, target, options)
+        restore_into(ctx, artifact, target, options)
     except BaseException as exc:
         reason = exc.message if isinstance(exc, PgkeepError) else type(exc).__name__
         log.error("restore failed", backup_id=artifact.backup_id, phase="failed", target=where, error=reason)
@@ -171,7 +171,8 @@ def _create_database_if_missing(target: Target) -> None:
                 ) from None
 
 
-def _restore_into(ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions) -> None:
+def restore_into(ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions) -> None:
+    """Replace ``target``'s contents with ``artifact`` (no verification pass, no notifications)."""
     with pgserver.connect(target, operation="restore") as conn:
         major = pgserver.server_major(conn)
         clear_sql = clear_database_sql(conn)

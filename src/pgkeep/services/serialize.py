@@ -39,6 +39,9 @@ def backup_json(row: DatabaseBackup) -> dict[str, Any]:
         "duration": row.duration_ms,
         "bytesWritten": int(row.bytes_written or 0),
         "keep": bool(row.keep),
+        "lastVerifiedAt": iso(row.last_verified_at),
+        "lastVerifyLevel": row.last_verify_level,
+        "lastVerifyOk": row.last_verify_ok,
     }
 
 
