@@ -177,6 +177,11 @@ class Settings(BaseSettings):
         ),
     )
 
+    backup_globals: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("PGKEEP_BACKUP_GLOBALS", "backup_globals"),
+        description="also store roles and tablespaces (pg_dumpall --globals-only) with each backup",
+    )
     scratch_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("PGKEEP_SCRATCH_URL", "scratch_url"),

@@ -157,3 +157,19 @@ class InsufficientPrivilegeError(PgkeepError):
     http_status = 422
     code = "insufficient_privilege"
     title = "The database role lacks a privilege"
+
+
+class InvalidRequestError(PgkeepError):
+    """The request combines options that cannot work (named in the message)."""
+
+    exit_code = ExitCode.USAGE
+    http_status = 422
+    code = "invalid_request"
+    title = "Invalid request"
+
+
+class RestoreInProgressError(PgkeepError):
+    exit_code = ExitCode.BUSY
+    http_status = 409
+    code = "restore_in_progress"
+    title = "A restore is already in progress"

@@ -61,6 +61,7 @@ def backup(
     compression: Annotated[Compression | None, typer.Option("--compression", "-c", help="Compression (default zstd).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel dump jobs (directory format).")] = 1,
     to_dir: Annotated[Path | None, typer.Option("--dir", help="Store in this local directory instead of PGKEEP_STORAGE_URL.")] = None,
+    with_globals: Annotated[bool | None, typer.Option("--globals/--no-globals", help="Also save roles and tablespaces (pg_dumpall --globals-only).")] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -80,6 +81,7 @@ def backup(
             compression=compression,
             jobs=jobs,
             storage=storage,
+            include_globals=with_globals,
             progress=lambda n: bar.update(task, completed=n),
         )
     if as_json:

@@ -26,6 +26,12 @@ def restore_cmd(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel restore (custom/directory; not all-or-nothing).")] = 1,
     no_owner: Annotated[bool, typer.Option("--no-owner", help="Do not restore object ownership.")] = False,
     no_acl: Annotated[bool, typer.Option("--no-acl", help="Do not restore privileges.")] = False,
+    atomic: Annotated[bool, typer.Option("--atomic", help="Restore into a new database and swap names at the end (terminates the target's sessions).")] = False,
+    safety_backup: Annotated[bool, typer.Option("--safety-backup/--no-safety-backup", help="Back up the target's current contents first.")] = True,
+    tables: Annotated[list[str] | None, typer.Option("--table", help="Restore only this table (schema.table); repeatable.")] = None,
+    schemas: Annotated[list[str] | None, typer.Option("--schema", help="Restore only this schema (must be missing from the target); repeatable.")] = None,
+    into_schema: Annotated[str | None, typer.Option("--into-schema", help="Put the --table tables in this schema, next to the live data.")] = None,
+    with_globals: Annotated[bool, typer.Option("--globals", help="Create the backup's saved roles and tablespaces first.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Verify a backup, then replace the target database's contents with it.
@@ -51,7 +57,12 @@ def restore_cmd(
                 "refusing to restore without confirmation: no terminal to ask on",
                 hint="pass --yes to confirm non-interactively",
             )
-        out_console.print(f"⚠️  WARNING: This will REPLACE ALL DATA in {plan.target}", markup=False)
+        if tables or schemas:
+            out_console.print(f"⚠️  This will restore {', '.join([*(tables or []), *(schemas or [])])} into {plan.target}", markup=False)
+        else:
+            out_console.print(f"⚠️  WARNING: This will REPLACE ALL DATA in {plan.target}", markup=False)
+        if atomic:
+            out_console.print("⚠️  The atomic swap terminates every other session connected to it.", markup=False)
         answer = input("Type 'yes' to confirm: ")
         if answer.strip() != "yes":
             out_console.print("Cancelled.")
@@ -63,12 +74,17 @@ def restore_cmd(
         artifact,
         RestoreOptions(
             target_url=target_url, dry_run=dry_run, jobs=jobs, no_owner=no_owner,
-            no_acl=no_acl, create_database=create_db,
+            no_acl=no_acl, create_database=create_db, safety_backup=safety_backup, atomic=atomic,
+            tables=tuple(tables or ()), schemas=tuple(schemas or ()), into_schema=into_schema,
+            restore_globals=with_globals,
         ),
         confirm=confirm,
     )
     if as_json:
-        print_json({"message": outcome.message, "checksum": outcome.checksum, "dryRun": outcome.dry_run})
+        print_json({
+            "message": outcome.message, "checksum": outcome.checksum, "dryRun": outcome.dry_run,
+            "safetyBackupId": outcome.safety_backup_id, "terminatedSessions": outcome.terminated_sessions,
+        })
     elif outcome.dry_run:
         say(f"   Checksum: {outcome.checksum}")
         say("   ✓ Backup file is valid")

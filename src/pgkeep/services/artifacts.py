@@ -13,11 +13,12 @@ import hashlib
 import subprocess
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 import zstandard
 
@@ -48,6 +49,8 @@ class Artifact:
     size: int | None = None
     dump_major: int | None = None
     backup_id: str | None = None
+    globals_info: dict[str, Any] | None = None  # roles/tablespaces stored beside the backup
+    globals_opener: Callable[[], BinaryIO] | None = None
 
     def open(self) -> BinaryIO:
         return self.opener()
@@ -61,9 +64,12 @@ def artifact_for_row(row: DatabaseBackup) -> Artifact:
     if row.pg_dump_version:
         with contextlib.suppress(ValueError):
             major = int(row.pg_dump_version.split(".")[0])
+    globals_info = (row.metadata_ or {}).get("globals")
     return Artifact(
         name=row.filename,
         opener=lambda: storage.open_reader(name),
+        globals_info=globals_info,
+        globals_opener=(lambda: storage.open_reader(globals_info["filename"])) if globals_info else None,
         fmt=DumpFormat(row.format or "plain"),
         compression=Compression(row.compression or "none"),
         checksum=row.checksum,
@@ -161,11 +167,15 @@ def pg_restore_for(artifact: Artifact, configured_dir: Path | None) -> Tool:
     return find_tool("pg_restore", 0, configured_dir, newest=True)
 
 
-def scan(artifact: Artifact, *, pg_bin_dir: Path | None, check_archive: bool = True) -> str:
+def scan(
+    artifact: Artifact, *, pg_bin_dir: Path | None, check_archive: bool = True, toc: list[str] | None = None
+) -> str:
     """Read the whole artifact once; return its SHA-256 or raise VerificationError.
 
     With ``check_archive=False`` only the stored bytes are hashed (the
-    ``checksum`` verification level).
+    ``checksum`` verification level). For custom and directory archives,
+    ``toc`` (if given) receives the archive's table of contents
+    (``pg_restore --list`` lines), used to check owners before a restore.
     """
     reader = HashingReader(artifact.open())
     if not check_archive:
@@ -180,9 +190,9 @@ def scan(artifact: Artifact, *, pg_bin_dir: Path | None, check_archive: bool = T
         if artifact.fmt is DumpFormat.PLAIN:
             _check_plain(data)
         elif artifact.fmt is DumpFormat.CUSTOM:
-            _check_custom(data, pg_restore_for(artifact, pg_bin_dir))
+            _check_custom(data, pg_restore_for(artifact, pg_bin_dir), toc)
         else:
-            _check_directory(data, pg_restore_for(artifact, pg_bin_dir))
+            _check_directory(data, pg_restore_for(artifact, pg_bin_dir), toc)
         reader.drain()
     except VerificationError as exc:
         # A checksum mismatch explains a corrupt stream better than the decoder's complaint.
@@ -209,11 +219,24 @@ def _check_plain(data: Iterator[bytes]) -> None:
         raise VerificationError("the plain dump is incomplete (no end marker)")
 
 
-def _check_custom(data: Iterator[bytes], tool: Tool) -> None:
+def _collect_lines(stream: IO[bytes], out: list[str]) -> threading.Thread:
+    def pump() -> None:
+        for raw in iter(stream.readline, b""):
+            out.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = None) -> None:
     child = Child(
-        pg_restore_list_argv(tool), env={}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+        pg_restore_list_argv(tool), env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    assert child.proc.stdin is not None
+    assert child.proc.stdin is not None and child.proc.stdout is not None
+    lines: list[str] = []
+    reader = _collect_lines(child.proc.stdout, lines)
     stdin = child.proc.stdin
     try:
         for chunk in data:
@@ -226,12 +249,15 @@ def _check_custom(data: Iterator[bytes], tool: Tool) -> None:
             with contextlib.suppress(BrokenPipeError):
                 stdin.close()
         rc = child.wait()
+        reader.join()
     except BaseException:
         child.kill()
         raise
     failure = child.failure(rc)
     if failure:
         raise VerificationError(f"the archive is not readable: {failure}")
+    if toc is not None:
+        toc.extend(lines)
 
 
 class _ChunkFile:
@@ -254,7 +280,7 @@ class _ChunkFile:
         return out
 
 
-def _check_directory(data: Iterator[bytes], tool: Tool) -> None:
+def _check_directory(data: Iterator[bytes], tool: Tool, toc: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="pgkeep-verify-") as tmp:
         found_toc = False
         try:
@@ -274,3 +300,5 @@ def _check_directory(data: Iterator[bytes], tool: Tool) -> None:
         )
         if result.returncode != 0:
             raise VerificationError(f"the archive is not readable: {result.stderr.strip()}")
+        if toc is not None:
+            toc.extend(result.stdout.splitlines())

@@ -97,14 +97,20 @@ def create_backup(
     progress: Callable[[int], None] | None = None,
     storage: Storage | None = None,
     on_started: Callable[[str], None] | None = None,
+    target: Target | None = None,
+    reason: str | None = None,
+    include_globals: bool | None = None,
 ) -> BackupResult:
-    """Take one backup of the configured database. Raises a PgkeepError on failure.
+    """Take one backup of the configured database (or ``target``). Raises a PgkeepError on failure.
 
     ``on_started`` receives the new row's id once it exists (the API uses it
-    to answer 202 before the dump ends).
+    to answer 202 before the dump ends). ``reason`` is recorded in the
+    metadata (e.g. a safety backup before a restore). ``include_globals``
+    also stores ``pg_dumpall --globals-only`` (roles, tablespaces) beside it.
     """
     settings = ctx.settings
-    target = ctx.target
+    target = target or ctx.target
+    include_globals = settings.backup_globals if include_globals is None else include_globals
     storage = storage or ctx.storage
     fmt = fmt or settings.default_format
     compression = compression or settings.default_compression
@@ -145,7 +151,10 @@ def create_backup(
         if on_started:
             on_started(row.id)
         _report_failure(ctx, row, exc.message)
-        return _failed(exc.message, row.id, exc.hint)
+        failed = _failed(exc.message, row.id, exc.hint)
+        # Keep the documented exit code of the cause (6 for an unusable pg_dump).
+        failed.exit_code = exc.exit_code
+        return failed
 
     try:
         conn = pgserver.connect(target, operation="backup")
@@ -180,7 +189,8 @@ def create_backup(
         if on_started:
             on_started(row.id)
         try:
-            return _run(ctx, conn, tool, row, fmt, compression, jobs, storage, progress, t0)
+            job = _Job(target, tool, row, fmt, compression, jobs, storage, progress, t0, reason, include_globals)
+            return _run(ctx, conn, job)
         except BaseException as exc:
             message = _describe(exc)
             with contextlib.suppress(Exception), ctx.catalog.session() as session:
@@ -225,19 +235,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _run(
-    ctx: Context,
-    conn: psycopg.Connection,
-    tool: Tool,
-    row: DatabaseBackup,
-    fmt: DumpFormat,
-    compression: Compression,
-    jobs: int,
-    storage: Storage,
-    progress: Callable[[int], None] | None,
-    t0: float,
-) -> BackupResult:
-    target = ctx.target
+@dataclass(frozen=True)
+class _Job:
+    target: Target
+    tool: Tool
+    row: DatabaseBackup
+    fmt: DumpFormat
+    compression: Compression
+    jobs: int
+    storage: Storage
+    progress: Callable[[int], None] | None
+    t0: float
+    reason: str | None
+    include_globals: bool
+
+
+def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
+    target, tool, row, fmt, compression, storage, progress = (
+        job.target, job.tool, job.row, job.fmt, job.compression, job.storage, job.progress
+    )
     snapshot = pgserver.export_snapshot(conn)
     db_size = pgserver.database_size(conn)
     last_catalog = [0.0]
@@ -260,19 +276,20 @@ def _run(
             sink = CompressingSink(writer, compressor(compression, ctx.codec_options), on_progress)
             with client_env(target) as env:
                 if fmt is DumpFormat.DIRECTORY:
-                    _dump_directory(ctx, tool, target, env, snapshot, jobs, sink)
+                    _dump_directory(ctx, tool, target, env, snapshot, job.jobs, sink)
                 else:
                     _dump_stream(tool, target, env, fmt, snapshot, sink)
             if fmt is DumpFormat.PLAIN and PLAIN_TRAILER not in sink.tail:
                 raise BackupFailedError("the plain dump has no end marker: the output is incomplete")
             checksum = sink.finish()
             counts = counts_future.result()
+            globals_info = _dump_globals(ctx, conn, target, row.filename, storage) if job.include_globals else None
             writer.commit()
         except BaseException:
             writer.abort()
             raise
 
-    duration = int((time.monotonic() - t0) * 1000)
+    duration = int((time.monotonic() - job.t0) * 1000)
     metadata = {
         "kind": "logical",
         "tableCounts": counts,
@@ -286,6 +303,10 @@ def _run(
         "durationMs": duration,
         "timestamp": utcnow().isoformat(),
     }
+    if job.reason:
+        metadata["reason"] = job.reason
+    if globals_info:
+        metadata["globals"] = globals_info
     with ctx.catalog.session() as session:
         done = repo.update_backup(
             session,
@@ -302,6 +323,48 @@ def _run(
     log.info("backup completed", backup_id=done.id, type=done.type.value, phase="completed",
              duration_ms=duration, size=done.size, raw_size=sink.raw_bytes, tables=len(counts))
     return BackupResult(done.id, done.filename, done.size, checksum, duration, done.storage_url)
+
+
+def globals_name(filename: str) -> str:
+    return f"{filename}.globals.sql.zst"
+
+
+def _dump_globals(
+    ctx: Context, conn: psycopg.Connection, target: Target, filename: str, storage: Storage
+) -> dict[str, Any]:
+    """Roles and tablespaces (``pg_dumpall --globals-only``), stored beside the backup.
+
+    A role that cannot read pg_authid gets ``--no-role-passwords``; the roles
+    are then restored without passwords.
+    """
+    tool = find_tool("pg_dumpall", pgserver.server_major(conn), ctx.settings.pg_bin_dir)
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    superuser = bool(row and row[0])
+    argv = [str(tool.path), f"--dbname={target.conninfo()}", "--no-password", "--globals-only"]
+    if not superuser:
+        argv.append("--no-role-passwords")
+    name = globals_name(filename)
+    writer = storage.open_writer(name)
+    try:
+        sink = CompressingSink(writer, compressor(Compression.ZSTD, ctx.codec_options))
+        with client_env(target) as env:
+            child = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, scrub=target.scrub)
+            try:
+                assert child.proc.stdout is not None
+                pump(child.proc.stdout, sink)
+                rc = child.wait()
+            except BaseException:
+                child.kill()
+                raise
+        failure = child.failure(rc)
+        if failure:
+            raise BackupFailedError(f"saving roles and tablespaces failed: {failure}")
+        checksum = sink.finish()
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"filename": name, "checksum": checksum, "size": sink.stored_bytes, "rolePasswords": superuser}
 
 
 def _dump_stream(

@@ -29,6 +29,8 @@ from psycopg import sql
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.errors import (
+    InsufficientPrivilegeError,
+    InvalidRequestError,
     InvalidStateError,
     NotConfirmedError,
     PgkeepError,
@@ -43,6 +45,7 @@ from pgkeep.pgtools.clear import clear_database_sql
 from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child
+from pgkeep.pgtools.toc import privilege_problems, summarize
 from pgkeep.pipeline import codecs
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
@@ -56,6 +59,7 @@ from pgkeep.services.artifacts import (
     scan,
 )
 from pgkeep.services.context import Context
+from pgkeep.services.restore_modes import apply_globals, restore_atomic, restore_selective
 
 COPY_CHUNK = 1 << 20
 log = get_logger("pgkeep.restore")
@@ -69,6 +73,12 @@ class RestoreOptions:
     no_owner: bool = False
     no_acl: bool = False
     create_database: bool = False
+    safety_backup: bool = True  # back up the target's current contents first (if it has any)
+    atomic: bool = False  # restore into a new database and swap names at the end
+    tables: tuple[str, ...] = ()  # selective: "schema.table" or "table" (public)
+    schemas: tuple[str, ...] = ()  # selective: whole schemas missing from the target
+    into_schema: str | None = None  # selective tables go here, next to the live data
+    restore_globals: bool = False  # create the backup's roles/tablespaces first
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,8 @@ class RestoreOutcome:
     message: str
     checksum: str
     dry_run: bool
+    safety_backup_id: str | None = None
+    terminated_sessions: int = 0
 
 
 def resolve_backup(ctx: Context, backup_id: str) -> Artifact:
@@ -117,14 +129,37 @@ def resolve_file(ctx: Context, path: Path) -> Artifact:
     return artifact
 
 
+def _check_options(artifact: Artifact, options: RestoreOptions) -> None:
+    selective = bool(options.tables or options.schemas)
+    if selective and artifact.fmt is DumpFormat.PLAIN:
+        raise InvalidRequestError("selective restore needs a custom or directory backup, not a plain SQL dump")
+    if options.into_schema and not options.tables:
+        raise InvalidRequestError("--into-schema needs --table")
+    if options.into_schema and options.schemas:
+        raise InvalidRequestError("--into-schema works with --table, not --schema")
+    if selective and options.atomic:
+        raise InvalidRequestError("a selective restore cannot be atomic (it keeps the rest of the database)")
+    if options.restore_globals and not artifact.globals_info:
+        raise InvalidRequestError(
+            "this backup has no saved roles and tablespaces (take backups with --globals or PGKEEP_BACKUP_GLOBALS=1)"
+        )
+
+
 def restore(
     ctx: Context,
     artifact: Artifact,
     options: RestoreOptions,
     confirm: Callable[[RestorePlan], bool] | None = None,
 ) -> RestoreOutcome:
-    """Verify ``artifact`` and (unless dry run, and once confirmed) restore it."""
-    checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir)
+    """Verify ``artifact`` and (unless dry run, and once confirmed) restore it.
+
+    Before anything changes: the checksum and archive are verified, the
+    options checked, and the restoring role's rights compared with what the
+    archive needs (owners, extensions).
+    """
+    _check_options(artifact, options)
+    toc: list[str] = []
+    checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, toc=toc)
     if options.dry_run:
         return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True)
     target = (
@@ -132,6 +167,19 @@ def restore(
         if options.target_url
         else ctx.target
     )
+    exists, has_data, major = _inspect_target(target)
+    if toc and not options.restore_globals:
+        with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
+            problems = privilege_problems(conn, summarize(toc), no_owner=options.no_owner)
+        if problems:
+            raise InsufficientPrivilegeError(
+                "cannot restore, nothing was changed: " + "; ".join(problems), backup_id=artifact.backup_id
+            )
+    if not exists and not options.create_database:
+        raise RestoreFailedError(
+            f"database {target.dbname} does not exist on {target.describe()}",
+            hint="create it first or pass --create-db",
+        )
     plan = RestorePlan(artifact, checksum, target.describe())
     if confirm is not None and not confirm(plan):
         raise NotConfirmedError("restore cancelled: not confirmed", backup_id=artifact.backup_id)
@@ -139,22 +187,68 @@ def restore(
     ctx.notifier.send("restore.started", f"restore of {artifact.name} into {where} started",
                       backupId=artifact.backup_id, target=where)
     log.info("restore started", backup_id=artifact.backup_id, phase="restore", target=where)
+    safety_id = None
+    terminated = 0
     try:
-        if options.create_database:
+        selective = bool(options.tables or options.schemas)
+        if options.safety_backup and has_data and not selective:
+            from pgkeep.services.backup import create_backup
+
+            safety = create_backup(
+                ctx, target=target, reason=f"safety backup of {target.dbname} before restoring {artifact.name}"
+            )
+            safety_id = safety.id
+            log.info("safety backup taken", backup_id=safety.id, phase="safety-backup", target=where)
+        if options.restore_globals:
+            apply_globals(ctx, artifact, target if exists else target.with_dbname("postgres"), major)
+        if options.create_database and not exists:
             _create_database_if_missing(target)
-        restore_into(ctx, artifact, target, options)
+        if selective:
+            summary = restore_selective(ctx, artifact, target, options, major)
+            message = f"Selective restore into {target.dbname} completed: {summary}"
+        elif options.atomic:
+            terminated = restore_atomic(ctx, artifact, target, options)
+            message = (
+                f"Database restored successfully into {target.dbname} (atomic swap; "
+                f"{terminated} other sessions were terminated)"
+            )
+        else:
+            restore_into(ctx, artifact, target, options)
+            message = f"Database restored successfully into {target.dbname}"
     except BaseException as exc:
         reason = exc.message if isinstance(exc, PgkeepError) else type(exc).__name__
+        if safety_id:
+            reason += f" (the safety backup {safety_id} holds the previous contents)"
         log.error("restore failed", backup_id=artifact.backup_id, phase="failed", target=where, error=reason)
         ctx.notifier.send("restore.failed", f"restore of {artifact.name} into {where} FAILED: {reason}",
                           backupId=artifact.backup_id, target=where, error=reason)
         if isinstance(exc, PgkeepError):
             exc.backup_id = artifact.backup_id
+            if safety_id:
+                exc.hint = f"the safety backup {safety_id} holds the previous contents"
         raise
+    if safety_id:
+        message += f"; safety backup of the previous contents: {safety_id}"
     log.info("restore completed", backup_id=artifact.backup_id, phase="completed", target=where)
     ctx.notifier.send("restore.succeeded", f"restore of {artifact.name} into {where} succeeded",
                       backupId=artifact.backup_id, target=where)
-    return RestoreOutcome(f"Database restored successfully into {target.dbname}", checksum, False)
+    return RestoreOutcome(message, checksum, False, safety_id, terminated)
+
+
+def _inspect_target(target: Target) -> tuple[bool, bool, int]:
+    """(exists, has user tables, server major) of the target database."""
+    try:
+        conn = pgserver.connect(target, operation="restore")
+    except PgkeepError:
+        # Maybe only the database is missing: ask the server.
+        with pgserver.connect(target.with_dbname("postgres"), operation="restore") as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)).fetchone()
+            if found:
+                raise
+            return False, False, pgserver.server_major(conn)
+    with conn:
+        has_data = bool(pgserver.user_tables(conn))
+        return True, has_data, pgserver.server_major(conn)
 
 
 def _create_database_if_missing(target: Target) -> None:

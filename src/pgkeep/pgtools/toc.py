@@ -1,0 +1,86 @@
+"""What an archive's table of contents (``pg_restore --list``) says it needs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import psycopg
+
+# "215; 1259 16390 TABLE public users postgres": id; tableoid oid DESC [namespace tag owner]
+_ENTRY = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
+_TWO_WORD_DESCS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALIZED VIEW", "FK CONSTRAINT",
+                   "DEFAULT ACL", "EVENT TRIGGER", "FOREIGN TABLE", "LARGE OBJECT", "PROCEDURAL LANGUAGE",
+                   "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY", "OPERATOR CLASS", "OPERATOR FAMILY",
+                   "SERVER", "USER MAPPING", "FOREIGN DATA WRAPPER", "ACCESS METHOD", "BLOB METADATA")
+
+
+@dataclass(frozen=True)
+class TocSummary:
+    owners: frozenset[str] = field(default_factory=frozenset)
+    extensions: frozenset[str] = field(default_factory=frozenset)
+
+
+def summarize(lines: list[str]) -> TocSummary:
+    owners: set[str] = set()
+    extensions: set[str] = set()
+    for line in lines:
+        m = _ENTRY.match(line.strip())
+        if not m:
+            continue
+        rest = m.group("rest")
+        desc = next((d for d in _TWO_WORD_DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
+        tokens = rest[len(desc):].split()
+        if desc == "EXTENSION" and len(tokens) >= 2:
+            extensions.add(tokens[1])
+            continue
+        if desc in ("ACL", "COMMENT", "TABLE DATA", "SEQUENCE SET", "BLOB", "BLOBS", "LARGE OBJECT") or len(tokens) < 3:
+            continue
+        owner = tokens[-1]
+        if owner != "-":
+            owners.add(owner)
+    return TocSummary(frozenset(owners), frozenset(extensions))
+
+
+def privilege_problems(conn: psycopg.Connection, summary: TocSummary, *, no_owner: bool) -> list[str]:
+    """Why the connected role could not restore this archive, before anything is changed."""
+    row = conn.execute(
+        "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    assert row is not None
+    user, superuser = str(row[0]), bool(row[1])
+    problems: list[str] = []
+    if not no_owner and summary.owners:
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                                               (sorted(summary.owners),))}
+        missing = sorted(summary.owners - existing)
+        if missing:
+            problems.append(
+                f"objects in the backup are owned by roles that do not exist on the target: {', '.join(missing)} "
+                "(restore the backup's globals first, create the roles, or restore with --no-owner)"
+            )
+        if not superuser:
+            foreign = sorted(
+                r[0] for r in conn.execute(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND NOT pg_has_role(current_user, oid, 'USAGE')",
+                    (sorted(existing),),
+                )
+            )
+            if foreign:
+                problems.append(
+                    f"role {user} cannot give objects to {', '.join(foreign)}: it is neither a superuser nor a "
+                    "member of those roles (restore with --no-owner, or as a superuser)"
+                )
+    if not superuser and summary.extensions:
+        untrusted = sorted(
+            r[0] for r in conn.execute(
+                "SELECT DISTINCT name FROM pg_available_extension_versions "
+                "WHERE name = ANY(%s) AND superuser AND NOT trusted",
+                (sorted(summary.extensions),),
+            )
+        )
+        if untrusted:
+            problems.append(
+                f"extensions {', '.join(untrusted)} need a superuser to be created; role {user} is not one"
+            )
+    return problems

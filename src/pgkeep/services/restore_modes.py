@@ -1,0 +1,353 @@
+"""Restore modes beyond "replace the target in one transaction".
+
+- atomic: restore into a new database and swap names at the end, so a
+  restore that fails or is killed halfway leaves the original untouched.
+- selective: chosen tables (optionally into another schema, next to the
+  live data) or whole schemas, from a custom or directory backup.
+- globals: roles and tablespaces saved with the backup, applied first on a
+  new server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from pgkeep.config import DumpFormat
+from pgkeep.errors import (
+    InsufficientPrivilegeError,
+    InvalidRequestError,
+    RestoreFailedError,
+    RestoreInProgressError,
+    VerificationError,
+)
+from pgkeep.pgtools import server as pgserver
+from pgkeep.pgtools.binaries import find_tool
+from pgkeep.pgtools.commands import pg_restore_script_argv, psql_argv
+from pgkeep.pgtools.conninfo import Target, client_env
+from pgkeep.pgtools.process import Child
+from pgkeep.pipeline import codecs
+from pgkeep.pipeline.sqlfilter import adapt_for_server
+from pgkeep.services.artifacts import Artifact, HashingReader, check_digest, pg_restore_for
+from pgkeep.services.context import Context
+
+if TYPE_CHECKING:
+    from pgkeep.services.restore import RestoreOptions
+
+NEW_MARK = "_pgkeep_new_"
+OLD_MARK = "_pgkeep_old_"
+SWAP_WAIT_S = 10.0
+
+
+def require_createdb(conn: psycopg.Connection, server: Target, what: str) -> None:
+    row = conn.execute("SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if row is None or not row[1]:
+        user = row[0] if row else "the role"
+        raise InsufficientPrivilegeError(
+            f"{what} needs to create a database, and role {user} on {server.describe()} lacks the CREATEDB privilege",
+            hint=f"ALTER ROLE {user} CREATEDB",
+        )
+
+
+# --- atomic -----------------------------------------------------------------------------------------
+
+
+def restore_atomic(ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions) -> int:
+    """Restore into a new database, then swap it in. Returns how many sessions were terminated."""
+    from pgkeep.services.restore import restore_into
+
+    maintenance = target.with_dbname("postgres")
+    db = target.dbname
+    new_name = f"{db[:40]}{NEW_MARK}{secrets.token_hex(3)}"
+    # Held for the whole restore: one atomic restore per database, and any
+    # leftover new database found while holding it belongs to a dead restore.
+    with pgserver.connect(maintenance, operation="restore") as lock_conn:
+        row = lock_conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"pgkeep.restore:{db}",)).fetchone()
+        if not (row and row[0]):
+            raise RestoreInProgressError(f"a restore of {db} is already in progress")
+        with pgserver.connect(maintenance, operation="restore") as conn:
+            require_createdb(conn, target, "an atomic restore")
+            info = conn.execute(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba) "
+                "FROM pg_database WHERE datname = %s",
+                (db,),
+            ).fetchone()
+            if info is None:
+                raise RestoreFailedError(
+                    f"database {db} does not exist; an atomic restore replaces an existing database"
+                )
+            _drop_leftovers(conn, db)
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+                    sql.Identifier(new_name), sql.Literal(info[0]), sql.Literal(info[1]), sql.Literal(info[2])
+                )
+            )
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(new_name), sql.Identifier(info[3]))
+                )
+            _copy_database_grants(conn, db, new_name)
+        try:
+            restore_into(ctx, artifact, target.with_dbname(new_name), options)
+            return _swap(maintenance, db, new_name)
+        except BaseException:
+            with contextlib.suppress(Exception), pgserver.connect(maintenance, operation="restore") as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(new_name)))
+            raise
+
+
+def _drop_leftovers(conn: psycopg.Connection, db: str) -> None:
+    """Databases left by an atomic restore that was SIGKILLed (the caller holds the restore lock)."""
+    for (name,) in conn.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (f"{db[:40]}{NEW_MARK}",)
+    ).fetchall():
+        # FORCE: the dead restore's backend may still be finishing a statement.
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _copy_database_grants(conn: psycopg.Connection, source: str, dest: str) -> None:
+    """CONNECT/CREATE/TEMPORARY grants on the database itself are not in a dump: carry them over."""
+    rows = conn.execute(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, "
+        "a.privilege_type FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s",
+        (source,),
+    ).fetchall()
+    for grantee, privilege in rows:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(
+                sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                    sql.SQL(privilege), sql.Identifier(dest), sql.SQL(grantee)
+                )
+            )
+
+
+def _swap(maintenance: Target, db: str, new_name: str) -> int:
+    """Terminate the target's sessions and rename both databases in one transaction."""
+    old_name = f"{db[:40]}{OLD_MARK}{secrets.token_hex(3)}"
+    with pgserver.connect(maintenance, operation="restore") as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(db)))
+        try:
+            terminated = 0
+            deadline = time.monotonic() + SWAP_WAIT_S
+            while True:
+                row = conn.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (db,),
+                ).fetchone()
+                n = int(row[0]) if row else 0
+                terminated += n
+                if n == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            with conn.transaction():
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(db), sql.Identifier(old_name)))
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(new_name), sql.Identifier(db)))
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(db)))
+            raise
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old_name)))
+    return terminated
+
+
+# --- selective --------------------------------------------------------------------------------------
+
+
+def parse_table(name: str) -> tuple[str, str]:
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot else ("public", name)
+
+
+def restore_selective(ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions, server_major: int) -> str:
+    """Restore only ``options.tables`` / ``options.schemas``, in one transaction. Returns a summary."""
+    if artifact.fmt is DumpFormat.PLAIN:
+        raise InvalidRequestError("selective restore needs a custom or directory backup, not a plain SQL dump")
+    tables = [parse_table(t) for t in options.tables]
+    into = options.into_schema
+    with pgserver.connect(target, operation="restore") as conn:
+        quote = _quoter(conn)
+        for schema in options.schemas:
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+                raise InvalidRequestError(
+                    f"schema {schema} exists in the target; a schema is restored only where it is missing "
+                    "(restore single tables with --table and --into-schema next to live data)"
+                )
+        for schema, table in tables:
+            where = into or schema
+            if conn.execute(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (where, table),
+            ).fetchone():
+                raise InvalidRequestError(
+                    f"table {where}.{table} exists in the target; restore it next to the live data with "
+                    "--into-schema SCHEMA, or drop it first"
+                )
+        renames = {
+            f"{quote(schema)}.{quote(table)}".encode(): f"{quote(into)}.{quote(table)}".encode()
+            for schema, table in tables
+        } if into else {}
+        # pg_restore --schema restores what is in a schema but not the schema itself.
+        prelude = "".join(
+            f"CREATE SCHEMA IF NOT EXISTS {quote(n)};\n" for n in [*options.schemas, *([into] if into else [])]
+        )
+    bin_dir = ctx.settings.pg_bin_dir
+    pg_restore = pg_restore_for(artifact, bin_dir)
+    psql = find_tool("psql", server_major, bin_dir)
+    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
+    try:
+        archive = _stage(artifact, staging)
+        groups: list[list[str]] = [["--schema=" + s] for s in options.schemas]
+        by_schema: dict[str, list[str]] = {}
+        for schema, table in tables:
+            by_schema.setdefault(schema, []).append(table)
+        groups += [[f"--schema={s}", *[f"--table={t}" for t in ts]] for s, ts in by_schema.items()]
+
+        with client_env(target) as env:
+            loader = Child(psql_argv(psql, target), env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           scrub=target.scrub)
+            assert loader.proc.stdin is not None
+            try:
+                loader.proc.stdin.write(prelude.encode())
+                for group in groups:
+                    argv = pg_restore_script_argv(pg_restore, archive, no_owner=options.no_owner, no_acl=options.no_acl)
+                    argv[1:1] = group
+                    producer = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+                    assert producer.proc.stdout is not None
+                    script = adapt_for_server(iter(lambda: producer.proc.stdout.read(1 << 20), b""), server_major)
+                    for chunk in rename_tables(script, renames):
+                        loader.proc.stdin.write(chunk)
+                    failure = producer.failure(producer.wait())
+                    if failure:
+                        raise RestoreFailedError(f"selective restore failed: {failure}")
+                loader.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            except BaseException:
+                loader.kill()
+                raise
+            failure = loader.failure(loader.wait())
+            if failure:
+                raise RestoreFailedError(f"selective restore failed, nothing was changed: {failure}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    restored = [f"{into or s}.{t}" for s, t in tables] + [f"schema {s}" for s in options.schemas]
+    return "restored " + ", ".join(restored)
+
+
+def _quoter(conn: psycopg.Connection):  # type: ignore[no-untyped-def]
+    """Quote identifiers exactly as pg_dump does (the server's quote_ident)."""
+    cache: dict[str, str] = {}
+
+    def quote(name: str) -> str:
+        if name not in cache:
+            row = conn.execute("SELECT quote_ident(%s)", (name,)).fetchone()
+            cache[name] = str(row[0]) if row else name
+        return cache[name]
+
+    return quote
+
+
+def rename_tables(script: Iterator[bytes], renames: dict[bytes, bytes]) -> Iterator[bytes]:
+    """Rewrite qualified table names in the script's statements, never in COPY data.
+
+    Only the exact qualified names of the chosen tables change, so types and
+    functions they use still resolve to the live schema.
+    """
+    if not renames:
+        yield from script
+        return
+    pending = b""
+    in_copy = False
+    for chunk in script:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        out = []
+        for line in lines:
+            if in_copy:
+                in_copy = line != b"\\."
+            else:
+                for old, new in renames.items():
+                    line = line.replace(old, new)
+                in_copy = line.startswith(b"COPY ") and line.endswith(b"FROM stdin;")
+            out.append(line)
+        yield b"\n".join(out) + b"\n" if out else b""
+    if pending:
+        yield pending
+
+
+def _stage(artifact: Artifact, staging: Path) -> Path:
+    """Decompress the archive to a private file (or directory) pg_restore can read several times."""
+    import tarfile
+
+    from pgkeep.services.artifacts import _ChunkFile
+
+    reader = HashingReader(artifact.open())
+    try:
+        stored = codecs.decompress(reader.chunks(), artifact.compression)
+        if artifact.fmt is DumpFormat.DIRECTORY:
+            dest = staging / "dump"
+            dest.mkdir(mode=0o700)
+            with tarfile.open(fileobj=_ChunkFile(stored), mode="r|") as tar:  # type: ignore[call-overload]
+                tar.extractall(dest, filter="data")
+            for _ in stored:
+                pass
+        else:
+            dest = staging / "archive.dump"
+            with open(dest, "wb") as fh:
+                for chunk in stored:
+                    fh.write(chunk)
+        reader.drain()
+    finally:
+        reader.close()
+    check_digest(artifact, reader)
+    return dest
+
+
+# --- globals ----------------------------------------------------------------------------------------
+
+
+def apply_globals(ctx: Context, artifact: Artifact, target: Target, server_major: int) -> str:
+    """Create the backup's roles and tablespaces on the target server; existing ones are kept."""
+    if not artifact.globals_info or artifact.globals_opener is None:
+        raise InvalidRequestError(
+            "this backup has no saved roles and tablespaces (take backups with --globals or PGKEEP_BACKUP_GLOBALS=1)"
+        )
+    reader = artifact.globals_opener()
+    try:
+        raw = reader.read()
+    finally:
+        reader.close()
+    if hashlib.sha256(raw).hexdigest() != artifact.globals_info.get("checksum"):
+        raise VerificationError(f"checksum mismatch for {artifact.globals_info.get('filename')}")
+    script = b"".join(codecs.decompress([raw], codecs.detect(raw)))
+    with pgserver.connect(target, operation="restore") as conn:
+        row = conn.execute("SELECT quote_ident(current_user)").fetchone()
+        me = str(row[0]) if row else ""
+    # Never change the restoring role itself (its password is what pgkeep logs in with).
+    lines = [ln for ln in script.split(b"\n") if not ln.startswith(f"ALTER ROLE {me} ".encode())]
+    psql = find_tool("psql", server_major, ctx.settings.pg_bin_dir)
+    argv = psql_argv(psql, target, single_transaction=False)
+    argv = [a for a in argv if a != "--set=ON_ERROR_STOP=1"]
+    with client_env(target) as env:
+        result = subprocess.run(argv, input=b"\n".join(lines), env=env, capture_output=True, check=False)
+    errors = [
+        target.scrub(e) for e in result.stderr.decode("utf-8", "replace").splitlines()
+        if "ERROR:" in e and "already exists" not in e
+    ]
+    if result.returncode != 0 or errors:
+        raise RestoreFailedError("restoring roles and tablespaces failed: " + "; ".join(errors[:5] or ["psql failed"]))
+    return "roles and tablespaces restored"

@@ -1,0 +1,213 @@
+"""Safe restores: atomic swap, selective restore, globals and the privilege check before anything changes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from helpers import DbHandle, make_context, make_settings, scalar, wait_for
+from pgkeep.config import DumpFormat
+from pgkeep.errors import InsufficientPrivilegeError, InvalidRequestError
+from pgkeep.fingerprint import fingerprint
+from pgkeep.services.backup import create_backup
+from pgkeep.services.context import Context
+from pgkeep.services.restore import RestoreOptions, resolve_backup, restore
+
+PGKEEP = str(Path(sys.executable).parent / "pgkeep")
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, source_db: DbHandle):  # type: ignore[no-untyped-def]
+    context = make_context(tmp_path, source_db.url)
+    yield context
+    context.close()
+
+
+def _exec(conninfo: str, query: str) -> None:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(query)  # type: ignore[arg-type]
+
+
+def _databases(conninfo: str, pattern: str) -> list[str]:
+    with psycopg.connect(conninfo) as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))]
+
+
+def test_atomic_restore_swaps_in_the_backup_and_ends_other_sessions(ctx: Context, source_db: DbHandle) -> None:
+    backed_up = fingerprint(source_db.conninfo)
+    result = create_backup(ctx)
+    _exec(source_db.conninfo, "DELETE FROM summaries")
+    bystander = psycopg.connect(source_db.conninfo, autocommit=True)
+    try:
+        outcome = restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(atomic=True))
+        assert outcome.terminated_sessions >= 1
+        with pytest.raises(psycopg.OperationalError):
+            bystander.execute("SELECT 1")
+    finally:
+        bystander.close()
+    assert fingerprint(source_db.conninfo) == backed_up
+    assert outcome.safety_backup_id is not None
+    assert _databases(source_db.conninfo, "%\\_pgkeep\\_%") == []
+
+
+def test_atomic_restore_killed_halfway_leaves_the_original_untouched(
+    tmp_path: Path, source_db: DbHandle, pg15
+) -> None:  # type: ignore[no-untyped-def]
+    # An index whose build sleeps makes the restore reliably slow at one point.
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute(
+            "CREATE FUNCTION slow_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE "
+            "AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN i; END $$"
+        )
+        conn.execute("CREATE TABLE slow_t AS SELECT g AS id FROM generate_series(1, 6) g")
+        conn.execute("CREATE INDEX slow_idx ON slow_t (slow_key(id))")
+    ctx = make_context(tmp_path, source_db.url)
+    try:
+        result = create_backup(ctx)
+    finally:
+        ctx.close()
+    _exec(source_db.conninfo, "DELETE FROM summaries WHERE id % 2 = 0")
+    before = fingerprint(source_db.conninfo)
+    settings = make_settings(tmp_path, source_db.url)
+    env = {**os.environ, "DATABASE_URL": source_db.url, "PGKEEP_CATALOG_URL": settings.catalog_url,
+           "PGKEEP_STORAGE_URL": settings.storage_url, "PGKEEP_STATE_DIR": str(settings.state_dir)}
+    proc = subprocess.Popen([PGKEEP, "restore", result.id, "--yes", "--atomic", "--no-safety-backup"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Wait until the new database is being built (the slow index is in progress).
+        wait_for(lambda: scalar(pg15.admin_conninfo(), sql.SQL(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE '%pgkeep_new%' AND query LIKE '%slow_idx%'"
+        )), "the restore to build the slow index")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    # The original is exactly as it was and still accepts connections.
+    assert fingerprint(source_db.conninfo) == before
+    assert scalar(source_db.conninfo, "SELECT count(*) FROM users") > 0
+    # The next atomic restore clears the leftover and succeeds.
+    ctx = make_context(tmp_path, source_db.url)
+    try:
+        restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(atomic=True, safety_backup=False))
+    finally:
+        ctx.close()
+    assert fingerprint(source_db.conninfo)["public.summaries"][0] == 1000
+    assert _databases(source_db.conninfo, "%\\_pgkeep\\_%") == []
+
+
+def test_selective_restore_brings_back_exactly_the_chosen_tables_next_to_live_data(
+    ctx: Context, source_db: DbHandle
+) -> None:
+    backed_up = fingerprint(source_db.conninfo)
+    result = create_backup(ctx)
+    _exec(source_db.conninfo, "DELETE FROM summaries WHERE id <= 10")  # rows deleted by mistake
+    _exec(source_db.conninfo, "UPDATE users SET email = 'changed@example.com' WHERE id = 1")
+    live = fingerprint(source_db.conninfo)
+
+    # Into the original schema, an existing table is refused before anything changes.
+    with pytest.raises(InvalidRequestError, match="exists in the target"):
+        restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(tables=("public.summaries",)))
+
+    outcome = restore(
+        ctx, resolve_backup(ctx, result.id), RestoreOptions(tables=("summaries",), into_schema="recovered")
+    )
+    assert "recovered.summaries" in outcome.message
+    assert outcome.safety_backup_id is None
+    after = fingerprint(source_db.conninfo)
+    # The recovered copy is the backed-up table; everything live is untouched.
+    # (Only the table and its data come back, not its indexes: compare rows, not the PK-ordered hash.)
+    assert after["recovered.summaries"][0] == backed_up["public.summaries"][0]
+    assert scalar(source_db.conninfo, "SELECT count(*) FROM (SELECT * FROM public.summaries "
+                                      "EXCEPT SELECT * FROM recovered.summaries) x") == 0
+    assert {k: v for k, v in after.items() if not k.startswith("recovered.")} == live
+    assert sorted(k for k in after if k.startswith("recovered.")) == ["recovered.summaries"]
+    missing = scalar(source_db.conninfo,
+                     "SELECT count(*) FROM recovered.summaries r WHERE NOT EXISTS "
+                     "(SELECT 1 FROM public.summaries s WHERE s.id = r.id)")
+    assert missing == 10
+
+
+def test_selective_restore_of_a_dropped_schema(ctx: Context, source_db: DbHandle) -> None:
+    from helpers import WEIRD_SCHEMA, WEIRD_TABLE
+
+    backed_up = fingerprint(source_db.conninfo)
+    result = create_backup(ctx, fmt=DumpFormat.DIRECTORY, jobs=2)
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(WEIRD_SCHEMA)))
+    restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(schemas=(WEIRD_SCHEMA,)))
+    assert fingerprint(source_db.conninfo) == backed_up
+    key = f"{WEIRD_SCHEMA}.{WEIRD_TABLE}"
+    assert key in backed_up
+
+
+def test_selective_restore_needs_an_archive_format(ctx: Context) -> None:
+    result = create_backup(ctx, fmt=DumpFormat.PLAIN)
+    with pytest.raises(InvalidRequestError, match="custom or directory"):
+        restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(tables=("users",)))
+
+
+def test_missing_owner_role_is_refused_before_anything_changes_and_globals_bring_it_back(
+    tmp_path: Path, source_db: DbHandle, empty_db: DbHandle, pg15
+) -> None:  # type: ignore[no-untyped-def]
+    pg15.create_role("app_owner_x", "secret-pw-1", login=True)
+    try:
+        with psycopg.connect(source_db.conninfo) as conn:
+            conn.execute("ALTER TABLE summaries OWNER TO app_owner_x")
+        ctx = make_context(tmp_path, source_db.url)
+        try:
+            result = create_backup(ctx, include_globals=True)
+            # The role vanishes (a new server would not have it).
+            with psycopg.connect(source_db.conninfo) as conn:
+                conn.execute("ALTER TABLE summaries OWNER TO postgres")
+            pg15.execute("DROP ROLE app_owner_x")
+            _exec(empty_db.conninfo, "CREATE TABLE keep_me AS SELECT 1 AS x")
+            before = fingerprint(empty_db.conninfo)
+            with pytest.raises(InsufficientPrivilegeError, match="app_owner_x"):
+                restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url))
+            assert fingerprint(empty_db.conninfo) == before
+            restore(ctx, resolve_backup(ctx, result.id),
+                    RestoreOptions(target_url=empty_db.url, restore_globals=True, safety_backup=False))
+        finally:
+            ctx.close()
+        assert scalar(empty_db.conninfo, "SELECT tableowner FROM pg_tables WHERE tablename = 'summaries'") == "app_owner_x"
+        # The role came back with its password: it can log in.
+        url = pg15.url(empty_db.name, user="app_owner_x", password="secret-pw-1")
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("app_owner_x",)
+    finally:
+        pg15.execute("DROP OWNED BY app_owner_x", dbname=empty_db.name) if _role_exists(pg15, "app_owner_x") else None
+        if _role_exists(pg15, "app_owner_x"):
+            pg15.execute("DROP ROLE app_owner_x")
+
+
+def _role_exists(pg15, name: str) -> bool:  # type: ignore[no-untyped-def]
+    return bool(pg15.query("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)))
+
+
+def test_non_superuser_restore_needs_no_owner(tmp_path: Path, source_db: DbHandle, pg15) -> None:  # type: ignore[no-untyped-def]
+    pg15.create_role("restorer_x", "restorer-pw", login=True)
+    target = f"owned_by_restorer_{os.getpid()}"
+    pg15.create_database(target, owner="restorer_x")
+    try:
+        ctx = make_context(tmp_path, source_db.url)
+        try:
+            result = create_backup(ctx)
+            url = pg15.url(target, user="restorer_x", password="restorer-pw")
+            with pytest.raises(InsufficientPrivilegeError, match="--no-owner"):
+                restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=url))
+            restore(ctx, resolve_backup(ctx, result.id),
+                    RestoreOptions(target_url=url, no_owner=True, no_acl=True))
+        finally:
+            ctx.close()
+        assert fingerprint(pg15.admin_conninfo(target)) == fingerprint(source_db.conninfo)
+        owner = scalar(pg15.admin_conninfo(target), "SELECT tableowner FROM pg_tables WHERE tablename = 'users'")
+        assert owner == "restorer_x"
+    finally:
+        pg15.drop_database(target)
+        pg15.execute("DROP ROLE restorer_x")
