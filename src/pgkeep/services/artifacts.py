@@ -302,3 +302,16 @@ def _check_directory(data: Iterator[bytes], tool: Tool, toc: list[str] | None = 
             raise VerificationError(f"the archive is not readable: {result.stderr.strip()}")
         if toc is not None:
             toc.extend(result.stdout.splitlines())
+
+
+def extract_tar(stored: Iterator[bytes], dest: Path) -> Path:
+    """Unpack a directory-format artifact's tar stream into a new private ``dest``."""
+    dest.mkdir(mode=0o700)
+    try:
+        with tarfile.open(fileobj=_ChunkFile(stored), mode="r|") as tar:  # type: ignore[call-overload]
+            tar.extractall(dest, filter="data")
+    except tarfile.TarError as exc:
+        raise VerificationError(f"the directory archive is not a valid tar stream: {exc}") from None
+    for _ in stored:
+        pass
+    return dest

@@ -27,7 +27,7 @@ class Context:
         return cls(
             settings=settings,
             catalog=Catalog(settings.catalog_url, check_schema=check_schema),
-            storage=open_storage(settings.storage_url),
+            storage=open_storage(settings.storage_url, settings),
         )
 
     @property

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
-from pgkeep.errors import InvalidStateError, PgkeepError, VerificationError
-from pgkeep.services.verify import VerifyResult
-from pgkeep.services.verify import verify_backup as _verify
+from pgkeep.errors import InvalidStateError, PgkeepError
 from pgkeep.services.context import Context
 from pgkeep.services.serialize import backup_json, pagination
+from pgkeep.services.verify import VerifyResult
+from pgkeep.services.verify import verify_backup as _verify
 from pgkeep.storage import locate
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from psycopg import sql
 
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
+from pgkeep.config import DumpFormat
 from pgkeep.errors import (
     InsufficientPrivilegeError,
     InvalidRequestError,
@@ -35,9 +35,7 @@ from pgkeep.errors import (
     NotConfirmedError,
     PgkeepError,
     RestoreFailedError,
-    VerificationError,
 )
-from pgkeep.config import DumpFormat
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import Tool, find_tool
@@ -51,15 +49,15 @@ from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
     Artifact,
     HashingReader,
-    _ChunkFile,
     artifact_for_file,
     artifact_for_row,
     check_digest,
+    extract_tar,
     pg_restore_for,
     scan,
 )
 from pgkeep.services.context import Context
-from pgkeep.services.restore_modes import apply_globals, restore_atomic, restore_selective
+from pgkeep.services.restore_modes import apply_globals, restore_atomic, restore_selective, stage_archive
 
 COPY_CHUNK = 1 << 20
 log = get_logger("pgkeep.restore")
@@ -319,7 +317,7 @@ def _restore_single_transaction(
                 archive: Path | None = None
                 if artifact.fmt is DumpFormat.DIRECTORY:
                     staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
-                    archive = _extract_tar(stored, staging / "dump")
+                    archive = extract_tar(stored, staging / "dump")
                     reader.drain()
                 script_child = Child(
                     pg_restore_script_argv(
@@ -403,30 +401,6 @@ def _read_pipe(child: Child) -> Iterator[bytes]:
         yield chunk
 
 
-def _extract_tar(stored: Iterator[bytes], dest: Path) -> Path:
-    dest.mkdir(mode=0o700)
-    try:
-        with tarfile.open(fileobj=_ChunkFile(stored), mode="r|") as tar:  # type: ignore[call-overload]
-            tar.extractall(dest, filter="data")
-    except tarfile.TarError as exc:
-        raise VerificationError(f"the directory archive is not a valid tar stream: {exc}") from None
-    for _ in stored:
-        pass
-    return dest
-
-
-def _stage(ctx: Context, artifact: Artifact, staging: Path, reader: HashingReader) -> Path:
-    """Decompress the archive to a private file or directory that pg_restore can seek in."""
-    stored = codecs.decompress(reader.chunks(), artifact.compression)
-    if artifact.fmt is DumpFormat.DIRECTORY:
-        return _extract_tar(stored, staging / "dump")
-    path = staging / "archive.dump"
-    with open(path, "wb") as fh:
-        for chunk in stored:
-            fh.write(chunk)
-    return path
-
-
 def _restore_parallel(
     ctx: Context,
     artifact: Artifact,
@@ -436,11 +410,8 @@ def _restore_parallel(
     clear_sql: str,
 ) -> None:
     staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
-    reader = HashingReader(artifact.open())
     try:
-        archive = _stage(ctx, artifact, staging, reader)
-        reader.drain()
-        check_digest(artifact, reader)
+        archive = stage_archive(artifact, staging)
         with pgserver.connect(target, operation="restore") as conn:
             try:
                 with conn.transaction():
@@ -471,5 +442,4 @@ def _restore_parallel(
                 hint="restore again without --jobs for an all-or-nothing restore",
             )
     finally:
-        reader.close()
         shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 import secrets
 import shutil
 import subprocess
@@ -40,7 +39,7 @@ from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child
 from pgkeep.pipeline import codecs
 from pgkeep.pipeline.sqlfilter import adapt_for_server
-from pgkeep.services.artifacts import Artifact, HashingReader, check_digest, pg_restore_for
+from pgkeep.services.artifacts import Artifact, HashingReader, check_digest, extract_tar, pg_restore_for
 from pgkeep.services.context import Context
 
 if TYPE_CHECKING:
@@ -209,7 +208,7 @@ def restore_selective(ctx: Context, artifact: Artifact, target: Target, options:
     psql = find_tool("psql", server_major, bin_dir)
     staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
     try:
-        archive = _stage(artifact, staging)
+        archive = stage_archive(artifact, staging)
         groups: list[list[str]] = [["--schema=" + s] for s in options.schemas]
         by_schema: dict[str, list[str]] = {}
         for schema, table in tables:
@@ -289,22 +288,14 @@ def rename_tables(script: Iterator[bytes], renames: dict[bytes, bytes]) -> Itera
         yield pending
 
 
-def _stage(artifact: Artifact, staging: Path) -> Path:
-    """Decompress the archive to a private file (or directory) pg_restore can read several times."""
-    import tarfile
-
-    from pgkeep.services.artifacts import _ChunkFile
-
+def stage_archive(artifact: Artifact, staging: Path) -> Path:
+    """Decompress the archive to a private file (or directory) that pg_restore can seek in and
+    read several times; the stored bytes are checked against the checksum on the way."""
     reader = HashingReader(artifact.open())
     try:
         stored = codecs.decompress(reader.chunks(), artifact.compression)
         if artifact.fmt is DumpFormat.DIRECTORY:
-            dest = staging / "dump"
-            dest.mkdir(mode=0o700)
-            with tarfile.open(fileobj=_ChunkFile(stored), mode="r|") as tar:  # type: ignore[call-overload]
-                tar.extractall(dest, filter="data")
-            for _ in stored:
-                pass
+            dest = extract_tar(stored, staging / "dump")
         else:
             dest = staging / "archive.dump"
             with open(dest, "wb") as fh:
