@@ -177,6 +177,13 @@ class Settings(BaseSettings):
         ),
     )
 
+    retention_daily: int = Field(default=7, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_DAILY", "retention_daily"))
+    retention_weekly: int = Field(default=4, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_WEEKLY", "retention_weekly"))
+    retention_monthly: int = Field(
+        default=12, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_MONTHLY", "retention_monthly")
+    )
+    retention_yearly: int = Field(default=0, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_YEARLY", "retention_yearly"))
+    retention_tz: str = Field(default="UTC", validation_alias=AliasChoices("PGKEEP_RETENTION_TZ", "retention_tz"))
     backup_globals: bool = Field(
         default=False,
         validation_alias=AliasChoices("PGKEEP_BACKUP_GLOBALS", "backup_globals"),
@@ -240,7 +247,7 @@ class Settings(BaseSettings):
             raise ValueError(f"not a valid cron expression ({exc})") from None
         return value
 
-    @field_validator("schedule_timezone")
+    @field_validator("schedule_timezone", "retention_tz")
     @classmethod
     def _check_tz(cls, value: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

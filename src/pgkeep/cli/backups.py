@@ -179,16 +179,43 @@ def cleanup(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete expired backups (never the newest COMPLETED one, never a kept one)."""
+    """Apply the retention policy: delete expired backups no rule keeps (--dry-run shows the plan and why).
+
+    Never deletes the newest COMPLETED backup, a kept one, or one still in
+    progress; keeps the newest backup of each of the last PGKEEP_RETENTION_DAILY
+    days, _WEEKLY weeks, _MONTHLY months and _YEARLY years.
+    """
     result = manage.cleanup_expired(state(ctx).context(), dry_run=dry_run)
     data = result.as_json()
     if as_json:
         print_json(data)
     else:
+        if dry_run:
+            table = Table("id", "action", "why")
+            for decision in result.plan:
+                table.add_row(decision["id"], decision["action"], "; ".join(decision["reasons"]))
+            out_console.print(table)
         out_console.print(data["message"])
         for backup_id in result.deleted:
             out_console.print(f"  {'would delete' if dry_run else 'deleted'} {backup_id}")
         for backup_id, why in result.failed.items():
             err_console.print(f"  could not delete {backup_id}: {why}", markup=False)
+        for warning in result.warnings:
+            err_console.print(f"  warning: {warning}", markup=False)
     if result.failed:
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def keep(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(metavar="ID")],
+    off: Annotated[bool, typer.Option("--off", help="Release the backup to the retention policy again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark a backup to keep: retention never deletes it (--off releases it)."""
+    data = manage.set_keep(state(ctx).context(), backup_id, not off)
+    if as_json:
+        print_json(data)
+    else:
+        out_console.print(f"backup {backup_id} {'is kept' if data['keep'] else 'follows the retention policy'}")

@@ -11,6 +11,7 @@ from pgkeep.fsutil import private_dir
 from pgkeep.observability.notify import Notifier
 from pgkeep.pgtools.conninfo import Target
 from pgkeep.pipeline.codecs import CodecOptions
+from pgkeep.retention import RetentionPolicy
 from pgkeep.storage import Storage, open_storage
 
 
@@ -42,6 +43,14 @@ class Context:
         if self._notifier is None:
             self._notifier = Notifier(self.settings.webhook_list())
         return self._notifier
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        s = self.settings
+        return RetentionPolicy(
+            daily=s.retention_daily, weekly=s.retention_weekly, monthly=s.retention_monthly,
+            yearly=s.retention_yearly, tz=s.retention_tz,
+        )
 
     @property
     def codec_options(self) -> CodecOptions:

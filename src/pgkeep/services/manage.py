@@ -11,6 +11,7 @@ from sqlalchemy import select
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import InvalidStateError, PgkeepError
+from pgkeep.retention import BackupInfo, RetentionPlan, plan_retention
 from pgkeep.services.context import Context
 from pgkeep.services.serialize import backup_json, pagination
 from pgkeep.services.verify import VerifyResult
@@ -63,6 +64,9 @@ def delete_backup(ctx: Context, backup_id: str) -> str:
 def _remove_files(row: DatabaseBackup) -> None:
     if row.storage_url:
         storage, name = locate(row.storage_url)
+        globals_info = (row.metadata_ or {}).get("globals")
+        if globals_info:
+            storage.delete(globals_info["filename"])
         storage.delete(name)
 
 
@@ -71,6 +75,8 @@ class CleanupResult:
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         verb = "Would clean up" if self.dry_run else "Cleaned up"
@@ -80,42 +86,47 @@ class CleanupResult:
             "deletedIds": self.deleted,
             "failed": self.failed,
             "dryRun": self.dry_run,
+            "plan": self.plan,
+            "warnings": self.warnings,
         }
+
+
+def _info(row: DatabaseBackup) -> BackupInfo:
+    return BackupInfo(
+        id=row.id, type=row.type.value, status=row.status.value, started_at=row.started_at,
+        expires_at=row.expires_at, keep=bool(row.keep), database_name=row.database_name,
+    )
+
+
+def plan_cleanup(ctx: Context, now: datetime | None = None) -> RetentionPlan:
+    """The retention plan for every catalogued backup (pure planning, no changes)."""
+    with ctx.catalog.session() as session:
+        rows = session.scalars(select(DatabaseBackup).where(DatabaseBackup.status != BackupStatus.DELETED)).all()
+        return plan_retention([_info(r) for r in rows], ctx.retention_policy, now or utcnow())
 
 
 def cleanup_expired(
     ctx: Context, *, dry_run: bool = False, now: datetime | None = None, record: bool = True
 ) -> CleanupResult:
-    """Delete expired COMPLETED and FAILED backups, as the spec does, with safety rules.
+    """Apply the retention plan: delete what it deletes, with the reason for every decision.
 
-    Never deletes the newest COMPLETED backup or one marked ``keep``. A row
-    is marked EXPIRED before its files are removed (the catalog says what is
-    being deleted first), and DELETED once they are gone; EXPIRED rows left
-    by a storage failure are retried.
+    A backup is deleted when its ``expiresAt`` has passed and no GFS rule
+    (daily/weekly/monthly/yearly) and no safety rule (newest COMPLETED,
+    ``keep`` flag, in progress) keeps it. A row is marked EXPIRED before its
+    files are removed (the catalog says what is being deleted first) and
+    DELETED once they are gone; EXPIRED rows left by a storage failure are
+    retried next time.
     """
     now = now or utcnow()
-    result = CleanupResult(dry_run=dry_run)
+    plan = plan_cleanup(ctx, now)
+    result = CleanupResult(dry_run=dry_run, plan=plan.as_json(), warnings=list(plan.warnings))
     with ctx.catalog.session() as session:
-        newest = session.scalar(
-            select(DatabaseBackup.id)
-            .where(DatabaseBackup.status == BackupStatus.COMPLETED)
-            .order_by(DatabaseBackup.started_at.desc())
-            .limit(1)
-        )
-        candidates = session.scalars(
-            select(DatabaseBackup)
-            .where(
-                DatabaseBackup.status.in_(
-                    [BackupStatus.COMPLETED, BackupStatus.FAILED, BackupStatus.EXPIRED]
-                )
-            )
-            .order_by(DatabaseBackup.started_at)
-        ).all()
-        for row in candidates:
-            expired = row.status is BackupStatus.EXPIRED or (
-                row.expires_at is not None and row.expires_at < now
-            )
-            if not expired or row.id == newest or row.keep:
+        for backup_id in plan.delete_ids:
+            row = session.get(DatabaseBackup, backup_id)
+            # Re-checked: the row may have changed since planning (kept, deleted, ...).
+            if row is None or row.keep or row.status not in (
+                BackupStatus.COMPLETED, BackupStatus.FAILED, BackupStatus.EXPIRED
+            ):
                 continue
             if dry_run:
                 result.deleted.append(row.id)
@@ -144,10 +155,17 @@ def cleanup_expired(
                     job="cleanup",
                     status="failed" if result.failed else "succeeded",
                     message=str(result.as_json()["message"]),
-                    details=result.as_json(),
+                    details={k: v for k, v in result.as_json().items() if k != "plan"},
                     started_at=now,
                     finished_at=utcnow(),
                 )
             )
             session.commit()
     return result
+
+
+def set_keep(ctx: Context, backup_id: str, keep: bool) -> dict[str, Any]:
+    """Mark a backup to keep (retention never deletes it) or release it."""
+    with ctx.catalog.session() as session:
+        row = repo.update_backup(session, backup_id, keep=keep)
+        return backup_json(row)
