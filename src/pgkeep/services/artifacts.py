@@ -23,7 +23,7 @@ from typing import IO, Any, BinaryIO
 import zstandard
 
 from pgkeep.catalog.models import DatabaseBackup
-from pgkeep.config import Compression, DumpFormat
+from pgkeep.config import Compression, DumpFormat, Settings
 from pgkeep.errors import NotFoundError, VerificationError
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.commands import pg_restore_list_argv
@@ -56,10 +56,10 @@ class Artifact:
         return self.opener()
 
 
-def artifact_for_row(row: DatabaseBackup) -> Artifact:
+def artifact_for_row(row: DatabaseBackup, settings: Settings | None = None) -> Artifact:
     if not row.storage_url:
         raise NotFoundError(f"backup {row.id} has no stored file", backup_id=row.id)
-    storage, name = locate(row.storage_url)
+    storage, name = locate(row.storage_url, settings)
     major = None
     if row.pg_dump_version:
         with contextlib.suppress(ValueError):

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
+from pgkeep.config import Settings
 from pgkeep.errors import InvalidStateError, PgkeepError
 from pgkeep.retention import BackupInfo, RetentionPlan, plan_retention
 from pgkeep.services.context import Context
@@ -56,14 +57,15 @@ def delete_backup(ctx: Context, backup_id: str) -> str:
             )
         if row.status is BackupStatus.DELETED:
             return f"Backup {backup_id} was already deleted"
-        _remove_files(row)
+        _remove_files(row, ctx.settings)
         repo.update_backup(session, backup_id, status=BackupStatus.DELETED)
     return "Backup deleted successfully"
 
 
-def _remove_files(row: DatabaseBackup) -> None:
+def _remove_files(row: DatabaseBackup, settings: Settings) -> None:
     if row.storage_url:
-        storage, name = locate(row.storage_url)
+        storage, name = locate(row.storage_url, settings)
+        storage.remove_incomplete(name)  # an upload whose abort never reached the server
         globals_info = (row.metadata_ or {}).get("globals")
         if globals_info:
             storage.delete(globals_info["filename"])
@@ -134,7 +136,7 @@ def cleanup_expired(
             row.status = BackupStatus.EXPIRED
             session.commit()
             try:
-                _remove_files(row)
+                _remove_files(row, ctx.settings)
             except PgkeepError as exc:
                 result.failed[row.id] = exc.message
                 continue

@@ -45,7 +45,7 @@ def recover_interrupted(ctx: Context) -> list[str]:
         lock_pid = (row.metadata_ or {}).get("lockBackendPid")
         if holder is not None and (lock_pid is None or lock_pid == holder):
             continue  # still running (or cannot tell): leave it alone
-        _remove_partial(row)
+        _remove_partial(row, ctx)
         with ctx.catalog.session() as session:
             repo.update_backup(
                 session, row.id, status=BackupStatus.FAILED, error_message=DEAD_MESSAGE, completed_at=utcnow()
@@ -54,12 +54,10 @@ def recover_interrupted(ctx: Context) -> list[str]:
     return recovered
 
 
-def _remove_partial(row: DatabaseBackup) -> None:
+def _remove_partial(row: DatabaseBackup, ctx: Context) -> None:
     if not row.storage_url:
         return
     with contextlib.suppress(PgkeepError):
-        storage, name = locate(row.storage_url)
-        remove = getattr(storage, "remove_incomplete", None)
-        if remove is not None:
-            remove(name)
+        storage, name = locate(row.storage_url, ctx.settings)
+        storage.remove_incomplete(name)
         storage.delete(name)  # an uncommitted object never has the final name; idempotent

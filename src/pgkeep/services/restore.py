@@ -105,7 +105,7 @@ def resolve_backup(ctx: Context, backup_id: str) -> Artifact:
                 f"backup {backup_id} is {row.status.value}; only COMPLETED backups can be restored",
                 backup_id=backup_id,
             )
-        return artifact_for_row(row)
+        return artifact_for_row(row, ctx.settings)
 
 
 def resolve_file(ctx: Context, path: Path) -> Artifact:

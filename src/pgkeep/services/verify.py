@@ -64,7 +64,7 @@ def verify_backup(ctx: Context, backup_id: str, level: VerifyLevel | str = Verif
                 f"backup {backup_id} is {row.status.value}; only COMPLETED backups can be verified",
                 backup_id=backup_id,
             )
-        artifact = artifact_for_row(row)
+        artifact = artifact_for_row(row, ctx.settings)
         expected_counts = dict((row.metadata_ or {}).get("tableCounts") or {})
     started = utcnow()
     t0 = time.monotonic()

@@ -18,14 +18,9 @@ from typing import BinaryIO
 
 from pgkeep.errors import ObjectNotFoundError, StorageError
 from pgkeep.fsutil import create_private_file, fsync_dir, private_dir
-from pgkeep.storage.base import ObjectInfo
+from pgkeep.storage.base import ObjectInfo, check_name
 
 PARTIAL_MARK = ".partial-"
-
-
-def _check_name(name: str) -> None:
-    if not name or "/" in name or name.startswith(".") or "\x00" in name:
-        raise StorageError(f"invalid object name {name!r}", permanent=True)
 
 
 class LocalWriter:
@@ -40,8 +35,12 @@ class LocalWriter:
                 f"cannot create a file in {root}: {exc.strerror}", permanent=True
             ) from None
 
+    def _closed(self, what: str) -> StorageError:
+        return StorageError(f"{what} on {self._final.name} after commit or abort", permanent=True)
+
     def write(self, data: bytes | memoryview) -> None:
-        assert self._fd is not None, "write after commit/abort"
+        if self._fd is None:
+            raise self._closed("write")
         view = memoryview(data)
         try:
             while view:
@@ -55,7 +54,8 @@ class LocalWriter:
             ) from None
 
     def commit(self) -> None:
-        assert self._fd is not None, "commit after commit/abort"
+        if self._fd is None:
+            raise self._closed("commit")
         try:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -92,16 +92,16 @@ class LocalStorage:
         return (self.root / name).as_uri()
 
     def path_for(self, name: str) -> Path:
-        _check_name(name)
+        check_name(name)
         return self.root / name
 
     def open_writer(self, name: str) -> LocalWriter:
-        _check_name(name)
+        check_name(name)
         return LocalWriter(self._dir(), name)
 
     def open_reader(self, name: str) -> BinaryIO:
         try:
-            return open(self.path_for(name), "rb")  # noqa: SIM115
+            return open(self.path_for(name), "rb")
         except FileNotFoundError:
             raise ObjectNotFoundError(
                 f"backup file {name} not found in {self.root}"
@@ -121,7 +121,8 @@ class LocalStorage:
             return []
         out = []
         for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.is_file() or not entry.name.startswith(prefix):
+            hidden = entry.name.startswith(".")  # partial files and other bookkeeping
+            if hidden or not entry.is_file() or not entry.name.startswith(prefix):
                 continue
             st = entry.stat()
             out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
