@@ -7,6 +7,9 @@ migrating someone's shared database unasked would surprise its owner.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -74,6 +77,22 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
+@contextlib.contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialize migrations of one SQLite file between processes.
+
+    flock on the database file itself: on Linux it does not interact with
+    SQLite's own (fcntl) locks, and no extra file is created.
+    """
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(database, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_schema(engine: Engine) -> None:
     """Make the catalog usable: auto-migrate SQLite, refuse a PostgreSQL catalog that is behind."""
     current = current_revision(engine)
@@ -81,7 +100,11 @@ def ensure_schema(engine: Engine) -> None:
     if current == head:
         return
     if engine.dialect.name == "sqlite":
-        upgrade(engine)
+        with _sqlite_migration_lock(engine):
+            # Two first runs at once (cron and a person) would both create the
+            # tables; the second one re-reads the revision once it has the lock.
+            if current_revision(engine) != head:
+                upgrade(engine)
         return
     raise CatalogOutdatedError(
         f"the catalog database is at schema revision {current or 'none'}, "

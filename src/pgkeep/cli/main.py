@@ -31,6 +31,12 @@ app = typer.Typer(
 db_app = typer.Typer(help="Catalog database maintenance.\n\n" + EXIT_CODES_HELP, no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+# typer >= 0.20 bundles its own copy of click: its usage errors, Exit and Abort are
+# not click's classes, so both kinds are caught (on older typer they are the same).
+_EXIT_ERRORS = (click.exceptions.Exit, typer.Exit)
+_USAGE_ERRORS = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+_ABORTS = (click.Abort, typer.Abort, KeyboardInterrupt)
+
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 
@@ -78,6 +84,7 @@ def run() -> None:
     from pgkeep.cli import backups, restore  # noqa: F401  (register commands)
     from pgkeep.cli import db as _db  # noqa: F401
     from pgkeep.cli import demo as _demo  # noqa: F401
+    from pgkeep.cli import admin as _admin, serve as _serve  # noqa: F401
     from pgkeep.cli import worker as _worker  # noqa: F401
 
     # Commands report errors themselves, as one line; log records stay quiet
@@ -90,12 +97,12 @@ def run() -> None:
     except PgkeepError as exc:
         err_console.print(f"error: {exc}", markup=False)
         sys.exit(int(exc.exit_code))
-    except click.exceptions.Exit as exc:
+    except _EXIT_ERRORS as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except _USAGE_ERRORS as exc:
+        exc.show()  # type: ignore[union-attr]
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except _ABORTS:
         err_console.print("error: interrupted")
         sys.exit(130)
     except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from pgkeep.catalog import admin_models  # noqa: F401  (registers the admin API's tables)
 from pgkeep.catalog.models import Base
 
 config = context.config

@@ -1,0 +1,121 @@
+"""The standalone API application: ``create_app(settings or context)``.
+
+Nothing is built at import time: the factory builds (or is given) the
+service context, and the app owns it only when it built it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+import pgkeep
+from pgkeep.api.problems import install_problem_handlers
+from pgkeep.api.router import admin_router
+from pgkeep.api.schemas import Health
+from pgkeep.api.state import AdminApi
+from pgkeep.catalog.db import current_revision, head_revision
+from pgkeep.config import Settings
+from pgkeep.errors import PgkeepError
+from pgkeep.services.context import Context
+
+log = logging.getLogger("pgkeep.api")
+
+ADMIN_PREFIX = "/api/admin"
+READY_CONNECT_TIMEOUT_S = 3
+SHUTDOWN_JOB_WAIT_S: float | None = None  # a stopping server lets its backups and restores finish
+
+
+def start_scheduler(api: AdminApi) -> None:
+    """HOOK (issue 5, scheduled backups): start the backup worker here, and stop it in ``lifespan``.
+
+    Called once at startup unless ``pgkeep serve --no-scheduler``; the spec
+    starts its worker "after app starts listening" (Step 6). Not wired yet:
+    until it is, scheduled backups run in ``pgkeep worker``.
+    """
+    log.warning("pgkeep serve does not run scheduled backups yet; run `pgkeep worker` for them")
+
+
+def create_app(source: Settings | Context, *, scheduler: bool = False) -> FastAPI:
+    """Build the admin API app. ``scheduler``: start the backup worker at startup."""
+    owns_context = isinstance(source, Settings)
+    ctx = Context.build(source) if isinstance(source, Settings) else source
+    api = AdminApi(ctx)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if scheduler:
+            start_scheduler(api)
+        try:
+            yield
+        finally:
+            if api.jobs.running:
+                log.info("waiting for %d background jobs to finish", api.jobs.running)
+            await run_in_threadpool(api.jobs.wait, SHUTDOWN_JOB_WAIT_S)
+            if owns_context:
+                ctx.close()
+
+    app = FastAPI(
+        title="pgkeep admin API",
+        version=pgkeep.__version__,
+        description="Backups, restores and the audit log of pgkeep. See docs/api.md.",
+        lifespan=lifespan,
+    )
+    app.state.pgkeep_api = api
+    install_problem_handlers(app)
+    app.include_router(admin_router(api), prefix=ADMIN_PREFIX)
+
+    @app.get("/healthz", response_model=Health, tags=["health"], operation_id="healthz", summary="Liveness")
+    async def healthz() -> dict[str, Any]:
+        """The process is alive (no checks, no auth)."""
+        return {"status": "ok", "checks": {}}
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["health"],
+        operation_id="readyz",
+        summary="Readiness",
+        responses={503: {"description": "Not ready", "model": Health}},
+    )
+    def readyz() -> Any:
+        """The catalog (at the code's schema) and the target database are reachable (no auth)."""
+        checks = {"catalog": _check_catalog(ctx), "target": _check_target(ctx)}
+        ready = all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return body if ready else JSONResponse(body, status_code=503)
+
+    return app
+
+
+def _check_catalog(ctx: Context) -> str:
+    try:
+        with ctx.catalog.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        if current_revision(ctx.catalog.engine) != head_revision(ctx.catalog.engine):
+            return "schema behind"
+    except Exception as exc:  # any failure means "not ready"; the log says why
+        log.warning("readiness: catalog unreachable: %s", type(exc).__name__)
+        return "unreachable"
+    return "ok"
+
+
+def _check_target(ctx: Context) -> str:
+    try:
+        target = ctx.target
+        with psycopg.connect(target.connect_conninfo(), connect_timeout=READY_CONNECT_TIMEOUT_S):
+            pass
+    except PgkeepError:
+        return "not configured"
+    except psycopg.Error as exc:
+        log.warning("readiness: target unreachable: %s", ctx.target.scrub(str(exc).strip()))
+        return "unreachable"
+    return "ok"

@@ -1,0 +1,80 @@
+"""pgkeep admin create-token, list-tokens, revoke-token: API tokens for the admin API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pgkeep.catalog.admin_models import Role
+from pgkeep.cli.main import app, err_console, out_console, print_json, state
+from pgkeep.errors import EXIT_CODES_HELP
+from pgkeep.services import admin
+
+admin_app = typer.Typer(
+    help="API tokens of the admin REST API (`pgkeep serve`).\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+)
+app.add_typer(admin_app, name="admin")
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@admin_app.command("create-token", epilog=EXIT_CODES_HELP)
+def create_token(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Who or what the token is for.")],
+    role: Annotated[
+        Role,
+        typer.Option(
+            "--role",
+            case_sensitive=False,
+            help="viewer: list and show; operator: also back up and verify; "
+            "admin: also restore, delete, cleanup and read the audit log.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token and print it. It is shown this once: only its hash is kept."""
+    new = admin.create_token(state(ctx).context(), name, role)
+    if as_json:
+        print_json(new.as_json())
+        return
+    out_console.print(f"Token {new.id} ({new.role.value}) for {new.name}:", markup=False)
+    out_console.print(new.token, markup=False, soft_wrap=True)
+    err_console.print(
+        "Store it now: it cannot be shown again. Send it as `Authorization: Bearer ...`."
+    )
+
+
+@admin_app.command("list-tokens", epilog=EXIT_CODES_HELP)
+def list_tokens(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List API tokens (never their secrets), revoked ones included."""
+    tokens = admin.list_tokens(state(ctx).context())
+    if as_json:
+        print_json([t.as_json() for t in tokens])
+        return
+    table = Table("id", "name", "role", "prefix", "created", "last used", "revoked")
+    for t in tokens:
+        data = t.as_json()
+        table.add_row(
+            t.id, t.name, t.role.value, data["prefix"], data["createdAt"],
+            data["lastUsedAt"] or "-", data["revokedAt"] or "-",
+        )
+    out_console.print(table)
+
+
+@admin_app.command("revoke-token", epilog=EXIT_CODES_HELP)
+def revoke_token(
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a token: it stops working at once. Revoking twice is not an error."""
+    message = admin.revoke_token(state(ctx).context(), token_id)
+    if as_json:
+        print_json({"message": message})
+    else:
+        out_console.print(message, markup=False)
