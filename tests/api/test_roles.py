@@ -41,6 +41,8 @@ ROUTES = [
     Route("DELETE", "/backups/{backup_id}", "admin", 404, unknown_id=True),
     Route("POST", "/backups/cleanup", "admin", 200, {"params": {"dryRun": True}}),
     Route("GET", "/audit-logs", "admin", 200),
+    Route("POST", "/backups/{backup_id}/keep", "operator", 200, {"json": {"keep": False}}),
+    Route("GET", "/me", "viewer", 200),
 ]
 CALLERS = ["no token", "bad token", "revoked token", "viewer", "operator", "admin"]
 

@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 import pgkeep
@@ -25,6 +26,8 @@ from pgkeep.api.state import AdminApi
 from pgkeep.catalog.db import current_revision, head_revision
 from pgkeep.config import Settings
 from pgkeep.errors import PgkeepError
+from pgkeep.observability.metrics import build_registry
+from pgkeep.scheduler.worker import Worker
 from pgkeep.services.context import Context
 
 log = logging.getLogger("pgkeep.api")
@@ -34,14 +37,16 @@ READY_CONNECT_TIMEOUT_S = 3
 SHUTDOWN_JOB_WAIT_S: float | None = None  # a stopping server lets its backups and restores finish
 
 
-def start_scheduler(api: AdminApi) -> None:
-    """HOOK (issue 5, scheduled backups): start the backup worker here, and stop it in ``lifespan``.
+def start_scheduler(api: AdminApi) -> Worker:
+    """Start the backup worker (scheduled backups, cleanup, drills) in this process.
 
-    Called once at startup unless ``pgkeep serve --no-scheduler``; the spec
-    starts its worker "after app starts listening" (Step 6). Not wired yet:
-    until it is, scheduled backups run in ``pgkeep worker``.
+    Called once at startup unless ``pgkeep serve --no-scheduler``, as the
+    spec starts its worker with the app (Step 6). Several replicas may all
+    run it: each tick still runs once (see pgkeep.scheduler.runner).
     """
-    log.warning("pgkeep serve does not run scheduled backups yet; run `pgkeep worker` for them")
+    worker = Worker(api.ctx)
+    worker.start()
+    return worker
 
 
 def create_app(source: Settings | Context, *, scheduler: bool = False) -> FastAPI:
@@ -52,11 +57,12 @@ def create_app(source: Settings | Context, *, scheduler: bool = False) -> FastAP
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if scheduler:
-            start_scheduler(api)
+        worker = await run_in_threadpool(start_scheduler, api) if scheduler else None
         try:
             yield
         finally:
+            if worker is not None:
+                await run_in_threadpool(worker.stop)
             if api.jobs.running:
                 log.info("waiting for %d background jobs to finish", api.jobs.running)
             await run_in_threadpool(api.jobs.wait, SHUTDOWN_JOB_WAIT_S)
@@ -72,6 +78,14 @@ def create_app(source: Settings | Context, *, scheduler: bool = False) -> FastAP
     app.state.pgkeep_api = api
     install_problem_handlers(app)
     app.include_router(admin_router(api), prefix=ADMIN_PREFIX)
+
+    registry = build_registry(ctx)
+
+    @app.get("/metrics", tags=["health"], operation_id="metrics", summary="Prometheus metrics",
+             response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text format, read from the catalog (no auth, like /healthz: counts and times only)."""
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_model=Health, tags=["health"], operation_id="healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:

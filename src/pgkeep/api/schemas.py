@@ -32,8 +32,32 @@ class CreateBackupRequest(_Request):
     type: CreatableType = "MANUAL"
 
 
+Identifier = Annotated[SafeText, StringConstraints(min_length=1, max_length=127)]
+
+
+class VerifyRequest(_Request):
+    level: Literal["checksum", "archive", "restore"] = Field(
+        "archive", description="checksum: stored bytes; archive: also readable; restore: a restore drill."
+    )
+
+
+class CleanupRequest(_Request):
+    dryRun: StrictBool = Field(False, description="Only show the retention plan; delete nothing.")
+
+
+class KeepRequest(_Request):
+    keep: StrictBool = Field(description="true: retention never deletes this backup; false: release it.")
+
+
 class RestoreRequest(_Request):
     dryRun: StrictBool = Field(True, description="Verify only (the default); false replaces the data.")
+    atomic: StrictBool = Field(False, description="Restore into a new database and swap names at the end.")
+    safetyBackup: StrictBool = Field(True, description="Back up the target's current contents first.")
+    tables: list[Identifier] = Field(default_factory=list, max_length=100, description="Selective: schema.table.")
+    schemas: list[Identifier] = Field(default_factory=list, max_length=100, description="Selective: whole schemas.")
+    intoSchema: Identifier | None = Field(None, description="Put the selected tables in this schema.")
+    noOwner: StrictBool = False
+    noAcl: StrictBool = False
     confirmRestore: Literal[True] = Field(description="Must be literally true.")
     targetDatabase: Annotated[SafeText, StringConstraints(min_length=1, max_length=63)] | None = Field(
         None, description="Restore into this existing database on the same server instead."
@@ -99,6 +123,7 @@ class BackupAccepted(_Response):
 class VerifyResult(_Response):
     valid: bool
     message: str
+    level: str | None = None
 
 
 class Message(_Response):
@@ -147,6 +172,12 @@ class AuditEntry(_Response):
 class AuditLogList(_Response):
     logs: list[AuditEntry]
     pagination: Pagination
+
+
+class Me(_Response):
+    id: str
+    name: str | None = None
+    role: Literal["viewer", "operator", "admin"]
 
 
 class Health(_Response):

@@ -11,13 +11,12 @@ from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, T
 from rich.table import Table
 
 from pgkeep.catalog.models import BackupStatus, BackupType
+from pgkeep.cli.main import app, err_console, out_console, print_json, state
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.errors import EXIT_CODES_HELP, ExitCode
 from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
 from pgkeep.storage import LocalStorage, local_path_from_url
-
-from pgkeep.cli.main import app, err_console, out_console, print_json, state
 
 
 class TypeOpt(str, Enum):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 
 from pgkeep.catalog import db as catalog_db
-from pgkeep.errors import EXIT_CODES_HELP
-
 from pgkeep.cli.main import db_app, out_console, state
+from pgkeep.errors import EXIT_CODES_HELP
 
 
 @db_app.command(epilog=EXIT_CODES_HELP)

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pgkeep.errors import EXIT_CODES_HELP
-
 from pgkeep.cli.main import app, out_console
+from pgkeep.errors import EXIT_CODES_HELP
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -81,10 +81,11 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 
 def run() -> None:
     """Console-script entry point."""
+    from pgkeep.cli import admin as _admin  # noqa: F401
     from pgkeep.cli import backups, restore  # noqa: F401  (register commands)
     from pgkeep.cli import db as _db  # noqa: F401
     from pgkeep.cli import demo as _demo  # noqa: F401
-    from pgkeep.cli import admin as _admin, serve as _serve  # noqa: F401
+    from pgkeep.cli import serve as _serve  # noqa: F401
     from pgkeep.cli import worker as _worker  # noqa: F401
 
     # Commands report errors themselves, as one line; log records stay quiet

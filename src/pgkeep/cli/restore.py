@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
+from pgkeep.cli.main import app, out_console, print_json, state
 from pgkeep.errors import EXIT_CODES_HELP, NotConfirmedError
 from pgkeep.services.restore import RestoreOptions, RestorePlan, resolve_backup, resolve_file, restore
-
-from pgkeep.cli.main import app, out_console, print_json, state
 
 
 @app.command("restore", epilog=EXIT_CODES_HELP)

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import BackupInProgressError, PgkeepError, VerificationError

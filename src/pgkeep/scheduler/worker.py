@@ -17,10 +17,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
 from pgkeep.catalog.models import JobRun, utcnow
+from pgkeep.errors import PgkeepError
 from pgkeep.observability.freshness import check_freshness
 from pgkeep.scheduler.runner import TickOutcome, claim, run_tick
 from pgkeep.scheduler.ticks import previous_fire_time, trigger
 from pgkeep.services.context import Context
+from pgkeep.services.recovery import recover_interrupted
 
 log = logging.getLogger("pgkeep.scheduler")
 FRESHNESS_EVERY_MIN = 15
@@ -100,6 +102,12 @@ class Worker:
             log.error("freshness check failed: %s", exc)
 
     def start(self) -> None:
+        """Recover backups a dead process left IN_PROGRESS, catch up on a missed tick, start the schedule."""
+        try:
+            for backup_id in recover_interrupted(self.ctx):
+                log.warning("marked interrupted backup %s FAILED", backup_id)
+        except PgkeepError as exc:  # the target may be down right now; the next start retries
+            log.error("crash recovery skipped: %s", exc)
         catch_up(self.ctx)
         for spec in job_specs(self.ctx):
             self.scheduler.add_job(

@@ -9,6 +9,8 @@ person chose, so there is nothing to guess.
 
 from __future__ import annotations
 
+import dataclasses
+
 import getpass
 import hashlib
 import hmac
@@ -255,6 +257,7 @@ def prepare_restore(
     dry_run: bool,
     target_database: str | None = None,
     requested_by: str | None = None,
+    options: RestoreOptions | None = None,
 ) -> PreparedRestore:
     """Check that ``backup_id`` can be restored (404, 409, 422) and record a restore job."""
     artifact = resolve_backup(ctx, backup_id)
@@ -275,7 +278,7 @@ def prepare_restore(
         job_id,
         backup_id,
         artifact,
-        RestoreOptions(target_url=target_url, dry_run=dry_run),
+        dataclasses.replace(options or RestoreOptions(), target_url=target_url, dry_run=dry_run),
         target.describe(),
     )
 

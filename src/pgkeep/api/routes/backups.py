@@ -22,12 +22,15 @@ from pgkeep.api.schemas import (
     BackupList,
     BackupStatusName,
     BackupTypeName,
+    CleanupRequest,
     CleanupResult,
     CreateBackupRequest,
+    KeepRequest,
     Message,
     RestoreAccepted,
     RestoreJob,
     RestoreRequest,
+    VerifyRequest,
     VerifyResult,
 )
 from pgkeep.api.state import AdminApi, actor_of, audit_event, audit_problem, get_api
@@ -35,6 +38,7 @@ from pgkeep.catalog.admin_models import AuditOutcome, Role
 from pgkeep.catalog.models import BackupStatus, BackupType
 from pgkeep.services import admin, manage
 from pgkeep.services.backup import create_backup
+from pgkeep.services.restore import RestoreOptions
 
 Api = Annotated[AdminApi, Depends(get_api)]
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
@@ -115,9 +119,14 @@ def get_one(backup_id: BackupId, api: Api, _: Viewer) -> Any:
     return manage.get_backup(api.ctx, backup_id)
 
 
-def verify(backup_id: BackupId, request: Request, api: Api, _: Operator) -> Any:
-    """Check the stored checksum and that the archive reads; ``valid: false`` says why not."""
-    result = manage.verify_backup(api.ctx, backup_id)
+def verify(
+    backup_id: BackupId, request: Request, api: Api, _: Operator, body: VerifyRequest | None = None
+) -> Any:
+    """Verify at ``level`` (default ``archive``: checksum and archive readable; ``restore``: a
+    restore drill into a scratch database); ``valid: false`` says why not."""
+    level = (body or VerifyRequest()).level
+    request.state.audit_details = {"level": level}
+    result = manage.verify_backup(api.ctx, backup_id, level)
     audit_event(
         api,
         actor_of(request),
@@ -160,6 +169,11 @@ def restore(
             dry_run=body.dryRun,
             target_database=body.targetDatabase,
             requested_by=principal.id,
+            options=RestoreOptions(
+                atomic=body.atomic, safety_backup=body.safetyBackup, tables=tuple(body.tables),
+                schemas=tuple(body.schemas), into_schema=body.intoSchema, no_owner=body.noOwner,
+                no_acl=body.noAcl,
+            ),
         )
         details = ops.restore_details(prepared)
         request.state.audit_details = details
@@ -204,9 +218,12 @@ def cleanup(
     api: Api,
     _: Admin,
     dryRun: Annotated[bool, Query(description="Only report what would be deleted.")] = False,
+    body: CleanupRequest | None = None,
 ) -> Any:
-    """Delete expired backups (never the newest COMPLETED one, never a kept one)."""
-    result = manage.cleanup_expired(api.ctx, dry_run=dryRun)
+    """Apply the retention policy; with ``{"dryRun": true}`` (or ``?dryRun=true``) only return the
+    plan: every backup's keep/delete decision and its reasons."""
+    dry_run = dryRun or (body is not None and body.dryRun)
+    result = manage.cleanup_expired(api.ctx, dry_run=dry_run)
     data = result.as_json()
     actor = actor_of(request)
     details = {k: data[k] for k in ("deletedCount", "deletedIds", "failed", "dryRun")}
@@ -220,6 +237,15 @@ def cleanup(
         audit_problem(api, actor, "backup.cleanup", problem, details=details)
     else:
         audit_event(api, actor, "backup.cleanup", AuditOutcome.SUCCESS, details=details)
+    return data
+
+
+def set_keep(backup_id: BackupId, body: KeepRequest, request: Request, api: Api, _: Operator) -> Any:
+    """Mark a backup to keep (retention never deletes it) or release it."""
+    request.state.audit_details = {"keep": body.keep}
+    data = manage.set_keep(api.ctx, backup_id, body.keep)
+    audit_event(api, actor_of(request), "backup.keep", AuditOutcome.SUCCESS, resource_id=backup_id,
+                details={"keep": body.keep})
     return data
 
 
@@ -302,7 +328,19 @@ def register(router: APIRouter) -> None:
         name="pgkeep_verify_backup",
         tags=tags,
         openapi_extra=audited("backup.verify"),
-        responses=problem_responses(*AUTH_ERRORS, 404, 409),
+        responses=problem_responses(*AUTH_ERRORS, 404, 409, 422),
+    )
+    router.add_api_route(
+        "/backups/{backup_id}/keep",
+        set_keep,
+        methods=["POST"],
+        response_model=Backup,
+        operation_id="keepBackup",
+        summary="Keep a backup (or release it) from retention",
+        name="pgkeep_keep_backup",
+        tags=tags,
+        openapi_extra=audited("backup.keep"),
+        responses=problem_responses(*AUTH_ERRORS, 404, 422),
     )
     router.add_api_route(
         "/backups/{backup_id}/restore",
