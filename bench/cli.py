@@ -1,0 +1,195 @@
+"""``python -m bench``: build a cluster, load the data sets, measure, report."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import datasets
+from bench.cluster import BenchCluster, ServerCpu
+from bench.machine import machine_info, versions
+from bench.methods import Env, Method, all_methods
+from bench.report import MB, DatasetResult, MethodResult, write_reports
+from bench.storage import targets
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+TINY = {"scale": 1, "realistic_mb": 5.0, "repeat": 1}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    keys = ", ".join(m.key for m in all_methods())
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure pgkeep against pg_dump/pg_restore and the spec's gzip pipeline.",
+    )
+    p.add_argument("--scale", type=int, default=100, help="pgbench scale (default 100, ~1.6 GB)")
+    p.add_argument(
+        "--realistic-mb",
+        type=float,
+        default=1000.0,
+        help="generated text of the realistic data set, in MB (default 1000)",
+    )
+    p.add_argument("--repeat", type=int, default=3, help="measurements per method (default 3)")
+    p.add_argument("--methods", default="*", help=f"comma-separated method keys or globs (default all): {keys}")
+    p.add_argument("--datasets", default="pgbench,realistic", help="comma-separated data sets")
+    p.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 2, help="N for the parallel methods (default: the number of CPUs)"
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
+    p.add_argument("--work-dir", type=Path, help="where dumps are written (default: a temp dir)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the realistic data set")
+    p.add_argument(
+        "--fsync", action="store_true", help="run the cluster with fsync/synchronous_commit/full_page_writes on"
+    )
+    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run for CI: scale 1, 5 MB, repeat 1")
+    args = p.parse_args(argv)
+    if args.tiny:
+        for name, value in TINY.items():
+            setattr(args, name, value)
+    if args.repeat < 1 or args.jobs < 1 or args.scale < 1 or args.realistic_mb <= 0:
+        p.error("--repeat, --jobs, --scale and --realistic-mb must be positive")
+    return args
+
+
+def select_methods(pattern: str) -> list[Method]:
+    globs = [g.strip() for g in pattern.split(",") if g.strip()]
+    chosen = [m for m in all_methods() if any(fnmatch.fnmatchcase(m.key, g) for g in globs)]
+    if not chosen:
+        raise SystemExit(f"--methods {pattern!r} matches none of: {[m.key for m in all_methods()]}")
+    return chosen
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def warm_up(env: Env) -> int:
+    """One unmeasured plain dump: fills the page cache and gives the plain dump's size."""
+    proc = subprocess.Popen(
+        [env.tool("pg_dump"), f"--dbname={env.conninfo()}", "--no-password", "--format=plain"],
+        stdout=subprocess.PIPE,
+        env=env.client_env(),
+    )
+    assert proc.stdout is not None
+    total = 0
+    while chunk := proc.stdout.read(1 << 20):
+        total += len(chunk)
+    if proc.wait() != 0:
+        raise RuntimeError(f"warm-up pg_dump exited {proc.returncode}")
+    return total
+
+
+def _describe(result: MethodResult) -> str:
+    s = result.samples[-1]
+    size = f", {s.size_bytes / MB:.1f} MB" if s.size_bytes is not None else ""
+    rss = f", rss {s.own_rss / MB:.0f} MB" if s.own_rss else ""
+    return f"{s.wall_s:.2f} s{size}, cpu {s.cpu_s:.1f}+{s.server_cpu_s:.1f} s{rss}"
+
+
+def measure_dataset(env: Env, methods: list[Method], repeat: int, name: str) -> list[MethodResult]:
+    results = {m.key: MethodResult(m) for m in methods}
+    # A restore whose backup is not measured still needs that backup's output once.
+    producers = {m.key: m for m in all_methods()}
+    for needed in {m.needs for m in methods if m.needs and m.needs not in results}:
+        log(f"{name}: preparing {needed} (not measured)")
+        try:
+            producers[needed].measure(env)
+        except Exception as exc:  # its restores will report that their backup is missing
+            log(f"{name}: preparing {needed} FAILED: {exc}")
+    for round_no in range(repeat):
+        for kind in ("backup", "restore"):
+            group = [m for m in methods if m.kind == kind]
+            if not group:
+                continue
+            shift = round_no % len(group)  # rotate the order too: no method is always first
+            for method in group[shift:] + group[:shift]:
+                result = results[method.key]
+                if result.error is not None:
+                    continue
+                if method.needs and method.needs not in env.artifacts:
+                    result.error = f"its backup ({method.needs}) failed"
+                    continue
+                try:
+                    result.samples.append(method.measure(env))
+                except Exception as exc:
+                    result.error = f"{type(exc).__name__}: {exc}"
+                    log(f"{name} round {round_no + 1}/{repeat}: {method.key} FAILED: {exc}")
+                    continue
+                log(f"{name} round {round_no + 1}/{repeat}: {method.key}: {_describe(result)}")
+    return [results[m.key] for m in methods]
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> list[Path]:
+    methods = select_methods(args.methods)
+    wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    makers = {
+        "pgbench": lambda: datasets.pgbench(args.scale),
+        "realistic": lambda: datasets.realistic(args.realistic_mb, args.seed),
+    }
+    unknown = set(wanted) - set(makers)
+    if unknown:
+        raise SystemExit(f"unknown data sets {sorted(unknown)}; known: {sorted(makers)}")
+    own_work = args.work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="pgkeep-bench-")) if own_work else args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    storages = targets()
+    cluster = BenchCluster.start(work, durable=args.fsync)
+    try:
+        log(f"cluster up on port {cluster.dev.port}; work dir {work}")
+        storage_env = {name: t.setup(work) for name, t in storages.items()}
+        results: list[DatasetResult] = []
+        for name in wanted:
+            dataset = makers[name]()
+            log(f"{name}: loading ({dataset.description})")
+            facts = dataset.load(cluster)
+            log(f"{name}: loaded in {facts['load_s']} s, {facts['database_bytes'] / MB:.0f} MB")
+            env = Env(
+                cluster, dataset.dbname, work / name, args.jobs, storage_env, server_cpu=ServerCpu(cluster.dev.data_dir)
+            )
+            env.work.mkdir(exist_ok=True)
+            env.pgkeep_quiet(["db", "upgrade"])
+            facts["plain_dump_bytes"] = warm_up(env)
+            measured = measure_dataset(env, methods, args.repeat, name)
+            results.append(DatasetResult(name, dataset.description, facts, measured))
+            cluster.drop_database(dataset.dbname)
+            shutil.rmtree(env.work, ignore_errors=True)
+        meta = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine_info(),
+            "versions": versions(cluster.server_version()),
+            "server_settings": cluster.settings,
+            "settings": {
+                "command_line": " ".join(argv),
+                "scale": args.scale,
+                "realistic_mb": args.realistic_mb,
+                "repeat": args.repeat,
+                "jobs": args.jobs,
+                "seed": args.seed,
+                "methods": [m.key for m in methods],
+                "work_dir": str(work),
+            },
+        }
+        return write_reports(args.out, meta, results)
+    finally:
+        cluster.stop()
+        for target in storages.values():
+            target.teardown()
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    started = time.perf_counter()
+    written = run(args, argv)
+    log(f"done in {time.perf_counter() - started:.0f} s; wrote {', '.join(map(str, written))}")
+    return 0

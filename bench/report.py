@@ -1,0 +1,215 @@
+"""Medians, ratios, and the Markdown and JSON files."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.methods import REFERENCES, SIZE_REFERENCE, Method, Sample
+
+MB = 1_000_000
+
+
+@dataclass
+class MethodResult:
+    method: Method
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None
+
+    def median(self, attr: str) -> float | None:
+        values = [getattr(s, attr) for s in self.samples if getattr(s, attr) is not None]
+        return statistics.median(values) if values else None
+
+    def peak(self, attr: str) -> int | None:
+        values = [getattr(s, attr) for s in self.samples if getattr(s, attr) is not None]
+        return max(values) if values else None
+
+    def others_load(self) -> float | None:
+        """Median number of CPUs other processes kept busy during the runs."""
+        loads = [s.others_cpu_s / s.wall_s for s in self.samples if s.wall_s > 0]
+        return statistics.median(loads) if loads else None
+
+    def summary(self) -> dict[str, Any]:
+        walls = [s.wall_s for s in self.samples]
+        return {
+            "key": self.method.key,
+            "label": self.method.label,
+            "kind": self.method.kind,
+            "runs": len(self.samples),
+            "error": self.error,
+            "wall_s_median": self.median("wall_s"),
+            "wall_s_min": min(walls) if walls else None,
+            "wall_s_max": max(walls) if walls else None,
+            "size_bytes_median": self.median("size_bytes"),
+            "cpu_s_median": self.median("cpu_s"),
+            "server_cpu_s_median": self.median("server_cpu_s"),
+            "own_rss_peak": self.peak("own_rss"),
+            "tree_rss_peak": self.peak("tree_rss"),
+            "others_load_median": self.others_load(),
+            "samples": [asdict(s) for s in self.samples],
+        }
+
+
+@dataclass
+class DatasetResult:
+    name: str
+    description: str
+    facts: dict[str, Any]
+    methods: list[MethodResult]
+
+    def by_key(self) -> dict[str, MethodResult]:
+        return {m.method.key: m for m in self.methods}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "facts": self.facts,
+            "methods": [m.summary() for m in self.methods],
+        }
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio(value: float | None, ref: float | None) -> str:
+    if value is None or not ref:
+        return "-"
+    return f"{value / ref:.2f}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _rss(result: MethodResult) -> str:
+    own = result.peak("own_rss")
+    if own is not None:
+        return f"{own / MB:.0f}"
+    tree = result.peak("tree_rss")
+    return "-" if tree is None else f"({tree / MB:.0f})"
+
+
+def dataset_markdown(data: DatasetResult, runs: int) -> str:
+    facts = data.facts
+    lines = [f"### {data.name}: {data.description}", ""]
+    plain = facts.get("plain_dump_bytes")
+    lines.append(
+        f"Database {facts['database_bytes'] / MB:.0f} MB on disk, plain dump "
+        f"{_fmt(plain / MB if plain else None, 0)} MB, loaded in {facts['load_s']} s. Rows: "
+        + ", ".join(f"{table} {count:,}" for table, count in facts["rows"].items())
+        + "."
+    )
+    keyed = data.by_key()
+    for kind in ("backup", "restore"):
+        rows = [m for m in data.methods if m.method.kind == kind]
+        if not rows:
+            continue
+        refs = REFERENCES[kind]
+        ref_walls = [keyed[k].median("wall_s") if k in keyed else None for k, _ in refs]
+        head = ["method", f"wall s (median of {runs})", "min-max"] + [h for _, h in refs]
+        if kind == "backup":
+            head += ["output MB", "size vs spec", "plain/output"]
+        head += ["client CPU s", "server CPU s", "peak RSS MB", "other load"]
+        lines += [
+            "",
+            f"**{kind.capitalize()}s**",
+            "",
+            "| " + " | ".join(_cell(h) for h in head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        for result in rows:
+            label = _cell(result.method.label)
+            if result.error is not None:
+                lines.append(f"| {label} | failed: {_cell(result.error[:200])} |")
+                continue
+            wall = result.median("wall_s")
+            cells = [
+                label,
+                _fmt(wall),
+                f"{_fmt(result.summary()['wall_s_min'])}-{_fmt(result.summary()['wall_s_max'])}",
+            ]
+            cells += [_ratio(wall, ref) for ref in ref_walls]
+            if kind == "backup":
+                size = result.median("size_bytes")
+                spec = keyed.get(SIZE_REFERENCE)
+                cells += [
+                    _fmt(size / MB if size else None, 1),
+                    _ratio(size, spec.median("size_bytes") if spec else None),
+                    _ratio(plain, size) if size else "-",
+                ]
+            cells += [
+                _fmt(result.median("cpu_s")),
+                _fmt(result.median("server_cpu_s")),
+                _rss(result),
+                _fmt(result.others_load(), 1),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+NOTES = """\
+- wall s: median of the runs; methods alternate within each round, so drift hits all alike.
+- vs columns: the median wall time divided by the reference row's (backups: the floor
+  `pg_dump -Fp > /dev/null` and the spec's `pg_dump -Fp | gzip -9`; restores:
+  `pg_restore -j N` of the `-Fc` dump and the spec's `gunzip | psql`).
+- size vs spec: output size over the spec pipeline's; plain/output: compression ratio
+  against the plain dump.
+- client CPU s: user+system time of the client process tree (wait4 on each process of
+  the pipeline; includes pg_dump under pgkeep). server CPU s: every PostgreSQL process.
+- peak RSS MB: for pgkeep rows, pgkeep's own Python process (VmHWM, sampled every 20 ms);
+  in parentheses for the others, the largest client process (ru_maxrss).
+- other load: CPUs kept busy by processes outside the benchmark during the runs (median;
+  from /proc/stat minus the client and server CPU). Above ~0.2 the machine was shared
+  and wall times are longer than they would be on a quiet machine; CPU times are not.
+- Restores go into a fresh empty database each time, dropped afterwards.
+"""
+
+
+def header_markdown(meta: dict[str, Any]) -> str:
+    m, v, s = meta["machine"], meta["versions"], meta["settings"]
+    server = ", ".join(f"{k}={val}" for k, val in meta["server_settings"].items())
+    return "\n".join(
+        [
+            f"Measured {meta['date']} on {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, "
+            f"Linux {m['kernel']}.",
+            "",
+            f"Versions: PostgreSQL server {v['postgresql_server']}, {v['pg_dump']}, "
+            f"pgkeep {v['pgkeep']}, Python {v['python']}, zstandard {v['zstandard']}, "
+            f"psycopg {v['psycopg']}, {v['gzip']}.",
+            "",
+            f"Settings: `python -m bench {s['command_line']}` (repeat {s['repeat']}, jobs N = "
+            f"{s['jobs']}). Benchmark cluster: {server}.",
+            "",
+        ]
+    )
+
+
+def write_reports(out: Path, meta: dict[str, Any], datasets: list[DatasetResult]) -> list[Path]:
+    """Write <date>-<dataset>.md, latest.md, <date>.json and latest.json; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    day = meta["date"][:10]
+    runs = meta["settings"]["repeat"]
+    head = header_markdown(meta)
+    written: list[Path] = []
+    sections = []
+    for data in datasets:
+        section = dataset_markdown(data, runs)
+        sections.append(section)
+        path = out / f"{day}-{data.name}.md"
+        path.write_text(f"# pgkeep benchmark: {data.name}\n\n{head}\n{section}\n{NOTES}")
+        written.append(path)
+    latest = out / "latest.md"
+    latest.write_text("# pgkeep benchmark\n\n" + head + "\n" + "\n".join(sections) + "\n" + NOTES)
+    written.append(latest)
+    payload = {**meta, "datasets": [d.as_json() for d in datasets]}
+    for name in (f"{day}.json", "latest.json"):
+        path = out / name
+        path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        written.append(path)
+    return written
