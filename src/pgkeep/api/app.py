@@ -23,7 +23,7 @@ from pgkeep.api.problems import install_problem_handlers
 from pgkeep.api.router import admin_router
 from pgkeep.api.schemas import Health
 from pgkeep.api.state import AdminApi
-from pgkeep.catalog.db import current_revision, head_revision
+from pgkeep.catalog.db import SCHEMA_HEAD, current_revision
 from pgkeep.config import Settings
 from pgkeep.errors import PgkeepError
 from pgkeep.observability.metrics import build_registry
@@ -114,7 +114,7 @@ def _check_catalog(ctx: Context) -> str:
     try:
         with ctx.catalog.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        if current_revision(ctx.catalog.engine) != head_revision(ctx.catalog.engine):
+        if current_revision(ctx.catalog.engine) != SCHEMA_HEAD:
             return "schema behind"
     except Exception as exc:  # any failure means "not ready"; the log says why
         log.warning("readiness: catalog unreachable: %s", type(exc).__name__)
