@@ -19,16 +19,24 @@ _TWO_WORD_DESCS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALI
 class TocSummary:
     owners: frozenset[str] = field(default_factory=frozenset)
     extensions: frozenset[str] = field(default_factory=frozenset)
+    # Per entry, the owner as it may be: the last 1, 2, ... words, longest first.
+    # pg_restore --list does not quote names, so an owner with a space ("app
+    # user") is told apart from the tag only by which of these roles exists.
+    owner_candidates: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
 
 
 def summarize(lines: list[str]) -> TocSummary:
     owners: set[str] = set()
     extensions: set[str] = set()
+    candidates: set[tuple[str, ...]] = set()
     for line in lines:
         m = _ENTRY.match(line.strip())
         if not m:
             continue
         rest = m.group("rest")
+        # pg_restore prints an empty owner (casts, transforms, access methods have
+        # none) as nothing after the last space: the last word is then the tag's.
+        no_owner = line.rstrip("\r\n").endswith(" ")
         desc = next((d for d in _TWO_WORD_DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
         tokens = rest[len(desc):].split()
         if desc == "EXTENSION" and len(tokens) >= 2:
@@ -36,10 +44,22 @@ def summarize(lines: list[str]) -> TocSummary:
             continue
         if desc in ("ACL", "COMMENT", "TABLE DATA", "SEQUENCE SET", "BLOB", "BLOBS", "LARGE OBJECT") or len(tokens) < 3:
             continue
+        if no_owner:
+            continue
         owner = tokens[-1]
         if owner != "-":
             owners.add(owner)
-    return TocSummary(frozenset(owners), frozenset(extensions))
+            candidates.add(tuple(" ".join(tokens[i:]) for i in range(2, len(tokens))))
+    return TocSummary(frozenset(owners), frozenset(extensions), frozenset(candidates))
+
+
+def _resolve_owners(conn: psycopg.Connection, summary: TocSummary) -> frozenset[str]:
+    """Each entry's owner: its longest candidate that is a role here, else its last word."""
+    if not summary.owner_candidates:
+        return summary.owners
+    names = sorted({name for entry in summary.owner_candidates for name in entry})
+    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (names,))}
+    return frozenset(next((c for c in entry if c in existing), entry[-1]) for entry in summary.owner_candidates)
 
 
 def privilege_problems(conn: psycopg.Connection, summary: TocSummary, *, no_owner: bool) -> list[str]:
@@ -50,10 +70,11 @@ def privilege_problems(conn: psycopg.Connection, summary: TocSummary, *, no_owne
     assert row is not None
     user, superuser = str(row[0]), bool(row[1])
     problems: list[str] = []
-    if not no_owner and summary.owners:
+    owners = _resolve_owners(conn, summary)
+    if not no_owner and owners:
         existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                                               (sorted(summary.owners),))}
-        missing = sorted(summary.owners - existing)
+                                               (sorted(owners),))}
+        missing = sorted(owners - existing)
         if missing:
             problems.append(
                 f"objects in the backup are owned by roles that do not exist on the target: {', '.join(missing)} "
