@@ -211,3 +211,39 @@ def test_non_superuser_restore_needs_no_owner(tmp_path: Path, source_db: DbHandl
     finally:
         pg15.drop_database(target)
         pg15.execute("DROP ROLE restorer_x")
+
+
+def _database_properties(conninfo: str, name: str) -> tuple:  # type: ignore[type-arg]
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT d.datconnlimit, shobj_description(d.oid, 'pg_database'), "
+            "(SELECT array_agg(s ORDER BY s) FROM pg_db_role_setting r, unnest(r.setconfig) s "
+            " WHERE r.setdatabase = d.oid) FROM pg_database d WHERE d.datname = %s",
+            (name,),
+        ).fetchone()
+    return tuple(row) if row else ()
+
+
+def test_atomic_restore_keeps_the_database_settings_comment_and_limit(ctx: Context, source_db: DbHandle, pg15) -> None:  # type: ignore[no-untyped-def]
+    name = sql.Identifier(source_db.name)
+    for statement in (
+        sql.SQL("ALTER DATABASE {} SET work_mem = '7MB'").format(name),
+        sql.SQL('ALTER DATABASE {} SET search_path = "$user", public, "Other Schema"').format(name),
+        sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 50").format(name),
+        sql.SQL("COMMENT ON DATABASE {} IS 'the app''s data'").format(name),
+    ):
+        pg15.execute(statement.as_string(None))
+    before = _database_properties(pg15.admin_conninfo(), source_db.name)
+    assert before[0] == 50 and before[1] == "the app's data" and len(before[2]) == 2
+    result = create_backup(ctx)
+    restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(atomic=True, safety_backup=False))
+    assert _database_properties(pg15.admin_conninfo(), source_db.name) == before
+
+
+def test_safety_backup_is_taken_for_a_target_without_tables(ctx: Context, source_db: DbHandle, empty_db: DbHandle) -> None:
+    result = create_backup(ctx)
+    _exec(empty_db.conninfo, "CREATE FUNCTION only_this() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    outcome = restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url))
+    assert outcome.safety_backup_id is not None
+    untouched = restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url, safety_backup=False))
+    assert untouched.safety_backup_id is None

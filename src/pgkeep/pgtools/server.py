@@ -104,3 +104,21 @@ def backup_lock_holder(conn: psycopg.Connection) -> int | None:
         (BACKUP_LOCK_KEY,),
     ).fetchone()
     return int(row[0]) if row else None
+
+
+_USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'"
+HAS_USER_OBJECTS_SQL = f"""
+SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {_USER_SCHEMA})
+    OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {_USER_SCHEMA})
+    OR EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {_USER_SCHEMA})
+    OR EXISTS (SELECT 1 FROM pg_namespace n WHERE {_USER_SCHEMA} AND n.nspname <> 'public')
+    OR EXISTS (SELECT 1 FROM pg_extension WHERE extname <> 'plpgsql')
+    OR EXISTS (SELECT 1 FROM pg_largeobject_metadata)
+"""
+
+
+def has_user_objects(conn: psycopg.Connection) -> bool:
+    """Whether the database holds anything a restore over it would destroy (tables, functions,
+    types, schemas, extensions, large objects)."""
+    row = conn.execute(HAS_USER_OBJECTS_SQL).fetchone()
+    return bool(row and row[0])

@@ -14,6 +14,7 @@ emptied, then ``pg_restore --jobs`` loads it; a failure leaves it partial.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import subprocess
 import tempfile
@@ -44,7 +45,6 @@ from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child
 from pgkeep.pgtools.toc import privilege_problems, summarize
-from pgkeep.pipeline import codecs
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
     Artifact,
@@ -110,15 +110,12 @@ def resolve_backup(ctx: Context, backup_id: str) -> Artifact:
 
 def resolve_file(ctx: Context, path: Path) -> Artifact:
     """An uncatalogued file; if the catalog knows its name, its checksum is checked too."""
-    artifact = artifact_for_file(path)
+    artifact = artifact_for_file(path, identity_file=ctx.settings.age_identity_file)
     with ctx.catalog.session() as session:
         row = repo.find_by_filename(session, path.name)
         if row is not None and row.checksum:
-            return Artifact(
-                artifact.name,
-                artifact.opener,
-                artifact.fmt,
-                artifact.compression,
+            return dataclasses.replace(
+                artifact,
                 checksum=row.checksum,
                 size=int(row.size),
                 dump_major=int(row.pg_dump_version.split(".")[0]) if row.pg_dump_version else None,
@@ -234,7 +231,7 @@ def restore(
 
 
 def _inspect_target(target: Target) -> tuple[bool, bool, int]:
-    """(exists, has user tables, server major) of the target database."""
+    """(exists, holds any user object, server major) of the target database."""
     try:
         conn = pgserver.connect(target, operation="restore")
     except PgkeepError:
@@ -245,7 +242,7 @@ def _inspect_target(target: Target) -> tuple[bool, bool, int]:
                 raise
             return False, False, pgserver.server_major(conn)
     with conn:
-        has_data = bool(pgserver.user_tables(conn))
+        has_data = pgserver.has_user_objects(conn)
         return True, has_data, pgserver.server_major(conn)
 
 
@@ -308,7 +305,7 @@ def _restore_single_transaction(
                 scrub=target.scrub,
             )
             children.append(loader)
-            stored = codecs.decompress(reader.chunks(), artifact.compression)
+            stored = artifact.decoded(reader.chunks())
             if artifact.fmt is DumpFormat.PLAIN:
                 script: Iterator[bytes] = stored
                 feeder = None

@@ -32,12 +32,12 @@ from pgkeep.errors import (
     RestoreInProgressError,
     VerificationError,
 )
+from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.commands import pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child
-from pgkeep.pipeline import codecs
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import Artifact, HashingReader, check_digest, extract_tar, pg_restore_for
 from pgkeep.services.context import Context
@@ -45,6 +45,7 @@ from pgkeep.services.context import Context
 if TYPE_CHECKING:
     from pgkeep.services.restore import RestoreOptions
 
+log = get_logger("pgkeep.restore")
 NEW_MARK = "_pgkeep_new_"
 OLD_MARK = "_pgkeep_old_"
 SWAP_WAIT_S = 10.0
@@ -97,7 +98,7 @@ def restore_atomic(ctx: Context, artifact: Artifact, target: Target, options: Re
                 conn.execute(
                     sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(new_name), sql.Identifier(info[3]))
                 )
-            _copy_database_grants(conn, db, new_name)
+            _copy_database_properties(conn, db, new_name)
         try:
             restore_into(ctx, artifact, target.with_dbname(new_name), options)
             return _swap(maintenance, db, new_name)
@@ -114,6 +115,48 @@ def _drop_leftovers(conn: psycopg.Connection, db: str) -> None:
     ).fetchall():
         # FORCE: the dead restore's backend may still be finishing a statement.
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# Settings whose stored value is a list of already-quoted elements (search_path = "$user", public).
+_LIST_SETTINGS = {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+
+
+def _copy_database_properties(conn: psycopg.Connection, source: str, dest: str) -> None:
+    """What a dump does not carry but the database itself has: grants, settings
+    (``ALTER DATABASE ... SET``, also per role), comment and connection limit."""
+    _copy_database_grants(conn, source, dest)
+    row = conn.execute(
+        "SELECT oid, datconnlimit, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+        (source,),
+    ).fetchone()
+    if row is None:
+        return
+    oid, connlimit, comment = row
+    target = sql.Identifier(dest)
+    statements = []
+    if connlimit != -1:
+        statements.append(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(target, sql.Literal(connlimit)))
+    if comment is not None:
+        statements.append(sql.SQL("COMMENT ON DATABASE {} IS {}").format(target, sql.Literal(comment)))
+    for role, settings in conn.execute(
+        "SELECT CASE WHEN setrole = 0 THEN NULL ELSE pg_get_userbyid(setrole) END, setconfig "
+        "FROM pg_db_role_setting WHERE setdatabase = %s",
+        (oid,),
+    ).fetchall():
+        for setting in settings or []:
+            name, _, value = setting.partition("=")
+            # List settings are stored with each element quoted already: write them as stored.
+            rendered = sql.SQL(value) if name.lower() in _LIST_SETTINGS else sql.Literal(value)
+            prefix = (
+                sql.SQL("ALTER ROLE {} IN DATABASE {}").format(sql.Identifier(role), target)
+                if role else sql.SQL("ALTER DATABASE {}").format(target)
+            )
+            statements.append(sql.SQL("{} SET {} = {}").format(prefix, sql.Identifier(name), rendered))
+    for statement in statements:
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            log.warning("atomic restore: could not copy a database property: %s", str(exc).strip())
 
 
 def _copy_database_grants(conn: psycopg.Connection, source: str, dest: str) -> None:
@@ -293,7 +336,7 @@ def stage_archive(artifact: Artifact, staging: Path) -> Path:
     read several times; the stored bytes are checked against the checksum on the way."""
     reader = HashingReader(artifact.open())
     try:
-        stored = codecs.decompress(reader.chunks(), artifact.compression)
+        stored = artifact.decoded(reader.chunks())
         if artifact.fmt is DumpFormat.DIRECTORY:
             dest = extract_tar(stored, staging / "dump")
         else:
@@ -324,7 +367,7 @@ def apply_globals(ctx: Context, artifact: Artifact, target: Target, server_major
         reader.close()
     if hashlib.sha256(raw).hexdigest() != artifact.globals_info.get("checksum"):
         raise VerificationError(f"checksum mismatch for {artifact.globals_info.get('filename')}")
-    script = b"".join(codecs.decompress([raw], codecs.detect(raw)))
+    script = artifact.decoded_globals(raw)
     with pgserver.connect(target, operation="restore") as conn:
         row = conn.execute("SELECT quote_ident(current_user)").fetchone()
         me = str(row[0]) if row else ""
