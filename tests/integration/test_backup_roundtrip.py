@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from helpers import DbHandle, dir_entries, get_row, schema_snapshot
+from helpers import DbHandle, dir_entries, get_row, schema_snapshot, stored_files
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
@@ -110,7 +110,7 @@ def test_restore_over_the_live_database_undoes_data_and_schema_changes(
     safety = get_row(ctx, outcome.safety_backup_id)
     assert "safety backup" in safety.metadata_["reason"]
     assert safety.metadata_["tableCounts"] == {name: rows for name, (rows, _) in changed.items()}
-    assert dir_entries(backups_dir) == sorted([get_row(ctx, backup_id).filename, safety.filename])
+    assert dir_entries(backups_dir) == stored_files(get_row(ctx, backup_id).filename, safety.filename)
 
 
 def test_restore_twice_over_the_same_database(ctx: Context, source_db: DbHandle) -> None:

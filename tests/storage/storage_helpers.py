@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from helpers import S3_BUCKET
 from pgkeep.config import Settings
 from pgkeep.devs3 import DevS3
 from pgkeep.storage.base import Storage
@@ -16,7 +17,7 @@ from pgkeep.storage.wrappers import LoggingStorage
 MIB = 1 << 20
 PART_SIZE = 5 * MIB  # S3's minimum: many parts for little data
 CONCURRENCY = 2
-BUCKET = "pgkeep-test"
+BUCKET = S3_BUCKET  # the session's bucket (the ``devs3`` fixture in tests/conftest.py)
 
 
 def s3_settings(server: DevS3, endpoint_url: str | None = None, **overrides: Any) -> Settings:

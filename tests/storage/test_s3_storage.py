@@ -209,14 +209,7 @@ def test_pgkeep_variables_configure_the_client(
 # -- faults -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fragile_s3(devs3: DevS3) -> Iterator[DevS3]:
-    """The session's server, for a test that kills it: running again afterwards, same data."""
-    try:
-        yield devs3
-    finally:
-        if not devs3.running:
-            devs3.restart()
+# fragile_s3 (tests/conftest.py): the session's server, restarted after a test that kills it.
 
 
 def test_server_killed_mid_upload(fragile_s3: DevS3) -> None:

@@ -29,6 +29,7 @@ from pgkeep.errors import PgkeepError
 from pgkeep.observability.metrics import build_registry
 from pgkeep.scheduler.worker import Worker
 from pgkeep.services.context import Context
+from pgkeep.web import mount_web
 
 log = logging.getLogger("pgkeep.api")
 
@@ -78,6 +79,7 @@ def create_app(source: Settings | Context, *, scheduler: bool = False) -> FastAP
     app.state.pgkeep_api = api
     install_problem_handlers(app)
     app.include_router(admin_router(api), prefix=ADMIN_PREFIX)
+    mount_web(app, api_prefix=ADMIN_PREFIX)  # the dashboard at /, a client of the routes above
 
     registry = build_registry(ctx)
 

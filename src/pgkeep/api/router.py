@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pgkeep.api.route import bound_route_class
-from pgkeep.api.routes import audit, backups, me
+from pgkeep.api.routes import audit, backups, me, summary
 from pgkeep.api.state import AdminApi
 from pgkeep.services.context import Context
 
@@ -25,4 +25,5 @@ def admin_router(ctx: Context | AdminApi) -> APIRouter:
     backups.register(router)
     audit.register(router)
     me.register(router)
+    summary.register(router)
     return router

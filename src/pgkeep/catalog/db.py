@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
@@ -28,7 +27,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration. Alembic is imported only to migrate: it costs every
 # command a third of a second and tens of MB. tests/migration checks that
 # this matches the migration scripts' head.
-SCHEMA_HEAD = "0005_encryption"
+SCHEMA_HEAD = "0006_physical_backups"
 
 
 def sqlalchemy_url(catalog_url: str) -> str:

@@ -79,6 +79,7 @@ class DatabaseBackup(Base):
         Index("database_backups_created_by_id_idx", "created_by_id"),
         Index("database_backups_expires_at_idx", "expires_at"),
         Index("database_backups_started_at_idx", "started_at"),
+        Index("database_backups_kind_idx", "kind"),
         UniqueConstraint("filename", name="database_backups_filename_key"),
     )
 
@@ -109,6 +110,8 @@ class DatabaseBackup(Base):
     database_name: Mapped[str | None] = mapped_column(Text)
     format: Mapped[str | None] = mapped_column(String(16))
     compression: Mapped[str | None] = mapped_column(String(16))
+    # "age" when the stored bytes are encrypted; the recipients' fingerprints are in metadata.
+    encryption: Mapped[str | None] = mapped_column(String(16))
     server_version: Mapped[str | None] = mapped_column(String(32))
     pg_dump_version: Mapped[str | None] = mapped_column(String(32))
     duration_ms: Mapped[int | None] = mapped_column(Integer)
@@ -117,6 +120,18 @@ class DatabaseBackup(Base):
     last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_verify_level: Mapped[str | None] = mapped_column(String(16))
     last_verify_ok: Mapped[bool | None] = mapped_column(Boolean)
+
+    # --- physical backups (pg_basebackup + archived WAL; see services/physical.py) ---
+    # "logical" (pg_dump) or "physical" (a base backup of the whole cluster).
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="logical", server_default="logical")
+    timeline: Mapped[int | None] = mapped_column(Integer)
+    start_lsn: Mapped[str | None] = mapped_column(String(32))  # text form, e.g. 0/2000028
+    end_lsn: Mapped[str | None] = mapped_column(String(32))  # the backup is consistent from here on
+    backup_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # server clock
+    backup_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # server clock, at or after the end
+    wal_start: Mapped[str | None] = mapped_column(String(64))  # first WAL segment a restore needs
+    wal_end: Mapped[str | None] = mapped_column(String(64))  # segment holding end_lsn
+    parent_id: Mapped[str | None] = mapped_column(String(36))  # an incremental's base backup
 
 
 class JobRun(Base):

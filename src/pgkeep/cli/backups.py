@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,14 +16,21 @@ from pgkeep.config import Compression, DumpFormat
 from pgkeep.errors import EXIT_CODES_HELP, ExitCode
 from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
+from pgkeep.services.physical import create_physical_backup
 from pgkeep.storage import LocalStorage, local_path_from_url
 
 
 class TypeOpt(str, Enum):
     manual = "manual"
     full = "full"
+    incremental = "incremental"
     scheduled = "scheduled"
     pre_migration = "pre_migration"
+
+
+class KindOpt(StrEnum):
+    logical = "logical"
+    physical = "physical"
 
 
 class TypeFilter(str, Enum):
@@ -55,7 +62,16 @@ def _display_location(storage_url: str | None) -> str:
 @app.command(epilog=EXIT_CODES_HELP)
 def backup(
     ctx: typer.Context,
-    backup_type: Annotated[TypeOpt, typer.Option("--type", "-t", help="Backup type.")] = TypeOpt.manual,
+    backup_type: Annotated[
+        TypeOpt | None,
+        typer.Option("--type", "-t", help="Backup type (default manual; physical: full, or incremental on 17+)."),
+    ] = None,
+    kind: Annotated[
+        KindOpt,
+        typer.Option(
+            "--kind", help="logical (pg_dump of DATABASE_URL) or physical (pg_basebackup of its cluster, for PITR)."
+        ),
+    ] = KindOpt.logical,
     fmt: Annotated[DumpFormat | None, typer.Option("--format", "-F", help="Dump format (default custom).")] = None,
     compression: Annotated[Compression | None, typer.Option("--compression", "-c", help="Compression (default zstd).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel dump jobs (directory format).")] = 1,
@@ -64,7 +80,13 @@ def backup(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Take a logical backup of DATABASE_URL."""
+    """Take a backup of DATABASE_URL: logical (default), or physical (its whole cluster, for PITR)."""
+    physical = kind is KindOpt.physical
+    if physical and (fmt is not None or jobs != 1 or with_globals):
+        raise typer.BadParameter("--format, --jobs and --globals apply to logical backups only")
+    if not physical and backup_type is TypeOpt.incremental:
+        raise typer.BadParameter("incremental backups are physical: add --kind physical")
+    chosen = backup_type or (TypeOpt.full if physical else TypeOpt.manual)
     context = state(ctx).context()
     storage = LocalStorage(to_dir) if to_dir is not None else None
     show_progress = not quiet and not as_json and err_console.is_terminal
@@ -73,16 +95,25 @@ def backup(
         TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=True,
     ) as bar:
         task = bar.add_task("backup", total=None)
-        result = create_backup(
-            context,
-            backup_type=BackupType(backup_type.value.upper()),
-            fmt=fmt,
-            compression=compression,
-            jobs=jobs,
-            storage=storage,
-            include_globals=with_globals,
-            progress=lambda n: bar.update(task, completed=n),
-        )
+        if physical:
+            result = create_physical_backup(
+                context,
+                backup_type=BackupType(chosen.value.upper()),
+                compression=compression,
+                storage=storage,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        else:
+            result = create_backup(
+                context,
+                backup_type=BackupType(chosen.value.upper()),
+                fmt=fmt,
+                compression=compression,
+                jobs=jobs,
+                storage=storage,
+                include_globals=with_globals,
+                progress=lambda n: bar.update(task, completed=n),
+            )
     if as_json:
         print_json(result.as_json())
         return

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import typer
@@ -19,7 +19,9 @@ from rich.console import Console
 
 from pgkeep.config import load_settings
 from pgkeep.errors import EXIT_CODES_HELP, ExitCode, PgkeepError
-from pgkeep.services.context import Context
+
+if TYPE_CHECKING:
+    from pgkeep.services.context import Context
 
 app = typer.Typer(
     name="pgkeep",
@@ -49,6 +51,10 @@ class State:
 
     def context(self, *, check_schema: bool = True) -> Context:
         if self._ctx is None:
+            # Imported here: the catalog (SQLAlchemy) costs every process a few hundred ms,
+            # and wal-push / wal-fetch run once per WAL file without it.
+            from pgkeep.services.context import Context
+
             self._ctx = Context.build(load_settings(), check_schema=check_schema)
         return self._ctx
 
@@ -81,12 +87,30 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 
 def run() -> None:
     """Console-script entry point."""
-    from pgkeep.cli import admin as _admin  # noqa: F401
-    from pgkeep.cli import backups, restore  # noqa: F401  (register commands)
-    from pgkeep.cli import db as _db  # noqa: F401
-    from pgkeep.cli import demo as _demo  # noqa: F401
-    from pgkeep.cli import serve as _serve  # noqa: F401
-    from pgkeep.cli import worker as _worker  # noqa: F401
+    if sys.argv[1:2] == ["wal-fetch"]:
+        # As restore_command, every exit status but 0 and 1 must be above 125 (PostgreSQL
+        # then aborts recovery): a usage error (2) would read as "end of the archive".
+        try:
+            _run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            sys.exit(code if code in (0, 1) else 128)
+    _run()
+
+
+def _run() -> None:
+    from pgkeep.cli import wal as _wal  # noqa: F401
+
+    # archive_command and restore_command start one process per WAL file: they register
+    # only their own commands, and skip importing the catalog and services.
+    if sys.argv[1:2] not in (["wal-push"], ["wal-fetch"]):
+        from pgkeep.cli import admin as _admin  # noqa: F401
+        from pgkeep.cli import backups, restore  # noqa: F401  (register commands)
+        from pgkeep.cli import catalog as _catalog  # noqa: F401
+        from pgkeep.cli import db as _db  # noqa: F401
+        from pgkeep.cli import demo as _demo  # noqa: F401
+        from pgkeep.cli import serve as _serve  # noqa: F401
+        from pgkeep.cli import worker as _worker  # noqa: F401
 
     # Commands report errors themselves, as one line; log records stay quiet
     # unless a long-running command (worker, serve) configures logging.
@@ -101,7 +125,7 @@ def run() -> None:
     except _EXIT_ERRORS as exc:
         sys.exit(exc.exit_code)
     except _USAGE_ERRORS as exc:
-        exc.show()  # type: ignore[union-attr]
+        exc.show()
         sys.exit(exc.exit_code)
     except _ABORTS:
         err_console.print("error: interrupted")

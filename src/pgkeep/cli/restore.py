@@ -8,8 +8,11 @@ from typing import Annotated
 
 import typer
 
+from pgkeep.cli import physical as phys
+from pgkeep.cli.backups import KindOpt
 from pgkeep.cli.main import app, out_console, print_json, state
 from pgkeep.errors import EXIT_CODES_HELP, NotConfirmedError
+from pgkeep.services.pitr import PitrOptions, RecoveryTarget
 from pgkeep.services.restore import RestoreOptions, RestorePlan, resolve_backup, resolve_file, restore
 
 
@@ -32,13 +35,44 @@ def restore_cmd(
     into_schema: Annotated[str | None, typer.Option("--into-schema", help="Put the --table tables in this schema, next to the live data.")] = None,
     with_globals: Annotated[bool, typer.Option("--globals", help="Create the backup's saved roles and tablespaces first.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    kind: phys.KindOption = KindOpt.logical,
+    data_dir: phys.DataDirOpt = None,
+    to_time: phys.ToTimeOpt = None,
+    to_lsn: phys.ToLsnOpt = None,
+    to_xid: phys.ToXidOpt = None,
+    to_name: phys.ToNameOpt = None,
+    latest: phys.LatestOpt = False,
+    base_backup: phys.BackupOpt = None,
+    start: phys.StartOpt = False,
+    port: phys.PortOpt = None,
+    os_user: phys.OsUserOpt = None,
+    keep_archiving: phys.KeepArchivingOpt = False,
+    wal_config: phys.WalConfigOpt = None,
 ) -> None:
     """Verify a backup, then replace the target database's contents with it.
 
     The checksum and archive are checked before anything is touched. Without
     --yes, the word `yes` must be typed on a terminal. Single-job restores are
     all-or-nothing: on any error the target is left as it was.
+
+    --kind physical: point-in-time recovery from a physical backup and the WAL
+    archive into a NEW data directory (never over an existing cluster).
     """
+    if kind is KindOpt.physical:
+        if backup_id is not None or file is not None:
+            raise typer.BadParameter("a physical restore takes --backup ID, not an ID argument or --file")
+        if data_dir is None:
+            raise typer.BadParameter("a physical restore needs --data-dir DIR (a new, empty directory)")
+        target = RecoveryTarget.parse(to_time=to_time, to_lsn=to_lsn, to_xid=to_xid, to_name=to_name, latest=latest)
+        options = PitrOptions(
+            data_dir=data_dir, target=target, backup_id=base_backup, start=start, port=port,
+            os_user=os_user, keep_archiving=keep_archiving, config_file=wal_config,
+        )
+        phys.restore_physical_cmd(state(ctx).context(), options, as_json=as_json)
+        return
+    physical_only = (data_dir, base_backup, port, to_time, to_lsn, to_xid, to_name, os_user, wal_config)
+    if any(v is not None for v in physical_only) or start or latest or keep_archiving:
+        raise typer.BadParameter("--data-dir, --to-*, --latest, --backup, --start, --port need --kind physical")
     if (backup_id is None) == (file is None):
         raise typer.BadParameter("give either a backup ID or --file PATH (not both)")
     context = state(ctx).context()

@@ -1,18 +1,20 @@
-"""One pass over the data: compress, hash the stored bytes, write.
+"""One pass over the data: compress, (encrypt,) hash the stored bytes, write.
 
-The SHA-256 covers the bytes as stored (after compression), so a check
-needs no decompression. Memory is bounded by one read buffer plus the
-compressor's window, whatever the database size.
+The SHA-256 covers the bytes as stored (after compression and encryption),
+so a check needs neither decompression nor the private key. Memory is bounded
+by one read buffer plus the compressor's window (and age's 64 KiB chunk),
+whatever the database size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from pgkeep.pipeline.codecs import Compressor
+from pgkeep.pipeline.crypto import Encryptor, Recipient
 from pgkeep.storage.base import ObjectWriter
 
 CHUNK = 1 << 20
@@ -23,10 +25,18 @@ Progress = Callable[[int], None]
 
 
 class CompressingSink:
-    """File-like ``write`` target: raw bytes in, compressed+hashed bytes to storage."""
+    """File-like ``write`` target: raw bytes in, compressed (+encrypted) and hashed bytes to storage.
+
+    With ``recipients``, the compressed stream is encrypted to them (age) before
+    it is hashed and stored. Call :meth:`abort` if the stream is abandoned.
+    """
 
     def __init__(
-        self, writer: ObjectWriter, comp: Compressor, progress: Progress | None = None
+        self,
+        writer: ObjectWriter,
+        comp: Compressor,
+        progress: Progress | None = None,
+        recipients: Sequence[Recipient] = (),
     ) -> None:
         self._writer = writer
         self._comp = comp
@@ -36,12 +46,17 @@ class CompressingSink:
         self.tail = b""
         self._progress = progress
         self._last_report = 0.0
+        self._encryptor = Encryptor(recipients, self._store) if recipients else None
+        self._next: Callable[[bytes], None] = self._encryptor.write if self._encryptor else self._store
+
+    def _store(self, out: bytes) -> None:
+        self._hash.update(out)
+        self._writer.write(out)
+        self.stored_bytes += len(out)
 
     def _emit(self, out: bytes) -> None:
         if out:
-            self._hash.update(out)
-            self._writer.write(out)
-            self.stored_bytes += len(out)
+            self._next(out)
         if self._progress is not None:
             now = time.monotonic()
             if now - self._last_report >= PROGRESS_EVERY_S:
@@ -57,11 +72,18 @@ class CompressingSink:
         return n
 
     def finish(self) -> str:
-        """Flush the compressor; return the SHA-256 hex of the stored bytes."""
+        """Flush the compressor (and encryptor); return the SHA-256 hex of the stored bytes."""
         self._emit(self._comp.flush())
+        if self._encryptor is not None:
+            self._encryptor.finish()
         if self._progress is not None:
             self._progress(self.stored_bytes)
         return self._hash.hexdigest()
+
+    def abort(self) -> None:
+        """Stop the encryption thread of an abandoned stream (idempotent; the writer is the caller's)."""
+        if self._encryptor is not None:
+            self._encryptor.abort()
 
 
 def pump(source: IO[bytes], sink: CompressingSink) -> None:

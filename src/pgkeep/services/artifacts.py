@@ -1,8 +1,8 @@
 """Reading a stored backup: where it is, what it is, and whether it is whole.
 
 ``scan`` streams the stored bytes once: SHA-256 of the stored bytes,
-decompression to the end (a truncated or corrupt stream is caught), and an
-archive check (``pg_restore --list`` for custom/directory archives, the dump
+decryption (age) and decompression to the end (a truncated or corrupt stream
+is caught), and an archive check (``pg_restore --list`` for custom/directory archives, the dump
 header and end marker for plain SQL).
 """
 
@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -28,13 +28,14 @@ from pgkeep.errors import NotFoundError, VerificationError
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.commands import pg_restore_list_argv
 from pgkeep.pgtools.process import Child
-from pgkeep.pipeline import codecs
+from pgkeep.pipeline import codecs, crypto
 from pgkeep.storage import locate
 from pgkeep.storage.base import READ_CHUNK
 
 PLAIN_HEADER = b"PostgreSQL database dump"
 PLAIN_TRAILER = b"PostgreSQL database dump complete"
 SNIFF_BYTES = 1 << 16
+ENCRYPTED_SNIFF_BYTES = 1 << 18  # age decrypts in 64 KiB chunks: several, to sniff 64 KiB
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,33 @@ class Artifact:
     backup_id: str | None = None
     globals_info: dict[str, Any] | None = None  # roles/tablespaces stored beside the backup
     globals_opener: Callable[[], BinaryIO] | None = None
+    encryption: str | None = None  # "age": the stored bytes are encrypted
+    recipients: tuple[str, ...] = ()  # fingerprints of the keys it was encrypted to
+    identity_file: Path | None = None  # PGKEEP_AGE_IDENTITY_FILE, to decrypt it
 
     def open(self) -> BinaryIO:
         return self.opener()
+
+    def _keys(self, what: str) -> crypto.Keys:
+        return crypto.load_identities(self.identity_file, what, self.recipients)
+
+    def decoded(self, stored: Iterable[bytes]) -> Iterator[bytes]:
+        """The dump's bytes from the stored ones: decrypted (if encrypted), then decompressed.
+
+        An encrypted artifact without a usable key is a ConfigError naming
+        PGKEEP_AGE_IDENTITY_FILE, raised before anything is read.
+        """
+        if self.encryption:
+            stored = crypto.decrypt(stored, self._keys(f"backup {self.name}"), self.name, self.recipients)
+        return codecs.decompress(stored, self.compression)
+
+    def decoded_globals(self, raw: bytes) -> bytes:
+        """The roles/tablespaces script from its stored bytes (checked by the caller)."""
+        info = self.globals_info or {}
+        if info.get("encryption"):
+            name = str(info.get("filename"))
+            raw = b"".join(crypto.decrypt([raw], self._keys(name), name, self.recipients))
+        return b"".join(codecs.decompress([raw], codecs.detect(raw)))
 
 
 def artifact_for_row(row: DatabaseBackup, settings: Settings | None = None) -> Artifact:
@@ -65,6 +90,7 @@ def artifact_for_row(row: DatabaseBackup, settings: Settings | None = None) -> A
         with contextlib.suppress(ValueError):
             major = int(row.pg_dump_version.split(".")[0])
     globals_info = (row.metadata_ or {}).get("globals")
+    encryption_info = (row.metadata_ or {}).get("encryption") or {}
     return Artifact(
         name=row.filename,
         opener=lambda: storage.open_reader(name),
@@ -76,19 +102,30 @@ def artifact_for_row(row: DatabaseBackup, settings: Settings | None = None) -> A
         size=int(row.size),
         dump_major=major,
         backup_id=row.id,
+        encryption=row.encryption,
+        recipients=tuple(encryption_info.get("recipients") or ()),
+        identity_file=settings.age_identity_file if settings is not None else None,
     )
 
 
-def artifact_for_file(path: Path, checksum: str | None = None) -> Artifact:
-    """An uncatalogued file: format and compression are read from its first bytes."""
+def artifact_for_file(path: Path, checksum: str | None = None, identity_file: Path | None = None) -> Artifact:
+    """An uncatalogued file: encryption, format and compression are read from its first bytes.
+
+    An age-encrypted file needs ``identity_file`` (PGKEEP_AGE_IDENTITY_FILE) to be sniffed.
+    """
     if not path.is_file():
         raise NotFoundError(f"backup file not found: {path}")
 
     def opener() -> BinaryIO:
-        return open(path, "rb")  # noqa: SIM115
+        return open(path, "rb")
 
     with opener() as fh:
-        head = fh.read(SNIFF_BYTES)
+        head = fh.read(ENCRYPTED_SNIFF_BYTES)
+    encryption = None
+    if head.startswith(crypto.AGE_MAGIC):
+        encryption = crypto.ENCRYPTION
+        head = _decrypt_head(head, crypto.load_identities(identity_file, f"{path.name}"), path.name)
+    head = head[:SNIFF_BYTES]
     compression = codecs.detect(head)
     raw = _decompress_head(head, compression)
     if raw.startswith(b"PGDMP"):
@@ -97,7 +134,26 @@ def artifact_for_file(path: Path, checksum: str | None = None) -> Artifact:
         fmt = DumpFormat.DIRECTORY
     else:
         fmt = DumpFormat.PLAIN
-    return Artifact(path.name, opener, fmt, compression, checksum, path.stat().st_size)
+    return Artifact(
+        path.name, opener, fmt, compression, checksum, path.stat().st_size,
+        encryption=encryption, identity_file=identity_file,
+    )
+
+
+def _decrypt_head(head: bytes, keys: crypto.Keys, name: str) -> bytes:
+    """The first plaintext bytes of an age file, from its first stored bytes."""
+    out = b""
+    pieces = crypto.decrypt([head], keys, name)
+    try:
+        for piece in pieces:
+            out += piece
+            if len(out) >= SNIFF_BYTES:
+                break
+    except VerificationError:
+        pass  # a short file ends mid-chunk here; scan() judges the whole file
+    finally:
+        pieces.close()
+    return out
 
 
 def _decompress_head(head: bytes, compression: Compression) -> bytes:
@@ -186,7 +242,7 @@ def scan(
         check_digest(artifact, reader)
         return reader.hexdigest()
     try:
-        data = codecs.decompress(reader.chunks(), artifact.compression)
+        data = artifact.decoded(reader.chunks())
         if artifact.fmt is DumpFormat.PLAIN:
             _check_plain(data)
         elif artifact.fmt is DumpFormat.CUSTOM:

@@ -1,10 +1,10 @@
-"""Taking a logical backup: pg_dump -> compress -> hash -> storage -> catalog.
+"""Taking a logical backup: pg_dump -> compress -> (encrypt) -> hash -> storage -> catalog.
 
 Write ordering (see docs/design.md): the advisory lock is taken before any
 catalog row exists (a refused attempt leaves no row); the artifact is
-durably committed under its final name and its checksum known before the
-row says COMPLETED; any failure removes the partial artifact and marks the
-row FAILED with the cause.
+durably committed under its final name and its checksum known, then its
+manifest is written, and only then does the row say COMPLETED; any failure
+removes what the backup stored and marks the row FAILED with the cause.
 """
 
 from __future__ import annotations
@@ -37,10 +37,18 @@ from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.commands import pg_dump_argv
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child
+from pgkeep.pipeline import crypto
 from pgkeep.pipeline.codecs import compressor, suffix
 from pgkeep.pipeline.stream import CompressingSink, pump
 from pgkeep.services.context import Context
-from pgkeep.storage import Storage
+from pgkeep.services.manifest import (
+    CLEANUP_PENDING,
+    globals_name,
+    manifest_for,
+    remove_backup_files,
+    write_manifest,
+)
+from pgkeep.storage import ObjectWriter, Storage
 
 PLAIN_TRAILER = b"PostgreSQL database dump complete"
 log = get_logger("pgkeep.backup")
@@ -80,10 +88,11 @@ def sanitize_prefix(value: str) -> str:
     return cleaned or "db"
 
 
-def artifact_extension(fmt: DumpFormat, compression: Compression) -> str:
+def artifact_extension(fmt: DumpFormat, compression: Compression, encrypted: bool = False) -> str:
+    age = crypto.SUFFIX if encrypted else ""
     if fmt is DumpFormat.PLAIN and compression is Compression.GZIP:
-        return ".sql.gz"  # the spec's own name
-    return _FORMAT_EXT[fmt] + suffix(compression)
+        return ".sql.gz" + age  # the spec's own name
+    return _FORMAT_EXT[fmt] + suffix(compression) + age
 
 
 def create_backup(
@@ -118,7 +127,8 @@ def create_backup(
     t0 = time.monotonic()
     prefix = settings.backup_prefix or sanitize_prefix(target.dbname)
     stamp = filename_timestamp(started)
-    ext = artifact_extension(fmt, compression)
+    recipients = tuple(ctx.age_recipients)
+    ext = artifact_extension(fmt, compression, encrypted=bool(recipients))
 
     def make_name(n: int) -> str:
         return f"{prefix}-backup-{backup_type.value.lower()}-{stamp}{f'-{n}' if n else ''}{ext}"
@@ -131,6 +141,7 @@ def create_backup(
         "database_name": target.dbname,
         "format": fmt.value,
         "compression": compression.value,
+        "encryption": crypto.ENCRYPTION if recipients else None,
         "size": 0,
         "bytes_written": 0,
         "keep": False,
@@ -185,11 +196,13 @@ def create_backup(
         with ctx.catalog.session() as session:
             row = repo.update_backup(session, row.id, storage_url=storage.url_for(row.filename))
         log.info("backup started", backup_id=row.id, type=backup_type.value, phase="dump",
-                 filename=row.filename, target=target.describe(), format=fmt.value, compression=compression.value)
+                 file=row.filename, target=target.describe(), format=fmt.value, compression=compression.value)
         if on_started:
             on_started(row.id)
         try:
-            job = _Job(target, tool, row, fmt, compression, jobs, storage, progress, t0, reason, include_globals)
+            job = _Job(
+                target, tool, row, fmt, compression, jobs, storage, progress, t0, reason, include_globals, recipients
+            )
             return _run(ctx, conn, job)
         except BaseException as exc:
             message = _describe(exc)
@@ -207,6 +220,21 @@ def create_backup(
                 hint = exc.hint if isinstance(exc, PgkeepError) else None
                 raise _failed(message, row.id, hint) from None
             raise
+
+
+def _discard(ctx: Context, storage: Storage, row: DatabaseBackup) -> None:
+    """Remove whatever a failed backup stored (partial uploads, a committed artifact, companions).
+
+    If the storage cannot be reached (that may be why the backup failed), the
+    row is flagged so that crash recovery and cleanup finish the job later.
+    """
+    try:
+        remove_backup_files(storage, row.filename)
+    except PgkeepError as exc:
+        log.warning("could not remove the files of a failed backup", backup_id=row.id, error=exc.message)
+        with contextlib.suppress(Exception), ctx.catalog.session() as session:
+            current = repo.get_backup(session, row.id)
+            repo.update_backup(session, row.id, metadata_={**(current.metadata_ or {}), CLEANUP_PENDING: True})
 
 
 def _report_failure(ctx: Context, row: DatabaseBackup, message: str) -> None:
@@ -248,12 +276,11 @@ class _Job:
     t0: float
     reason: str | None
     include_globals: bool
+    recipients: tuple[crypto.Recipient, ...] = ()
 
 
 def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
-    target, tool, row, fmt, compression, storage, progress = (
-        job.target, job.tool, job.row, job.fmt, job.compression, job.storage, job.progress
-    )
+    target, row, storage, progress = job.target, job.row, job.storage, job.progress
     snapshot = pgserver.export_snapshot(conn)
     db_size = pgserver.database_size(conn)
     last_catalog = [0.0]
@@ -271,23 +298,50 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
     # so the counts describe exactly the dumped data without doubling the time.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgkeep-counts") as pool:
         counts_future: Future[dict[str, int]] = pool.submit(pgserver.table_counts, target, snapshot)
+        # Outside the try: if the name is taken, nothing of ours is stored and nothing may be removed.
         writer = storage.open_writer(row.filename)
         try:
-            sink = CompressingSink(writer, compressor(compression, ctx.codec_options), on_progress)
-            with client_env(target) as env:
-                if fmt is DumpFormat.DIRECTORY:
-                    _dump_directory(ctx, tool, target, env, snapshot, job.jobs, sink)
-                else:
-                    _dump_stream(tool, target, env, fmt, snapshot, sink)
-            if fmt is DumpFormat.PLAIN and PLAIN_TRAILER not in sink.tail:
-                raise BackupFailedError("the plain dump has no end marker: the output is incomplete")
-            checksum = sink.finish()
-            counts = counts_future.result()
-            globals_info = _dump_globals(ctx, conn, target, row.filename, storage) if job.include_globals else None
-            writer.commit()
+            return _store(ctx, conn, job, writer, snapshot, db_size, counts_future, on_progress)
         except BaseException:
-            writer.abort()
+            _discard(ctx, storage, row)
             raise
+
+
+def _store(
+    ctx: Context,
+    conn: psycopg.Connection,
+    job: _Job,
+    writer: ObjectWriter,
+    snapshot: str,
+    db_size: int,
+    counts_future: Future[dict[str, int]],
+    on_progress: Callable[[int], None],
+) -> BackupResult:
+    """Dump into ``writer``, commit, write the manifest, mark the row COMPLETED."""
+    target, tool, row, fmt, compression, storage = (
+        job.target, job.tool, job.row, job.fmt, job.compression, job.storage
+    )
+    sink: CompressingSink | None = None
+    try:
+        sink = CompressingSink(writer, compressor(compression, ctx.codec_options), on_progress, job.recipients)
+        with client_env(target) as env:
+            if fmt is DumpFormat.DIRECTORY:
+                _dump_directory(ctx, tool, target, env, snapshot, job.jobs, sink)
+            else:
+                _dump_stream(tool, target, env, fmt, snapshot, sink)
+        if fmt is DumpFormat.PLAIN and PLAIN_TRAILER not in sink.tail:
+            raise BackupFailedError("the plain dump has no end marker: the output is incomplete")
+        checksum = sink.finish()
+        counts = counts_future.result()
+        globals_info = (
+            _dump_globals(ctx, conn, target, row.filename, storage, job.recipients) if job.include_globals else None
+        )
+        writer.commit()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        writer.abort()
+        raise
 
     duration = int((time.monotonic() - job.t0) * 1000)
     metadata = {
@@ -307,30 +361,40 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
         metadata["reason"] = job.reason
     if globals_info:
         metadata["globals"] = globals_info
+    if job.recipients:
+        metadata["encryption"] = {
+            "format": crypto.ENCRYPTION,
+            "recipients": [crypto.fingerprint(str(r)) for r in job.recipients],
+        }
+    final: dict[str, Any] = {
+        "status": BackupStatus.COMPLETED,
+        "size": sink.stored_bytes,
+        "bytes_written": sink.stored_bytes,
+        "checksum": checksum,
+        "metadata_": metadata,
+        "completed_at": utcnow(),
+        "duration_ms": duration,
+        "storage_url": storage.url_for(row.filename),
+    }
+    for key, value in final.items():
+        setattr(row, key, value)  # the detached row, as the catalog is about to hold it
+    # The manifest after the artifact, before COMPLETED: a manifest always describes
+    # a complete artifact, and a rebuilt catalog never lists one that is not.
+    write_manifest(storage, manifest_for(row))
     with ctx.catalog.session() as session:
-        done = repo.update_backup(
-            session,
-            row.id,
-            status=BackupStatus.COMPLETED,
-            size=sink.stored_bytes,
-            bytes_written=sink.stored_bytes,
-            checksum=checksum,
-            metadata_=metadata,
-            completed_at=utcnow(),
-            duration_ms=duration,
-            storage_url=storage.url_for(row.filename),
-        )
+        done = repo.update_backup(session, row.id, **final)
     log.info("backup completed", backup_id=done.id, type=done.type.value, phase="completed",
              duration_ms=duration, size=done.size, raw_size=sink.raw_bytes, tables=len(counts))
     return BackupResult(done.id, done.filename, done.size, checksum, duration, done.storage_url)
 
 
-def globals_name(filename: str) -> str:
-    return f"{filename}.globals.sql.zst"
-
-
 def _dump_globals(
-    ctx: Context, conn: psycopg.Connection, target: Target, filename: str, storage: Storage
+    ctx: Context,
+    conn: psycopg.Connection,
+    target: Target,
+    filename: str,
+    storage: Storage,
+    recipients: tuple[crypto.Recipient, ...] = (),
 ) -> dict[str, Any]:
     """Roles and tablespaces (``pg_dumpall --globals-only``), stored beside the backup.
 
@@ -343,10 +407,12 @@ def _dump_globals(
     argv = [str(tool.path), f"--dbname={target.conninfo()}", "--no-password", "--globals-only"]
     if not superuser:
         argv.append("--no-role-passwords")
-    name = globals_name(filename)
+    name = globals_name(filename, encrypted=bool(recipients))
     writer = storage.open_writer(name)
+    sink: CompressingSink | None = None
     try:
-        sink = CompressingSink(writer, compressor(Compression.ZSTD, ctx.codec_options))
+        # Role password hashes are secrets too: encrypted like the backup itself.
+        sink = CompressingSink(writer, compressor(Compression.ZSTD, ctx.codec_options), recipients=recipients)
         with client_env(target) as env:
             child = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, scrub=target.scrub)
             try:
@@ -362,9 +428,16 @@ def _dump_globals(
         checksum = sink.finish()
         writer.commit()
     except BaseException:
+        if sink is not None:
+            sink.abort()
         writer.abort()
         raise
-    return {"filename": name, "checksum": checksum, "size": sink.stored_bytes, "rolePasswords": superuser}
+    info: dict[str, Any] = {
+        "filename": name, "checksum": checksum, "size": sink.stored_bytes, "rolePasswords": superuser
+    }
+    if recipients:
+        info["encryption"] = crypto.ENCRYPTION
+    return info
 
 
 def _dump_stream(

@@ -11,6 +11,7 @@ from pgkeep.fsutil import private_dir
 from pgkeep.observability.notify import Notifier
 from pgkeep.pgtools.conninfo import Target
 from pgkeep.pipeline.codecs import CodecOptions
+from pgkeep.pipeline.crypto import Recipient, parse_recipients
 from pgkeep.retention import RetentionPolicy
 from pgkeep.storage import Storage, open_storage
 
@@ -56,6 +57,11 @@ class Context:
     def codec_options(self) -> CodecOptions:
         s = self.settings
         return CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level)
+
+    @property
+    def age_recipients(self) -> list[Recipient]:
+        """Public keys new backups are encrypted to (PGKEEP_AGE_RECIPIENTS); [] means no encryption."""
+        return parse_recipients(self.settings.age_recipients)
 
     def temp_root(self) -> Path:
         """Private directory for staging (directory-format dumps, parallel restores)."""

@@ -14,6 +14,8 @@ from pgkeep.config import Settings
 from pgkeep.errors import InvalidStateError, PgkeepError
 from pgkeep.retention import BackupInfo, RetentionPlan, plan_retention
 from pgkeep.services.context import Context
+from pgkeep.services.manifest import remove_backup_files
+from pgkeep.services.recovery import finish_pending_cleanups
 from pgkeep.services.serialize import backup_json, pagination
 from pgkeep.services.verify import VerifyResult
 from pgkeep.services.verify import verify_backup as _verify
@@ -63,13 +65,10 @@ def delete_backup(ctx: Context, backup_id: str) -> str:
 
 
 def _remove_files(row: DatabaseBackup, settings: Settings) -> None:
+    """The artifact, its companions (globals) and its manifest (last), and any incomplete upload."""
     if row.storage_url:
         storage, name = locate(row.storage_url, settings)
-        storage.remove_incomplete(name)  # an upload whose abort never reached the server
-        globals_info = (row.metadata_ or {}).get("globals")
-        if globals_info:
-            storage.delete(globals_info["filename"])
-        storage.delete(name)
+        remove_backup_files(storage, name, row.metadata_)
 
 
 @dataclass
@@ -120,6 +119,8 @@ def cleanup_expired(
     retried next time.
     """
     now = now or utcnow()
+    if not dry_run:
+        finish_pending_cleanups(ctx)  # files of failed backups a storage outage left behind
     plan = plan_cleanup(ctx, now)
     result = CleanupResult(dry_run=dry_run, plan=plan.as_json(), warnings=list(plan.warnings))
     with ctx.catalog.session() as session:

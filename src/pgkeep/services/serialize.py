@@ -34,6 +34,7 @@ def backup_json(row: DatabaseBackup) -> dict[str, Any]:
         "databaseName": row.database_name,
         "format": row.format,
         "compression": row.compression,
+        "encryption": row.encryption,
         "serverVersion": row.server_version,
         "pgDumpVersion": row.pg_dump_version,
         "duration": row.duration_ms,
@@ -42,6 +43,22 @@ def backup_json(row: DatabaseBackup) -> dict[str, Any]:
         "lastVerifiedAt": iso(row.last_verified_at),
         "lastVerifyLevel": row.last_verify_level,
         "lastVerifyOk": row.last_verify_ok,
+        "kind": row.kind or "logical",
+        **(_physical_json(row) if row.kind == "physical" else {}),
+    }
+
+
+def _physical_json(row: DatabaseBackup) -> dict[str, Any]:
+    """What a point-in-time restore needs to know about a base backup."""
+    return {
+        "timeline": row.timeline,
+        "startLsn": row.start_lsn,
+        "endLsn": row.end_lsn,
+        "backupStartAt": iso(row.backup_start_at),
+        "backupEndAt": iso(row.backup_end_at),
+        "walStart": row.wal_start,
+        "walEnd": row.wal_end,
+        "parentId": row.parent_id,
     }
 
 

@@ -1,0 +1,151 @@
+"""pgkeep wal-push, wal-fetch (PostgreSQL's archive_command and restore_command), archive status.
+
+wal-push and wal-fetch run as the server's OS user, in the data directory:
+their settings come from the environment or from ``--config FILE`` (a
+.env-style file), never from the current directory, and they touch no catalog.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgkeep.cli.main import app, err_console, out_console, print_json
+from pgkeep.config import Settings, load_settings
+from pgkeep.errors import EXIT_CODES_HELP, ConfigError, ExitCode, PgkeepError
+from pgkeep.pipeline.codecs import CodecOptions
+from pgkeep.pipeline.crypto import parse_recipients
+from pgkeep.storage import open_storage
+from pgkeep.wal import archive as wal
+
+# PostgreSQL aborts recovery when restore_command exits above 125 (it reads such a
+# status as "killed by a signal"); 1 means "not in the archive, recovery may end here".
+FETCH_NOT_FOUND = 1
+FETCH_ABORT = 128
+
+PUSH_HELP = (
+    "Exit codes: 0 the file is archived (now, or earlier with the same content); "
+    "1 not archived (storage unreachable, or the archive holds a DIFFERENT file of that name): "
+    "PostgreSQL keeps the file and retries; 2 bad arguments; 6 configuration error."
+)
+FETCH_HELP = (
+    f"Exit codes: 0 restored and its SHA-256 checked; {FETCH_NOT_FOUND} not in the archive "
+    f"(PostgreSQL takes it as the end of the archive); {FETCH_ABORT} in the archive but unusable "
+    "(damaged, undecryptable, storage unreachable, bad configuration): PostgreSQL aborts recovery "
+    "rather than end it short of its target; 2 bad arguments."
+)
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Read settings from this file (KEY=value lines, as .env) as well as the environment.",
+        dir_okay=False,
+    ),
+]
+
+
+def load_config(config: Path | None) -> Settings:
+    """Settings from the environment, plus ``config`` if given (which must be readable)."""
+    if config is None:
+        # Not the current directory's .env: these commands run in the data directory.
+        return load_settings(_env_file=None)
+    try:
+        with open(config, encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the configuration file {config}: {exc.strerror}",
+            hint="it must be readable by the OS user running the command (for archiving: the server's)",
+        ) from None
+    return load_settings(_env_file=config)
+
+
+@app.command("wal-push", epilog=PUSH_HELP)
+def wal_push(
+    path: Annotated[Path, typer.Argument(metavar="%p", help="The WAL file, as PostgreSQL's %p gives it.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Archive one WAL file: use as archive_command = 'pgkeep wal-push --config FILE %p'.
+
+    Compresses (PGKEEP_COMPRESSION), encrypts (PGKEEP_AGE_RECIPIENTS) and
+    stores it under PGKEEP_STORAGE_URL as wal-<file>.<sha256>...; succeeds
+    only once it is stored. Quiet on success.
+    """
+    s = load_config(config)
+    wal.push(
+        open_storage(s.storage_url, s),
+        path,
+        compression=s.default_compression,
+        codec_options=CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level),
+        recipients=parse_recipients(s.age_recipients),
+    )
+
+
+@app.command("wal-fetch", epilog=FETCH_HELP)
+def wal_fetch(
+    file: Annotated[str, typer.Argument(metavar="%f", help="The WAL file name PostgreSQL asks for.")],
+    path: Annotated[Path, typer.Argument(metavar="%p", help="Where to write it, as PostgreSQL's %p gives it.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Restore one archived WAL file: use as restore_command = 'pgkeep wal-fetch --config FILE %f %p'.
+
+    Checks the file's SHA-256 against the one recorded when it was archived.
+    """
+    try:
+        settings = load_config(config)
+        wal.fetch(
+            open_storage(settings.storage_url, settings), file, path, identity_file=settings.age_identity_file
+        )
+    except wal.WalMissingError as exc:
+        err_console.print(f"wal-fetch: {exc.message}", markup=False)
+        raise typer.Exit(FETCH_NOT_FOUND) from None
+    except (PgkeepError, Exception) as exc:
+        # Anything but a clean "not there" must stop recovery: exit 1 here would make
+        # PostgreSQL promote a cluster that is silently behind its target.
+        err_console.print(f"error: wal-fetch {file}: {exc}", markup=False)
+        raise typer.Exit(FETCH_ABORT) from None
+
+
+archive_app = typer.Typer(help="The WAL archive.\n\n" + EXIT_CODES_HELP, no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
+
+
+STATUS_HELP = "Exit codes: 0 no hole in the archive; 1 a hole, or no WAL since the oldest backup; 6 bad configuration."
+
+
+@archive_app.command("status", epilog=STATUS_HELP)
+def archive_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Newest archived WAL segment, its age, and any hole since the oldest kept physical backup."""
+    from pgkeep.services import archive as archive_service  # the catalog: see cli.main._run
+    from pgkeep.services.context import Context
+
+    ctx = Context.build(load_config(config) if config is not None else load_settings())
+    try:
+        result = archive_service.status(ctx)
+    finally:
+        ctx.close()
+    if as_json:
+        print_json(result.as_json())
+    else:
+        if result.newest:
+            out_console.print(
+                f"newest segment: {result.newest} (archived {result.age_seconds:.0f} s ago)", markup=False
+            )
+        else:
+            out_console.print("newest segment: none archived", markup=False)
+        if result.oldest_needed:
+            out_console.print(f"needed since:   {result.oldest_needed} (oldest kept physical backup)", markup=False)
+        out_console.print(f"segments:       {result.segments}", markup=False)
+        for problem in result.problems:
+            err_console.print(f"problem: {problem}", markup=False)
+        if result.holes:
+            err_console.print(f"missing segments ({len(result.holes)}): {', '.join(result.holes[:10])}", markup=False)
+        else:
+            out_console.print("no hole in the archive", markup=False)
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.FAILED))

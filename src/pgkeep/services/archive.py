@@ -1,0 +1,50 @@
+"""``pgkeep archive status``: the WAL archive seen from the catalog's physical backups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from pgkeep.catalog.models import BackupStatus, DatabaseBackup, utcnow
+from pgkeep.services.context import Context
+from pgkeep.wal.naming import DEFAULT_SEGMENT_SIZE, segment_key
+from pgkeep.wal.status import ArchiveStatus, archive_status, list_archive
+
+PHYSICAL = "physical"
+
+
+def physical_backups(
+    ctx: Context, statuses: tuple[BackupStatus, ...] = (BackupStatus.COMPLETED,)
+) -> list[DatabaseBackup]:
+    """Physical backups in these states, oldest first."""
+    with ctx.catalog.session() as session:
+        return list(
+            session.scalars(
+                select(DatabaseBackup)
+                .where(DatabaseBackup.kind == PHYSICAL, DatabaseBackup.status.in_(statuses))
+                .order_by(DatabaseBackup.started_at)
+            ).all()
+        )
+
+
+def segment_size_of(rows: list[DatabaseBackup]) -> int:
+    """The WAL segment size recorded with the newest of ``rows`` (16 MiB if none recorded it)."""
+    for row in reversed(rows):
+        size = (row.metadata_ or {}).get("walSegmentSize")
+        if size:
+            return int(size)
+    return DEFAULT_SEGMENT_SIZE
+
+
+def status(ctx: Context, now: datetime | None = None) -> ArchiveStatus:
+    """Newest archived segment, its age, and holes since the oldest kept base backup.
+
+    Without a physical backup in the catalog the check starts at the oldest
+    archived segment.
+    """
+    rows = [r for r in physical_backups(ctx) if r.wal_start]
+    start = min((r.wal_start for r in rows if r.wal_start), key=segment_key, default=None)
+    return archive_status(
+        list_archive(ctx.storage), start=start, segment_size=segment_size_of(rows), now=now or utcnow()
+    )

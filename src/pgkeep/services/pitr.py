@@ -1,0 +1,669 @@
+"""Point-in-time restore: a physical backup plus archived WAL, into a new data directory.
+
+Order, and what is refused before anything is written:
+
+1. The target (time, LSN, XID, restore point name, latest) is parsed; the
+   data directory must be absent or empty (a running cluster's never is).
+2. The base backup is chosen: the newest COMPLETED physical backup that
+   ended at or before the target (or the one named), with its incremental
+   chain. A target before the oldest backup's end, or after the end of the
+   archived WAL (unless ``latest``), or a hole in the archive between the
+   backup and the target, is refused.
+3. The backup (each link of a chain) is streamed from storage, decrypted,
+   decompressed and unpacked, while its SHA-256 is checked; a chain is
+   combined with ``pg_combinebackup``. Any failure empties the directory
+   again.
+4. Recovery settings are appended to ``postgresql.auto.conf``
+   (``restore_command`` through ``pgkeep wal-fetch``, ``recovery_target_*``,
+   ``recovery_target_action = promote``) and ``recovery.signal`` is created.
+   The restored cluster does not archive (``archive_mode = off``) unless
+   asked: it must not write a new timeline into the source's archive.
+5. With ``start``, the server runs on its own port beside the source; pgkeep
+   waits until recovery ends and reports where it stopped. PostgreSQL 13+
+   stops with a FATAL error instead of promoting when the target was not
+   reached, and ``wal-fetch`` exits above 125 for a damaged segment, so a
+   promoted server has reached its target, and anything else is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgkeep.catalog import repository as repo
+from pgkeep.catalog.models import BackupStatus, DatabaseBackup, utcnow
+from pgkeep.config import Compression, Settings
+from pgkeep.errors import (
+    ConfigError,
+    InvalidRequestError,
+    InvalidStateError,
+    NotFoundError,
+    RestoreFailedError,
+    VerificationError,
+)
+from pgkeep.observability.logs import get_logger
+from pgkeep.pgtools import postmaster
+from pgkeep.pgtools.binaries import find_tool
+from pgkeep.pgtools.conninfo import Target
+from pgkeep.pipeline import codecs, crypto
+from pgkeep.services.archive import PHYSICAL, physical_backups
+from pgkeep.services.artifacts import HashingReader
+from pgkeep.services.context import Context
+from pgkeep.storage import locate
+from pgkeep.wal.naming import (
+    DEFAULT_SEGMENT_SIZE,
+    format_lsn,
+    parse_lsn,
+    parse_segment,
+)
+from pgkeep.wal.status import ArchivedFile, find_holes, list_archive
+
+log = get_logger("pgkeep.pitr")
+RESTORE_ENV = "pgkeep-restore.env"
+RECOVERY_LOG = "pgkeep-recovery.log"
+CONF_MARK = "# --- pgkeep restore"
+
+
+class TargetKind(StrEnum):
+    TIME = "time"
+    LSN = "lsn"
+    XID = "xid"
+    NAME = "name"
+    LATEST = "latest"
+    IMMEDIATE = "immediate"  # the end of the base backup (verify's restore drill)
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601; a time without a zone is UTC."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidRequestError(
+            f"--to-time {text!r} is not an ISO 8601 time", hint="e.g. 2026-11-26T14:05:00+01:00 (no zone: UTC)"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    kind: TargetKind
+    value: str | None = None
+    time: datetime | None = None
+    lsn: int | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        to_time: str | None = None,
+        to_lsn: str | None = None,
+        to_xid: str | None = None,
+        to_name: str | None = None,
+        latest: bool = False,
+    ) -> RecoveryTarget:
+        """Exactly one target; none at all means ``latest`` (the end of the archive)."""
+        given = [k for k, v in (("--to-time", to_time), ("--to-lsn", to_lsn), ("--to-xid", to_xid),
+                                ("--to-name", to_name)) if v is not None]
+        if latest:
+            given.append("--latest")
+        if len(given) > 1:
+            raise InvalidRequestError(f"give one recovery target, not {' and '.join(given)}")
+        if to_time is not None:
+            when = parse_time(to_time)
+            return cls(TargetKind.TIME, when.isoformat(), time=when)
+        if to_lsn is not None:
+            lsn = parse_lsn(to_lsn)
+            return cls(TargetKind.LSN, format_lsn(lsn), lsn=lsn)
+        if to_xid is not None:
+            if not to_xid.strip().isdigit():
+                raise InvalidRequestError(f"--to-xid {to_xid!r} is not a transaction id (a number)")
+            return cls(TargetKind.XID, to_xid.strip())
+        if to_name is not None:
+            if not to_name or len(to_name) > 63:
+                raise InvalidRequestError("--to-name must be a restore point name of 1 to 63 characters")
+            return cls(TargetKind.NAME, to_name)
+        return cls(TargetKind.LATEST)
+
+    def describe(self) -> str:
+        return self.kind.value if self.value is None else f"{self.kind.value} {self.value}"
+
+    def settings(self) -> dict[str, str]:
+        """The recovery_target_* settings PostgreSQL needs."""
+        if self.kind is TargetKind.TIME:
+            assert self.time is not None
+            return {"recovery_target_time": self.time.isoformat(sep=" ")}
+        if self.kind is TargetKind.LSN:
+            return {"recovery_target_lsn": str(self.value)}
+        if self.kind is TargetKind.XID:
+            return {"recovery_target_xid": str(self.value)}
+        if self.kind is TargetKind.NAME:
+            return {"recovery_target_name": str(self.value)}
+        if self.kind is TargetKind.IMMEDIATE:
+            return {"recovery_target": "immediate"}
+        return {}
+
+
+@dataclass(frozen=True)
+class PitrOptions:
+    data_dir: Path
+    target: RecoveryTarget = field(default_factory=lambda: RecoveryTarget(TargetKind.LATEST))
+    backup_id: str | None = None
+    start: bool = False
+    port: int | None = None
+    os_user: str | None = None  # who runs the restored server when pgkeep runs as root (default postgres)
+    keep_archiving: bool = False
+    config_file: Path | None = None  # settings for restore_command; else written into the data directory
+    wait_timeout_s: float = 3600.0
+
+
+@dataclass
+class PitrResult:
+    backup_id: str
+    chain: list[str]
+    data_dir: Path
+    target: RecoveryTarget
+    started: bool = False
+    port: int | None = None
+    reached_lsn: str | None = None
+    reached_time: datetime | None = None
+    timeline: int | None = None
+    target_reached: bool | None = None
+    log_file: Path | None = None
+    message: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "backupId": self.backup_id,
+            "chain": self.chain,
+            "dataDir": str(self.data_dir),
+            "target": {"kind": self.target.kind.value, "value": self.target.value},
+            "started": self.started,
+            "port": self.port,
+            "reachedLsn": self.reached_lsn,
+            "reachedTime": self.reached_time.isoformat() if self.reached_time else None,
+            "timeline": self.timeline,
+            "targetReached": self.target_reached,
+            "logFile": str(self.log_file) if self.log_file else None,
+        }
+
+
+# --- planning: everything that is refused is refused here, before anything is written -----
+
+
+@dataclass(frozen=True)
+class _Plan:
+    chain: list[DatabaseBackup]  # full backup first, then its incrementals in order
+    segment_size: int
+    major: int
+
+
+def _refuse(message: str, hint: str | None = None) -> InvalidRequestError:
+    return InvalidRequestError(message, operation="restore", hint=hint)
+
+
+def _check_data_dir(path: Path) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise _refuse(
+            f"{path} exists and is not an empty directory; a physical restore never overwrites one",
+            hint="give a new (absent or empty) --data-dir; stop and move away the old cluster yourself if needed",
+        )
+
+
+def _end(row: DatabaseBackup) -> datetime:
+    assert row.backup_end_at is not None
+    return row.backup_end_at
+
+
+def _chain(ctx: Context, last: DatabaseBackup) -> list[DatabaseBackup]:
+    chain = [last]
+    while chain[0].parent_id:
+        with ctx.catalog.session() as session:
+            try:
+                parent = repo.get_backup(session, chain[0].parent_id)
+            except NotFoundError:
+                parent = None
+        if parent is None or parent.status is not BackupStatus.COMPLETED:
+            raise _refuse(
+                f"backup {last.id} is incremental and its base {chain[0].parent_id} is "
+                f"{'missing' if parent is None else parent.status.value}",
+                hint="restore an older complete chain with --backup ID",
+            )
+        chain.insert(0, parent)
+    return chain
+
+
+def _choose(ctx: Context, options: PitrOptions) -> list[DatabaseBackup]:
+    target = options.target
+    if options.backup_id:
+        with ctx.catalog.session() as session:
+            row = repo.get_backup(session, options.backup_id)
+        if (row.kind or "logical") != PHYSICAL:
+            raise _refuse(f"backup {row.id} is a logical backup; --kind physical restores physical ones",
+                          hint="restore it with `pgkeep restore ID`")
+        if row.status is not BackupStatus.COMPLETED:
+            raise InvalidStateError(f"backup {row.id} is {row.status.value}; only COMPLETED backups restore",
+                                    backup_id=row.id)
+        if not _usable(row, target):
+            raise _refuse(f"the target ({target.describe()}) is before the end of backup {row.id} "
+                          f"({format_end(row)}): it cannot be restored to an earlier moment",
+                          hint="choose an older backup, or omit --backup")
+        return _chain(ctx, row)
+    rows = [r for r in physical_backups(ctx) if r.backup_end_at and r.end_lsn]
+    if not rows:
+        raise _refuse("the catalog has no COMPLETED physical backup",
+                      hint="take one with `pgkeep backup --kind physical`")
+    usable = [r for r in rows if _usable(r, target)]
+    if not usable:
+        oldest = min(rows, key=_end)
+        raise _refuse(
+            f"the target ({target.describe()}) is older than the oldest physical backup, "
+            f"which is consistent from {format_end(oldest)}",
+            hint="a physical backup can only be rolled forward; restore a logical backup for older data",
+        )
+    return _chain(ctx, max(usable, key=lambda r: (_end(r), r.started_at)))
+
+
+def format_end(row: DatabaseBackup) -> str:
+    return f"{row.end_lsn} at {_end(row).isoformat()}"
+
+
+def _usable(row: DatabaseBackup, target: RecoveryTarget) -> bool:
+    if target.time is not None:
+        return _end(row) <= target.time
+    if target.lsn is not None:
+        return row.end_lsn is not None and parse_lsn(row.end_lsn) <= target.lsn
+    return True
+
+
+def _check_archive(plan: _Plan, target: RecoveryTarget, files: list[ArchivedFile]) -> None:
+    """Refuse a target beyond the archived WAL, or a hole between the backup and the target."""
+    size = plan.segment_size
+    base, last = plan.chain[0], plan.chain[-1]
+    assert last.wal_end is not None and base.wal_start is not None
+    start = last.wal_start or base.wal_start
+    first = parse_segment(start, size)[1]
+    segments = [f for f in files if f.obj.is_segment and parse_segment(f.obj.file, size)[1] >= first]
+    if not segments:
+        raise _refuse(f"the WAL archive holds none of the WAL backup {last.id} needs (from {start})",
+                      hint="check that archive_command runs `pgkeep wal-push` into this PGKEEP_STORAGE_URL")
+    newest = max(segments, key=lambda f: (parse_segment(f.obj.file, size)[1], f.obj.file))
+    newest_pos = parse_segment(newest.obj.file, size)[1]
+    archive_end_lsn = (newest_pos + 1) * size
+    needed = newest_pos
+    if target.time is not None:
+        if target.time > newest.info.modified:
+            raise _refuse(
+                f"the target time {target.time.isoformat()} is later than the end of the archived WAL "
+                f"(newest segment {newest.obj.file}, archived {newest.info.modified.isoformat()})",
+                hint="use --latest to restore everything archived, or wait for the WAL to be archived",
+            )
+        later = [f for f in segments if f.info.modified >= target.time]
+        needed = min(parse_segment(f.obj.file, size)[1] for f in later)
+    elif target.lsn is not None:
+        if target.lsn > archive_end_lsn:
+            raise _refuse(
+                f"the target LSN {format_lsn(target.lsn)} is later than the end of the archived WAL "
+                f"({format_lsn(archive_end_lsn)}, segment {newest.obj.file})",
+                hint="use --latest to restore everything archived, or wait for the WAL to be archived",
+            )
+        needed = target.lsn // size
+    needed = max(needed, parse_segment(last.wal_end, size)[1])
+    if needed > newest_pos:
+        raise _refuse(f"segment {last.wal_end}, needed to make backup {last.id} consistent, is not archived")
+    holes = find_holes(
+        (f.obj.file for f in segments if parse_segment(f.obj.file, size)[1] <= needed), start, size
+    )
+    if holes:
+        raise _refuse(
+            f"the WAL archive has a hole between backup {last.id} and the target: {holes[0]} is missing"
+            + (f" (and {len(holes) - 1} more)" if len(holes) > 1 else ""),
+            hint="`pgkeep archive status` lists the holes; choose a target before the hole",
+        )
+
+
+def plan(ctx: Context, options: PitrOptions) -> _Plan:
+    """Choose the backup chain and check the archive; raise what a restore would refuse."""
+    _check_data_dir(options.data_dir)
+    chain = _choose(ctx, options)
+    meta = chain[-1].metadata_ or {}
+    version = chain[-1].server_version or "0"
+    result = _Plan(chain, int(meta.get("walSegmentSize") or DEFAULT_SEGMENT_SIZE), int(version.split(".")[0]))
+    if options.target.kind is not TargetKind.IMMEDIATE:
+        _check_archive(result, options.target, list_archive(ctx.storage))
+    return result
+
+
+# --- restoring ---------------------------------------------------------------------------------
+
+
+def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
+    """Restore into ``options.data_dir`` and (with ``start``) run recovery to the target."""
+    the_plan = plan(ctx, options)
+    settings = ctx.settings
+    user = postmaster.server_user(options.os_user)
+    bin_dir = postmaster.server_bin_dir(the_plan.major, settings.pg_bin_dir) if options.start else None
+    pgkeep_cmd = pgkeep_executable()
+    data_dir = options.data_dir.absolute()
+    last = the_plan.chain[-1]
+    result = PitrResult(last.id, [r.id for r in the_plan.chain], data_dir, options.target)
+    log.info("physical restore started", backup_id=last.id, data_dir=str(data_dir),
+             target=options.target.describe(), chain=result.chain)
+    created = not data_dir.exists()
+    try:
+        _unpack(ctx, the_plan, data_dir)
+        config = options.config_file.absolute() if options.config_file else _write_restore_env(settings, data_dir)
+        port = (options.port or postmaster.free_port()) if options.start else options.port
+        _write_recovery_conf(data_dir, last, options, pgkeep_cmd, config, port)
+        postmaster.chown_tree(data_dir, user)
+    except BaseException:
+        _empty(data_dir, remove=created)
+        raise
+    if not options.start:
+        result.message = (
+            f"Restored backup {last.id} into {data_dir}; recovery to {options.target.describe()} "
+            f"runs when the server starts (pg_ctl -D {data_dir} start"
+            + (f", as OS user {user})" if user else ")")
+        )
+        return result
+    assert bin_dir is not None and port is not None
+    result.started, result.port = True, port
+    result.log_file = data_dir / RECOVERY_LOG
+    postmaster.start(bin_dir, data_dir, result.log_file, user)
+    _wait_for_recovery(ctx.target if ctx.settings.database_url else None, data_dir, port, options, result)
+    if options.config_file is None:
+        # Recovery is over: the settings file (it may hold storage credentials) is not needed again.
+        with contextlib.suppress(OSError):
+            (data_dir / RESTORE_ENV).unlink()
+    log.info("physical restore completed", backup_id=last.id, data_dir=str(data_dir), port=port,
+             reached_lsn=result.reached_lsn, target_reached=result.target_reached)
+    return result
+
+
+def pgkeep_executable() -> str:
+    """The pgkeep command restore_command runs (the server's OS user must be able to run it)."""
+    beside = Path(sys.executable).parent / "pgkeep"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("pgkeep")
+    if found:
+        return str(Path(found).absolute())
+    raise ConfigError("cannot find the pgkeep command for restore_command",
+                      hint="install pgkeep so that `pgkeep` is on PATH")
+
+
+def _empty(data_dir: Path, *, remove: bool) -> None:
+    """Leave the data directory as it was found: absent, or empty."""
+    if remove:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    elif data_dir.is_dir():
+        for entry in data_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+
+def decoded(ctx: Context, row: DatabaseBackup, reader: HashingReader) -> Iterator[bytes]:
+    """The tar stream of a physical backup from its stored bytes (decrypted, decompressed)."""
+    stored: Iterator[bytes] = reader.chunks()
+    if row.encryption:
+        recipients = tuple(((row.metadata_ or {}).get("encryption") or {}).get("recipients") or ())
+        keys = crypto.load_identities(ctx.settings.age_identity_file, f"backup {row.filename}", recipients)
+        stored = crypto.decrypt(stored, keys, row.filename, recipients)
+    return codecs.decompress(stored, Compression(row.compression or "none"))
+
+
+class _ChunkReader(io.RawIOBase):
+    """A raw stream over an iterator of chunks, for tarfile (through io.BufferedReader).
+
+    tarfile reads in 512-byte blocks; serving them from the current chunk
+    by offset keeps unpacking linear in the data (no re-slicing of a large
+    buffer on every read).
+    """
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._chunk = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._chunk:
+            try:
+                self._chunk = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._chunk))
+        buffer[:n] = self._chunk[:n]
+        self._chunk = self._chunk[n:]
+        return n
+
+
+def extract_stream(chunks: Iterator[bytes], dest: Path) -> None:
+    """Unpack a tar stream into a new private directory ``dest`` (the "data" filter: nothing outside it)."""
+    dest.mkdir(mode=0o700)
+    try:
+        with (
+            io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20) as raw,
+            tarfile.open(fileobj=raw, mode="r|") as tar,
+        ):
+            tar.extractall(dest, filter="data")
+    except tarfile.TarError as exc:
+        raise VerificationError(f"the backup is not a valid tar stream: {exc}") from None
+    for _ in chunks:  # the rest (tar padding): decompressed to the end, so a damaged tail is caught
+        pass
+
+
+def unpack_backup(ctx: Context, row: DatabaseBackup, dest: Path) -> None:
+    """Stream one physical backup into a new directory ``dest``, checking its SHA-256 and size."""
+    if not row.storage_url:
+        raise NotFoundError(f"backup {row.id} has no stored file", backup_id=row.id)
+    storage, name = locate(row.storage_url, ctx.settings)
+    reader = HashingReader(storage.open_reader(name))
+    try:
+        extract_stream(decoded(ctx, row, reader), dest)
+        reader.drain()
+    except VerificationError as exc:
+        reader.drain()
+        _check_digest(row, reader)
+        exc.backup_id = row.id
+        raise
+    finally:
+        reader.close()
+    _check_digest(row, reader)
+
+
+def _check_digest(row: DatabaseBackup, reader: HashingReader) -> None:
+    if row.checksum and (reader.hexdigest() != row.checksum or reader.size != int(row.size)):
+        raise VerificationError(
+            f"backup {row.filename} is damaged: {reader.size} bytes with SHA-256 {reader.hexdigest()}, "
+            f"{row.size} bytes with {row.checksum} recorded",
+            backup_id=row.id,
+            hint="restore from another backup (--backup ID)",
+        )
+
+
+def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path) -> None:
+    if len(the_plan.chain) == 1:
+        if data_dir.exists():
+            data_dir.rmdir()  # empty (checked): extract_tar creates it, private
+        unpack_backup(ctx, the_plan.chain[0], data_dir)
+        return
+    # Beside the target: same filesystem, and big enough for the data by the operator's choice.
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}-chain-", dir=data_dir.parent))
+    try:
+        parts = []
+        for i, row in enumerate(the_plan.chain):
+            part = staging / f"{i:03d}"
+            unpack_backup(ctx, row, part)
+            parts.append(str(part))
+        tool = find_tool("pg_combinebackup", the_plan.major, ctx.settings.pg_bin_dir,
+                         reason=f"combining an incremental chain of PostgreSQL {the_plan.major}")
+        if data_dir.exists():
+            data_dir.rmdir()
+        postmaster.run_as([str(tool.path), *parts, "--output", str(data_dir)], None, timeout=24 * 3600)
+        os.chmod(data_dir, 0o700)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _env_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _write_restore_env(settings: Settings, data_dir: Path) -> Path:
+    """The settings wal-fetch needs (storage, S3, decryption key), private to the server's OS user."""
+    values: dict[str, Any] = {
+        "PGKEEP_STORAGE_URL": settings.storage_url,
+        "PGKEEP_S3_ENDPOINT_URL": settings.s3_endpoint_url,
+        "PGKEEP_S3_REGION": settings.s3_region,
+        "PGKEEP_S3_FORCE_PATH_STYLE": "true" if settings.s3_force_path_style else None,
+        "PGKEEP_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
+        "PGKEEP_S3_SECRET_ACCESS_KEY": (
+            settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+        ),
+        "PGKEEP_S3_RETRY_MODE": settings.s3_retry_mode.value,
+        "PGKEEP_S3_MAX_ATTEMPTS": str(settings.s3_max_attempts),
+        "PGKEEP_AGE_IDENTITY_FILE": str(settings.age_identity_file.absolute()) if settings.age_identity_file else None,
+    }
+    path = data_dir / RESTORE_ENV
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("# Written by `pgkeep restore --kind physical` for restore_command; removed once recovery ends.\n")
+        for key, value in values.items():
+            if value is not None:
+                fh.write(f"{key}={_env_quote(str(value))}\n")
+    return path
+
+
+def _conf_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _write_recovery_conf(
+    data_dir: Path, last: DatabaseBackup, options: PitrOptions, pgkeep_cmd: str, config: Path, port: int | None
+) -> None:
+    restore_command = f"{shlex.join([pgkeep_cmd, 'wal-fetch', '--config', str(config)])} %f %p"
+    lines: dict[str, str] = {
+        "restore_command": restore_command,
+        **options.target.settings(),
+        "recovery_target_action": "promote",
+        "recovery_target_timeline": "latest",
+    }
+    if not options.keep_archiving:
+        lines["archive_mode"] = "off"
+    if port is not None:
+        lines["port"] = str(port)
+    if options.start:
+        # Beside the source on the same machine: its own port, local TCP only, no shared socket dir.
+        lines["listen_addresses"] = "localhost"
+        lines["unix_socket_directories"] = ""
+    for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+        # Clusters whose configuration lives elsewhere (Debian: /etc/postgresql) back up without it.
+        path = data_dir / name
+        if not path.exists():
+            path.write_text(_DEFAULT_CONF.get(name, ""), encoding="utf-8")
+            os.chmod(path, 0o600)
+    with open(data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
+        fh.write(f"\n{CONF_MARK} {utcnow().isoformat()}: backup {last.id}, target {options.target.describe()}\n")
+        for key, value in lines.items():
+            fh.write(f"{key} = {_conf_quote(value)}\n")
+    (data_dir / "recovery.signal").touch(mode=0o600)
+
+
+_DEFAULT_CONF = {
+    "pg_hba.conf": "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+}
+
+
+def _connect_target(source: Target | None, port: int) -> Target | None:
+    if source is None:
+        return None
+    return Target(params={**source.params, "host": "127.0.0.1", "port": str(port), "connect_timeout": "3"},
+                  password=source.password)
+
+
+def _recovery_failure(log_file: Path) -> str:
+    text = postmaster.tail(log_file, 20000)
+    important = [line for line in text.splitlines() if "FATAL:" in line or "PANIC:" in line]
+    fetch = [line for line in text.splitlines() if "wal-fetch" in line and "error" in line]
+    lines = (fetch[-1:] + important[-2:]) or text.strip().splitlines()[-3:]
+    return " | ".join(line.strip() for line in lines)
+
+
+def _wait_for_recovery(
+    source: Target | None, data_dir: Path, port: int, options: PitrOptions, result: PitrResult
+) -> None:
+    assert result.log_file is not None
+    target = _connect_target(source, port)
+    if target is None:
+        raise ConfigError("DATABASE_URL is not set: pgkeep cannot log in to the restored cluster to follow recovery",
+                          hint="set DATABASE_URL to the source database (the restored cluster has its roles)")
+    deadline = time.monotonic() + options.wait_timeout_s
+    seen_pid = False
+    started = time.monotonic()
+    while True:
+        pid = postmaster.postmaster_pid(data_dir)
+        seen_pid = seen_pid or pid is not None
+        if (seen_pid and not postmaster.running(pid)) or (not seen_pid and time.monotonic() - started > 30):
+            raise RestoreFailedError(
+                f"recovery stopped before reaching the target ({options.target.describe()}): "
+                f"{_recovery_failure(result.log_file)}",
+                operation="restore",
+                backup_id=result.backup_id,
+                hint=f"the server log is {result.log_file}; the data directory is left for inspection",
+            )
+        try:
+            with psycopg.connect(target.connect_conninfo(), autocommit=True) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                if row and not row[0]:
+                    _report(conn, result)
+                    return
+        except psycopg.OperationalError:
+            pass
+        if time.monotonic() > deadline:
+            raise RestoreFailedError(
+                f"recovery did not finish within {options.wait_timeout_s:.0f} s; the server is still running",
+                operation="restore", backup_id=result.backup_id, hint=f"follow it in {result.log_file}",
+            )
+        time.sleep(0.2)
+
+
+def _report(conn: psycopg.Connection, result: PitrResult) -> None:
+    row = conn.execute(
+        "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(), "
+        "(SELECT timeline_id FROM pg_control_checkpoint())"
+    ).fetchone()
+    assert row is not None
+    result.reached_lsn, result.reached_time, result.timeline = row[0], row[1], row[2]
+    # PostgreSQL 13+ refuses to promote when a recovery target was not reached, so a
+    # promoted server is at its target (for --latest: at the end of the archive).
+    result.target_reached = True
+    if result.target.time is not None and result.reached_time is not None:
+        result.target_reached = result.reached_time <= result.target.time
+    where = f"WAL {result.reached_lsn}" + (
+        f", last transaction at {result.reached_time.isoformat()}" if result.reached_time else ""
+    )
+    result.message = (
+        f"Recovered to {result.target.describe()} ({where}) from backup {result.backup_id}; "
+        f"the server runs on port {result.port} (data directory {result.data_dir})"
+    )

@@ -1,0 +1,109 @@
+"""pgkeep restore through the real command line: confirmation, errors and exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from cli_runner import Cli, assert_one_clear_line
+
+from helpers import DbHandle, fake_old_pg_dump_dir, get_row, make_context, schema_snapshot
+from pgkeep.config import DumpFormat
+from pgkeep.errors import BackupFailedError, ExitCode
+from pgkeep.fingerprint import fingerprint
+from pgkeep.services.backup import create_backup
+
+
+def take_backup(tmp_path: Path, db: DbHandle, **kwargs: object) -> tuple[str, Path]:
+    """A backup made in-process into the CLI's catalog; returns its id and file."""
+    ctx = make_context(tmp_path, db.url)
+    try:
+        result = create_backup(ctx, **kwargs)  # type: ignore[arg-type]
+        return result.id, tmp_path / "backups" / get_row(ctx, result.id).filename
+    finally:
+        ctx.close()
+
+
+def state(db: DbHandle) -> tuple[object, object]:
+    return fingerprint(db.conninfo), schema_snapshot(db.conninfo)
+
+
+def test_restore_without_yes_and_without_a_terminal_refuses(
+    cli: Cli, tmp_path: Path, source_db: DbHandle
+) -> None:
+    backup_id, _ = take_backup(tmp_path, source_db)
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute("DELETE FROM summaries")
+    before = state(source_db)
+    result = cli.run("restore", backup_id)  # stdin is not a terminal
+    assert_one_clear_line(result, ExitCode.NOT_CONFIRMED, "no terminal", "--yes")
+    assert state(source_db) == before
+
+
+def test_restore_with_yes_into_another_database(
+    cli: Cli, tmp_path: Path, source_db: DbHandle, empty_db: DbHandle
+) -> None:
+    backup_id, _ = take_backup(tmp_path, source_db, fmt=DumpFormat.PLAIN)
+    result = cli.run("restore", backup_id, "--yes", "--target-url", empty_db.url)
+    assert result.returncode == 0, result.stderr
+    assert "restored successfully" in result.stdout
+    assert empty_db.name in result.stdout
+    assert state(empty_db) == state(source_db)
+
+
+def test_restore_of_a_corrupt_backup_is_refused_and_changes_nothing(
+    cli: Cli, tmp_path: Path, source_db: DbHandle
+) -> None:
+    backup_id, path = take_backup(tmp_path, source_db)
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute("DELETE FROM summaries")
+    before = state(source_db)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    result = cli.run("restore", backup_id, "--yes")
+    assert_one_clear_line(result, ExitCode.INVALID, "checksum mismatch")
+    assert "restored successfully" not in result.stdout
+    assert state(source_db) == before
+
+
+def test_restore_failing_halfway_exits_non_zero_with_the_cause(
+    cli: Cli, tmp_path: Path, source_db: DbHandle
+) -> None:
+    with psycopg.connect(source_db.conninfo) as conn:
+        # A CHECK reading another table: loading aa_child fails while zz_ref is still empty.
+        conn.execute(
+            "CREATE TABLE zz_ref (id int PRIMARY KEY);"
+            "CREATE FUNCTION public.ref_exists(int) RETURNS boolean LANGUAGE sql"
+            " AS 'SELECT EXISTS (SELECT 1 FROM public.zz_ref WHERE id = $1)';"
+            "CREATE TABLE aa_child (id int CHECK (public.ref_exists(id)));"
+            "INSERT INTO zz_ref VALUES (1); INSERT INTO aa_child VALUES (1);"
+        )
+    backup_id, _ = take_backup(tmp_path, source_db, fmt=DumpFormat.PLAIN)
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute("DROP TABLE aa_child; UPDATE users SET role = 'admin'")
+    before = state(source_db)
+    result = cli.run("restore", backup_id, "--yes")
+    assert result.returncode == ExitCode.FAILED, (result.stdout, result.stderr)
+    assert "violates check constraint" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "restored successfully" not in result.stdout
+    assert state(source_db) == before
+
+
+def test_restore_of_a_failed_backup_is_refused(
+    cli: Cli, tmp_path: Path, source_db: DbHandle
+) -> None:
+    ctx = make_context(tmp_path, source_db.url, pg_bin_dir=fake_old_pg_dump_dir(tmp_path / "bin"))
+    try:
+        try:
+            create_backup(ctx)
+        except BackupFailedError as exc:
+            failed_id = str(exc.backup_id)
+    finally:
+        ctx.close()
+    before = state(source_db)
+    result = cli.run("restore", failed_id, "--yes")
+    assert_one_clear_line(result, ExitCode.CONFLICT, "FAILED", "only COMPLETED")
+    assert state(source_db) == before

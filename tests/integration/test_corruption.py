@@ -1,0 +1,99 @@
+"""A damaged backup is reported by verify and refused by restore, before the target is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from helpers import DbHandle, get_row, schema_snapshot
+from pgkeep.config import Compression, DumpFormat
+from pgkeep.errors import ExitCode, VerificationError
+from pgkeep.fingerprint import fingerprint
+from pgkeep.services.backup import create_backup
+from pgkeep.services.context import Context
+from pgkeep.services.manage import verify_backup
+from pgkeep.services.restore import RestoreOptions, resolve_backup, resolve_file, restore
+
+KINDS = [
+    (DumpFormat.CUSTOM, Compression.ZSTD),
+    (DumpFormat.PLAIN, Compression.NONE),  # only the checksum can notice a changed byte
+    (DumpFormat.DIRECTORY, Compression.GZIP),
+]
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    offset = len(data) // 2 if offset is None else offset
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def stored_path(ctx: Context, backup_id: str) -> Path:
+    return Path(ctx.settings.storage_url.removeprefix("file://")) / get_row(ctx, backup_id).filename
+
+
+def change(source_db: DbHandle) -> None:
+    """Make the live database differ from the backup: a restore would show."""
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute("UPDATE users SET display_name = 'after the backup' WHERE id < 50")
+        conn.execute("CREATE TABLE after_backup (id int)")
+
+
+@pytest.mark.parametrize(("fmt", "compression"), KINDS, ids=lambda v: v.value)
+def test_flipped_byte_fails_verify_and_restore_leaves_target_untouched(
+    ctx: Context, source_db: DbHandle, fmt: DumpFormat, compression: Compression
+) -> None:
+    backup_id = create_backup(ctx, fmt=fmt, compression=compression).id
+    assert verify_backup(ctx, backup_id).valid
+    change(source_db)
+    before = fingerprint(source_db.conninfo)
+    before_schema = schema_snapshot(source_db.conninfo)
+    flip_byte(stored_path(ctx, backup_id))
+
+    result = verify_backup(ctx, backup_id)
+    assert not result.valid
+    assert "checksum mismatch" in result.message
+
+    with pytest.raises(VerificationError, match="checksum mismatch") as info:
+        restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions())
+    assert info.value.exit_code is ExitCode.INVALID
+    assert info.value.backup_id == backup_id
+    assert fingerprint(source_db.conninfo) == before
+    assert schema_snapshot(source_db.conninfo) == before_schema
+
+
+def test_corrupt_catalogued_file_restored_by_path_is_refused(
+    ctx: Context, source_db: DbHandle
+) -> None:
+    backup_id = create_backup(ctx, fmt=DumpFormat.PLAIN, compression=Compression.GZIP).id
+    change(source_db)
+    before = fingerprint(source_db.conninfo)
+    path = stored_path(ctx, backup_id)
+    flip_byte(path, offset=len(path.read_bytes()) - 12)  # in the gzip trailer's CRC
+    with pytest.raises(VerificationError):
+        restore(ctx, resolve_file(ctx, path), RestoreOptions())
+    assert fingerprint(source_db.conninfo) == before
+
+
+def test_truncated_file_fails_verify_even_without_a_checksum(
+    ctx: Context, source_db: DbHandle, tmp_path: Path
+) -> None:
+    backup_id = create_backup(ctx, fmt=DumpFormat.CUSTOM, compression=Compression.ZSTD).id
+    data = stored_path(ctx, backup_id).read_bytes()
+    loose = tmp_path / "copy.dump.zst"  # not in the catalog: no checksum to compare with
+    loose.write_bytes(data[: len(data) * 2 // 3])
+    change(source_db)
+    before = fingerprint(source_db.conninfo)
+    with pytest.raises(VerificationError, match="truncated"):
+        restore(ctx, resolve_file(ctx, loose), RestoreOptions())
+    assert fingerprint(source_db.conninfo) == before
+
+
+def test_missing_file_fails_verify(ctx: Context) -> None:
+    backup_id = create_backup(ctx).id
+    stored_path(ctx, backup_id).unlink()
+    result = verify_backup(ctx, backup_id)
+    assert not result.valid
+    assert "not accessible" in result.message or "not found" in result.message

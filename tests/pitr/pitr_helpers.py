@@ -1,0 +1,138 @@
+"""Helpers for the WAL archive and point-in-time tests (importable as ``pitr_helpers``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgkeep.devcluster import SERVER_OS_USER, DevCluster
+
+PGKEEP = Path(sys.executable).parent / "pgkeep"
+WAIT_S = 60.0
+
+
+def _runs_as_server_user(*argv: str) -> bool:
+    return subprocess.run(["runuser", "-u", SERVER_OS_USER, "--", *argv], capture_output=True, check=False).returncode == 0
+
+
+def let_server_user_run_pgkeep() -> list[Path]:
+    """Make ``pgkeep`` runnable by the ``postgres`` OS user, which runs archive_command.
+
+    Only needed when the tests run as root (otherwise the server runs as the
+    test's own user). Here the interpreter of the venv lives under /root
+    (pyenv), which is 0700. The fix chosen: add the *search* bit for others
+    (``o+x``, never read or write) on exactly the directories on the way to
+    the interpreter, its standard library and pgkeep that the postgres user
+    cannot traverse. The alternatives were worse: a wrapper script cannot
+    help when the interpreter itself is unreachable, and running pgkeep
+    under another interpreter would test something else than what ships.
+    Search-only access lets other users open files whose names they already
+    know and whose own modes allow it; it lists nothing. The bits are left
+    in place (other test sessions may be archiving through them); the
+    directories changed are returned and printed.
+    """
+    if os.geteuid() != 0 or _runs_as_server_user(str(PGKEEP), "--help"):
+        return []
+    needed = {
+        Path(os.path.realpath(sys.executable)),
+        Path(sys.base_prefix) / "lib",
+        Path(sysconfig.get_paths()["stdlib"]),
+        Path(sysconfig.get_paths()["purelib"]),
+        Path(__file__).resolve().parents[2] / "src",
+    }
+    changed: list[Path] = []
+    for path in sorted(needed):
+        for directory in [*reversed(path.parents), path]:
+            if not directory.is_dir() or _runs_as_server_user("test", "-x", str(directory)):
+                continue
+            mode = stat.S_IMODE(directory.stat().st_mode)
+            os.chmod(directory, mode | stat.S_IXOTH)
+            changed.append(directory)
+    if changed:
+        print(f"gave the {SERVER_OS_USER} OS user search (o+x) access to: {', '.join(map(str, changed))}")
+    assert _runs_as_server_user(str(PGKEEP), "--help"), f"the {SERVER_OS_USER} OS user still cannot run {PGKEEP}"
+    return changed
+
+
+def server_user_dir(prefix: str) -> Path:
+    """A new directory under /tmp the server's OS user owns (pytest's tmp_path is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        shutil.chown(path, SERVER_OS_USER, SERVER_OS_USER)
+    return path
+
+
+def give_to_server_user(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, SERVER_OS_USER, SERVER_OS_USER)
+
+
+def write_env(path: Path, values: dict[str, str]) -> Path:
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    os.chmod(path, 0o600)
+    give_to_server_user(path)
+    return path
+
+
+def archive_conf(config: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Server settings for WAL archiving through ``pgkeep wal-push``."""
+    return {
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "archive_command": f"{PGKEEP} wal-push --config {config} %p",
+        "full_page_writes": "on",
+        "max_wal_senders": "5",
+        **(extra or {}),
+    }
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def switch_and_wait_archived(cluster: DevCluster) -> str:
+    """Close the current segment and wait until the archiver has stored it; return its name."""
+    with psycopg.connect(cluster.admin_conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT txid_current()")  # something to switch away from
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        assert row is not None
+        segment = str(row[0])
+
+        def archived() -> bool:
+            got = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+            return bool(got and got[0] and got[0] >= segment)
+
+        wait_for(archived, f"segment {segment} to be archived")
+    return segment
+
+
+def server_now(cluster: DevCluster) -> Any:
+    return cluster.query("SELECT clock_timestamp()")[0][0]
+
+
+def run_pgkeep(*args: str, env: dict[str, str], user: str | None = None, cwd: Path | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
+    command = [str(PGKEEP), *args]
+    if user:
+        command = ["runuser", "-u", user, "--", *command]
+    return subprocess.run(command, env={**base, **env, "NO_COLOR": "1"}, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False, stdin=subprocess.DEVNULL)

@@ -1,0 +1,170 @@
+"""Point-in-time recovery on PostgreSQL 15: base backup + archived WAL -> time, restore point, LSN, latest.
+
+One history per module: pgbench load, a physical backup, then writes with a
+fingerprint recorded at a time, at a named restore point and at an LSN.
+Each restore goes into a new data directory, is started beside the source
+(as the postgres OS user, on a free port) and must give back exactly the
+recorded fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import APP_DB, PG15_BIN_DIR, Archiving
+
+from pgkeep.catalog.models import BackupType
+from pgkeep.errors import InvalidRequestError
+from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
+from pgkeep.pgtools import postmaster
+from pgkeep.services.physical import create_physical_backup
+from pgkeep.services.pitr import PitrOptions, PitrResult, RecoveryTarget, restore_physical
+from pitr_helpers import run_pgkeep, server_now, switch_and_wait_archived
+
+
+@dataclass(frozen=True)
+class History:
+    backup_id: str
+    at_time: datetime
+    fp_time: Fingerprint
+    point_name: str
+    fp_point: Fingerprint
+    at_lsn: str
+    fp_lsn: Fingerprint
+    fp_final: Fingerprint
+
+
+def pgbench(arch: Archiving, *args: str) -> None:
+    subprocess.run(
+        [str(PG15_BIN_DIR / "pgbench"), "-h", str(arch.cluster.socket_dir), "-p", str(arch.cluster.port),
+         "-U", "postgres", *args, APP_DB],
+        check=True, capture_output=True, timeout=120,
+    )
+
+
+def writes(arch: Archiving, n: int = 200) -> None:
+    pgbench(arch, "--no-vacuum", "-t", str(n), "-c", "1")
+
+
+@pytest.fixture(scope="module")
+def history(pg15_archiving: Archiving) -> History:
+    arch = pg15_archiving
+    pgbench(arch, "-i", "-s", "1", "-q")
+    result = create_physical_backup(arch.ctx)
+    conninfo = arch.cluster.admin_conninfo(APP_DB)
+    writes(arch)
+    at_time = server_now(arch.cluster)
+    fp_time = fingerprint(conninfo)
+    writes(arch)
+    arch.cluster.execute("SELECT pg_create_restore_point('before_batch_3')")
+    fp_point = fingerprint(conninfo)
+    writes(arch)
+    at_lsn = arch.cluster.query("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+    fp_lsn = fingerprint(conninfo)
+    writes(arch)
+    fp_final = fingerprint(conninfo)
+    switch_and_wait_archived(arch.cluster)
+    return History(result.id, at_time, fp_time, "before_batch_3", fp_point, at_lsn, fp_lsn, fp_final)
+
+
+@pytest.fixture
+def restored(pg15_archiving: Archiving, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A data directory path for one restore; its server is stopped and the directory removed afterwards."""
+    data_dir = pg15_archiving.new_dir(f"restore-{request.node.name[:40]}")
+    yield data_dir
+    postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def restored_fingerprint(arch: Archiving, result: PitrResult) -> Fingerprint:
+    conninfo = psycopg.conninfo.make_conninfo(
+        host="127.0.0.1", port=result.port, user="postgres", password=arch.cluster.superuser_password, dbname=APP_DB
+    )
+    return fingerprint(conninfo)
+
+
+def assert_same(expected: Fingerprint, actual: Fingerprint) -> None:
+    assert diff_fingerprints(expected, actual, a_label="recorded", b_label="restored") == []
+
+
+def test_restore_to_a_time_gives_back_that_moment(pg15_archiving: Archiving, history: History, restored: Path) -> None:
+    result = restore_physical(
+        pg15_archiving.ctx,
+        PitrOptions(restored, RecoveryTarget.parse(to_time=history.at_time.isoformat()), start=True),
+    )
+    assert result.target_reached and result.backup_id == history.backup_id
+    assert_same(history.fp_time, restored_fingerprint(pg15_archiving, result))
+    assert history.fp_time != history.fp_final
+
+
+def test_restore_to_a_named_restore_point(pg15_archiving: Archiving, history: History, restored: Path) -> None:
+    result = restore_physical(
+        pg15_archiving.ctx, PitrOptions(restored, RecoveryTarget.parse(to_name=history.point_name), start=True)
+    )
+    assert result.target_reached
+    assert_same(history.fp_point, restored_fingerprint(pg15_archiving, result))
+
+
+def test_restore_to_an_lsn(pg15_archiving: Archiving, history: History, restored: Path) -> None:
+    result = restore_physical(
+        pg15_archiving.ctx, PitrOptions(restored, RecoveryTarget.parse(to_lsn=history.at_lsn), start=True)
+    )
+    assert result.target_reached
+    assert_same(history.fp_lsn, restored_fingerprint(pg15_archiving, result))
+
+
+def test_cli_restores_the_latest_state_and_reports_it(
+    pg15_archiving: Archiving, history: History, restored: Path
+) -> None:
+    """The command line, as an operator runs it: --latest --start --json."""
+    proc = run_pgkeep("restore", "--kind", "physical", "--data-dir", str(restored), "--latest", "--start", "--json",
+                      env=pg15_archiving.env())
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["targetReached"] is True and report["started"] is True
+    assert report["backupId"] == history.backup_id and report["reachedLsn"]
+    conninfo = psycopg.conninfo.make_conninfo(
+        host="127.0.0.1", port=report["port"], user="postgres", password=pg15_archiving.cluster.superuser_password,
+        dbname=APP_DB,
+    )
+    assert_same(history.fp_final, fingerprint(conninfo))
+    # Recovery is over: the settings file written for restore_command is gone, recovery.signal too.
+    assert not (restored / "pgkeep-restore.env").exists()
+    assert not (restored / "recovery.signal").exists()
+
+
+def test_refusals_come_before_anything_is_written(pg15_archiving: Archiving, history: History, tmp_path: Path) -> None:
+    ctx = pg15_archiving.ctx
+    data_dir = pg15_archiving.new_dir("refused")
+
+    def refused(target: RecoveryTarget, *needles: str, directory: Path = data_dir) -> None:
+        with pytest.raises(InvalidRequestError) as info:
+            restore_physical(ctx, PitrOptions(directory, target, start=True))
+        for needle in needles:
+            assert needle in info.value.message
+        assert not data_dir.exists()
+
+    row_time = history.at_time
+    refused(RecoveryTarget.parse(to_time="2001-01-01T00:00:00Z"), "older than the oldest physical backup")
+    refused(RecoveryTarget.parse(to_time=(row_time.replace(year=row_time.year + 1)).isoformat()),
+            "later than the end of the archived WAL")
+    refused(RecoveryTarget.parse(to_lsn="FF/0"), "later than the end of the archived WAL")
+    refused(RecoveryTarget.parse(to_lsn="0/10"), "older than the oldest physical backup")
+    occupied = pg15_archiving.new_dir("occupied")
+    occupied.mkdir()
+    (occupied / "PG_VERSION").write_text("15\n")
+    with pytest.raises(InvalidRequestError, match="not an empty directory"):
+        restore_physical(ctx, PitrOptions(occupied, RecoveryTarget.parse(latest=True)))
+    assert [p.name for p in occupied.iterdir()] == ["PG_VERSION"]
+    with pytest.raises(InvalidRequestError, match="one recovery target"):
+        RecoveryTarget.parse(to_time="2026-01-01", latest=True)
+    # A time without a zone is UTC.
+    assert RecoveryTarget.parse(to_time="2026-01-01T10:00:00").time.isoformat() == "2026-01-01T10:00:00+00:00"

@@ -1,0 +1,76 @@
+"""Secrets reach client binaries through a private passfile, never argv or a message."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from pgkeep.config import DumpFormat
+from pgkeep.pgtools.binaries import Tool
+from pgkeep.pgtools.commands import pg_dump_argv, psql_argv
+from pgkeep.pgtools.conninfo import Target, _passfile_escape, client_env
+
+AWKWARD = "p@ss:w/o%r'd\" $x \\y"
+
+
+def test_passfile_escaping() -> None:
+    assert _passfile_escape("plain") == "plain"
+    assert _passfile_escape("a:b") == "a\\:b"
+    assert _passfile_escape("a\\b") == "a\\\\b"
+    assert _passfile_escape("\\:") == "\\\\\\:"
+    assert _passfile_escape(AWKWARD) == "p@ss\\:w/o%r'd\" $x \\\\y"
+
+
+def test_passfile_is_private_and_removed(tmp_path: Path) -> None:
+    target = Target(params={"host": "db", "dbname": "app"}, password=AWKWARD)
+    base = {"PATH": "/usr/bin", "PGPASSWORD": "leaked-from-caller"}
+    with client_env(target, base) as env:
+        passfile = Path(env["PGPASSFILE"])
+        assert passfile.read_text() == "*:*:*:*:p@ss\\:w/o%r'd\" $x \\\\y\n"
+        assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
+        assert stat.S_IMODE(passfile.parent.stat().st_mode) == 0o700
+        assert "PGPASSWORD" not in env
+        assert all(AWKWARD not in value for value in env.values())
+    assert not passfile.exists()
+    assert not passfile.parent.exists()
+
+
+def test_passfile_is_private_whatever_the_umask() -> None:
+    target = Target(params={}, password="secret")
+    old = os.umask(0)
+    try:
+        with client_env(target, {}) as env:
+            passfile = Path(env["PGPASSFILE"])
+            assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
+            assert stat.S_IMODE(passfile.parent.stat().st_mode) == 0o700
+    finally:
+        os.umask(old)
+
+
+def test_no_password_means_no_passfile() -> None:
+    with client_env(Target(params={"host": "db"}), {"PGPASSWORD": "x"}) as env:
+        assert "PGPASSFILE" not in env
+        assert "PGPASSWORD" not in env
+
+
+def test_password_with_a_newline_falls_back_to_the_environment() -> None:
+    # A passfile line cannot hold a newline; the environment is only readable by the same user.
+    with client_env(Target(params={}, password="two\nlines"), {}) as env:
+        assert env["PGPASSWORD"] == "two\nlines"
+        assert "PGPASSFILE" not in env
+
+
+def test_argument_lists_carry_no_password() -> None:
+    target = Target.from_url(
+        "postgresql://app:p%40ss%3Aw%2Fo%25r%27d%22%20%24x%20%5Cy@db.example:5432/app?sslmode=require"
+    )
+    assert target.password == AWKWARD
+    tool = Tool("pg_dump", Path("/usr/bin/pg_dump"), "15.18", 15)
+    for fmt in DumpFormat:
+        argv = pg_dump_argv(tool, target, fmt, snapshot="00000003-1", out_dir=Path("/tmp/x"))
+        joined = "\0".join(argv)
+        assert "p@ss" not in joined and "%40" not in joined
+        assert "--no-password" in argv
+        assert any(a.startswith("--dbname=") and "sslmode=require" in a for a in argv)
+    assert "p@ss" not in "\0".join(psql_argv(tool, target))

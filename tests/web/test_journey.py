@@ -1,0 +1,212 @@
+"""The operator's whole day in headless Chromium, against a real ``pgkeep serve`` and PostgreSQL 15.
+
+A module of its own: it starts from an empty catalog (its own server), so it
+can watch the freshness cards go from overdue to OK.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from playwright.sync_api import Page, expect
+from webhelpers import Server, row_of, screenshot, sign_in
+
+from helpers import make_context, scalar
+from pgkeep.catalog import repository as repo
+
+SLOW_MS = 60_000  # a restore or a drill on a loaded CI machine; tests never assert on timing
+
+
+def expire(server: Server, backup_id: str) -> None:
+    """Let time pass for one backup: its expiry date moves into the past (arranging, not acting)."""
+    ctx = make_context(server.root, None)
+    try:
+        with ctx.catalog.session() as session:
+            repo.update_backup(session, backup_id, expires_at=datetime.now(UTC) - timedelta(days=1))
+    finally:
+        ctx.close()
+
+
+def test_an_admin_backs_up_verifies_restores_deletes_and_audits(page: Page, server: Server) -> None:
+    sign_in(page, server.tokens["admin"])
+    expect(page.locator("#whoami-text")).to_contain_text("admin")
+    expect(page.locator("#database-name")).to_have_text(f"database {server.db.name}")
+    fresh_backup, fresh_drill = page.locator("#fresh-backup"), page.locator("#fresh-drill")
+    expect(fresh_backup).to_have_attribute("data-stale", "true")
+    expect(fresh_backup).to_contain_text("Overdue")
+    expect(fresh_drill).to_have_attribute("data-stale", "true")
+    screenshot(page, "01-dashboard-before-any-backup")
+
+    # --- back up now, held by a table lock so that its live progress can be watched ---
+    with psycopg.connect(server.db.conninfo) as blocker:
+        blocker.execute("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
+        page.get_by_role("button", name="Back up now").click()
+        dialog = page.locator("#backup-dialog")
+        expect(dialog.get_by_label("MANUAL")).to_be_checked()
+        dialog.get_by_role("button", name="Start backup").click()
+        expect(dialog).to_be_hidden()
+        running = page.locator('#activity-list li[data-kind="backup"]')
+        expect(running).to_contain_text("IN PROGRESS")
+        expect(running).to_contain_text("written")
+        elapsed = running.locator('[data-part="elapsed"]')
+        first = elapsed.inner_text()
+        expect(elapsed).not_to_have_text(first, timeout=3_000)  # it moves without a reload
+        in_table = page.locator('#backups-body tr[data-status="IN_PROGRESS"]')
+        expect(in_table).to_have_count(1)
+        expect(in_table).to_contain_text("so far")
+        backup_id = in_table.get_attribute("data-backup-id")
+        assert backup_id
+        screenshot(page, "02-backup-running")
+        blocker.rollback()
+    row = row_of(page, backup_id)
+    expect(row).to_have_attribute("data-status", "COMPLETED", timeout=SLOW_MS)
+    expect(page.locator("#activity-empty")).to_be_visible()
+    expect(fresh_backup).to_have_attribute("data-stale", "false")
+    expect(fresh_backup).to_contain_text("just now")
+    expect(page.locator("#chart-size circle")).not_to_have_count(0)
+
+    # --- verify, at the restore-drill level: the drill card turns from overdue to OK ---
+    row.get_by_role("button", name="Verify").click()
+    dialog = page.locator("#verify-dialog")
+    dialog.locator("#verify-level-restore").check()
+    dialog.get_by_role("button", name="Verify", exact=True).click()
+    expect(dialog.locator('[data-role="result"]')).to_contain_text("Valid (restore)", timeout=SLOW_MS)
+    screenshot(page, "03-verified-by-a-restore-drill", full_page=False)
+    dialog.get_by_role("button", name="Close").click()
+    expect(row).to_contain_text("VALID")
+    expect(row).to_contain_text("restore")
+    expect(fresh_drill).to_have_attribute("data-stale", "false")
+
+    # --- restore: an error in words, then the dry run, then the typed name ---
+    rows_before = scalar(server.db.conninfo, "SELECT count(*) FROM users")
+    row.get_by_role("button", name="Restore").click()
+    dialog = page.locator("#restore-dialog")
+    dialog.get_by_label("Target database").fill("no_such_db")
+    dialog.get_by_role("button", name="Run dry run").click()
+    error = dialog.locator('[data-role="error"]')
+    expect(error).to_contain_text("does not exist on the configured server")
+    expect(error).to_contain_text("What to do:")
+    assert "{" not in error.inner_text()
+    dialog.get_by_label("Target database").fill("")
+    restore = dialog.get_by_role("button", name="Restore and replace data")
+    expect(restore).to_be_disabled()
+    dialog.get_by_role("button", name="Run dry run").click()
+    expect(dialog.locator('[data-role="dry-result"]')).to_contain_text("Dry run passed", timeout=SLOW_MS)
+    confirm = dialog.get_by_label("Type the database name to confirm")
+    confirm.fill(server.db.name + "_")
+    expect(restore).to_be_disabled()
+    confirm.fill(server.db.name)
+    expect(restore).to_be_enabled()
+    screenshot(page, "04-restore-confirmation", full_page=False)
+    restore.click()
+    result = dialog.locator('[data-role="real-result"]')
+    expect(result).to_contain_text("Restore finished", timeout=SLOW_MS)
+    expect(restore).to_be_disabled()  # another restore needs another dry run
+    # The restore took a safety backup of the previous contents, and said so.
+    said = re.search(r"safety backup of the previous contents: ([0-9a-f-]{36})", result.inner_text())
+    assert said, result.inner_text()
+    safety_id = said.group(1)
+    dialog.get_by_role("button", name="Close").click()
+    assert scalar(server.db.conninfo, "SELECT count(*) FROM users") == rows_before
+    expect(row_of(page, safety_id)).to_have_attribute("data-status", "COMPLETED")
+
+    # --- keep, then release ---
+    keep = row.locator('button[data-action="keep"]')
+    keep.click()
+    expect(keep).to_have_text("Unkeep")
+    expect(row).to_contain_text("KEPT")
+    expect(row).to_contain_text("never (kept)")
+    keep.click()
+    expect(keep).to_have_text("Keep")
+
+    # --- cleanup: the plan first, with reasons, then the deletion ---
+    expire(server, backup_id)
+    page.get_by_role("button", name="Clean up…").click()
+    dialog = page.locator("#cleanup-dialog")
+    expect(dialog.locator('[data-part="plan-summary"]')).to_contain_text("1 backup would be deleted")
+    planned = dialog.locator(f'tr[data-plan-id="{backup_id}"]')
+    expect(planned).to_have_attribute("data-action", "delete")
+    expect(planned).to_contain_text("expired")
+    screenshot(page, "05-cleanup-plan", full_page=False)
+    dialog.get_by_role("button", name="Delete 1 expired backup").click()
+    expect(dialog.locator('[data-role="result"]')).to_contain_text("Cleaned up 1 expired backups")
+    dialog.get_by_role("button", name="Close").click()
+    expect(row).to_have_attribute("data-status", "DELETED")
+
+    # --- delete the safety backup ---
+    safety = row_of(page, safety_id)
+    safety.get_by_role("button", name="Delete").click()
+    dialog = page.locator("#delete-dialog")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice is the default
+    dialog.get_by_role("button", name="Delete backup").click()
+    expect(safety).to_have_attribute("data-status", "DELETED")
+    expect(page.locator("#status-notice")).to_contain_text("Backup deleted successfully")
+    screenshot(page, "06-dashboard-after-the-journey")
+
+    # --- every action is in the audit log ---
+    page.get_by_role("link", name="Audit log").click()
+    audit = page.locator("#audit-body")
+    actions = ("backup.create", "backup.verify", "backup.restore", "backup.keep", "backup.cleanup", "backup.delete")
+    for action in actions:
+        expect(audit.locator(f'tr[data-action="{action}"]').first).to_be_visible()
+    screenshot(page, "07-audit-log")
+    page.locator("#audit-action").select_option("backup.restore")
+    restores = audit.locator("tr")
+    expect(restores.first).to_have_attribute("data-action", "backup.restore")
+    # the refused target, then started + success for the dry run and for the real restore
+    expect(restores).to_have_count(5)
+    expect(audit.locator('tr[data-outcome="failure"]')).to_contain_text("invalid_target_database")
+    expect(audit).to_contain_text("dryRun: false")
+    page.locator("#audit-outcome").select_option("success")
+    expect(restores).to_have_count(2)
+    page.locator("#audit-action").select_option("")
+    page.locator("#audit-outcome").select_option("")
+    page.locator("#audit-resource").fill(safety_id)
+    page.get_by_role("button", name="Apply filters").click()
+    expect(restores).to_have_count(1)
+    expect(restores).to_have_attribute("data-action", "backup.delete")
+
+
+def test_a_viewer_sees_no_actions_and_the_api_refuses_them_anyway(page: Page, server: Server) -> None:
+    with server.api("operator") as operator:
+        made = operator.post("/backups", json={"type": "MANUAL"})
+        assert made.status_code == 201, made.text
+    backup_id = made.json()["backup"]["id"]
+    sign_in(page, server.tokens["viewer"])
+    expect(row_of(page, backup_id)).to_have_attribute("data-status", "COMPLETED")
+    expect(page.locator("#backups-body button")).to_have_count(0)
+    for name in ("Back up now", "Clean up…"):
+        expect(page.get_by_role("button", name=name)).to_be_hidden()
+    expect(page.get_by_role("link", name="Audit log")).to_be_hidden()
+    expect(page.get_by_role("columnheader", name="Actions")).to_be_hidden()
+    screenshot(page, "08-viewer")
+
+    # What the page hides, the API refuses: the same calls with the viewer's token, from the page.
+    statuses = page.evaluate(
+        """async (id) => {
+            const headers = {Authorization: `Bearer ${sessionStorage.getItem("pgkeep.token")}`,
+                             "Content-Type": "application/json"};
+            const calls = [
+                ["POST", "/api/admin/backups", {type: "MANUAL"}],
+                ["POST", `/api/admin/backups/${id}/verify`, {level: "checksum"}],
+                ["POST", `/api/admin/backups/${id}/keep`, {keep: true}],
+                ["POST", `/api/admin/backups/${id}/restore`, {confirmRestore: true}],
+                ["DELETE", `/api/admin/backups/${id}`, null],
+                ["POST", "/api/admin/backups/cleanup", {dryRun: true}],
+                ["GET", "/api/admin/audit-logs", null],
+            ];
+            const out = [];
+            for (const [method, path, body] of calls) {
+                const r = await fetch(path, {method, headers, body: body && JSON.stringify(body)});
+                out.push(r.status);
+            }
+            return out;
+        }""",
+        backup_id,
+    )
+    assert statuses == [403] * 7
+    page.goto("/#audit")  # typing the address does not reach the audit view either
+    expect(page.locator("#dashboard-view")).to_be_visible()
+    expect(page.locator("#audit-view")).to_be_hidden()
