@@ -1,4 +1,5 @@
-"""The dashboard in headless Chromium against a real ``pgkeep serve`` and PostgreSQL 15.
+"""Roles, sign-in, filters and accessibility of the dashboard, in headless Chromium against a real
+``pgkeep serve`` and PostgreSQL 15. The tests share one server and do not depend on each other's order.
 
 Screenshots of the main screens land in test-artifacts/screenshots/ for review.
 """
@@ -9,12 +10,55 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import Page, expect
-from webhelpers import Server, low_contrast, screenshot, sign_in
+from webhelpers import Server, low_contrast, row_of, screenshot, sign_in
 
 from helpers import make_context
 from pgkeep.catalog.admin_models import Role
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup
 from pgkeep.services import admin
+
+
+def test_a_viewer_sees_no_actions_and_the_api_refuses_them_anyway(page: Page, server: Server) -> None:
+    with server.api("operator") as operator:
+        made = operator.post("/backups", json={"type": "MANUAL"})
+        assert made.status_code == 201, made.text
+    backup_id = made.json()["backup"]["id"]
+    sign_in(page, server.tokens["viewer"])
+    expect(row_of(page, backup_id)).to_have_attribute("data-status", "COMPLETED")
+    expect(page.locator("#backups-body button")).to_have_count(0)
+    for name in ("Back up now", "Clean up…"):
+        expect(page.get_by_role("button", name=name)).to_be_hidden()
+    expect(page.get_by_role("link", name="Audit log")).to_be_hidden()
+    expect(page.get_by_role("columnheader", name="Actions")).to_be_hidden()
+    screenshot(page, "08-viewer")
+
+    # What the page hides, the API refuses: the same calls with the viewer's token, from the page.
+    statuses = page.evaluate(
+        """async (id) => {
+            const headers = {Authorization: `Bearer ${sessionStorage.getItem("pgkeep.token")}`,
+                             "Content-Type": "application/json"};
+            const calls = [
+                ["POST", "/api/admin/backups", {type: "MANUAL"}],
+                ["POST", `/api/admin/backups/${id}/verify`, {level: "checksum"}],
+                ["POST", `/api/admin/backups/${id}/keep`, {keep: true}],
+                ["POST", `/api/admin/backups/${id}/restore`, {confirmRestore: true}],
+                ["DELETE", `/api/admin/backups/${id}`, null],
+                ["POST", "/api/admin/backups/cleanup", {dryRun: true}],
+                ["GET", "/api/admin/audit-logs", null],
+            ];
+            const out = [];
+            for (const [method, path, body] of calls) {
+                const r = await fetch(path, {method, headers, body: body && JSON.stringify(body)});
+                out.push(r.status);
+            }
+            return out;
+        }""",
+        backup_id,
+    )
+    assert statuses == [403] * 7
+    page.goto("/#audit")  # typing the address does not reach the audit view either
+    expect(page.locator("#dashboard-view")).to_be_visible()
+    expect(page.locator("#audit-view")).to_be_hidden()
 
 
 def test_filters_and_pages(page: Page, server: Server) -> None:

@@ -11,8 +11,6 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from pgkeep.observability.logs import get_logger
 
 log = get_logger("pgkeep.notify")
@@ -38,6 +36,8 @@ class Notifier:
             self._deliver({"event": event, "text": f"pgkeep: {text}", "time": datetime.now(UTC).isoformat(), **fields})
 
     def _deliver(self, payload: dict[str, Any]) -> None:
+        import httpx  # only processes that send notifications pay for importing it
+
         for url in self.urls:
             try:
                 response = httpx.post(url, json=payload, timeout=TIMEOUT_S)

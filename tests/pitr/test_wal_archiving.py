@@ -1,0 +1,186 @@
+"""WAL archiving through ``pgkeep wal-push``: outages, re-pushes, damaged objects, holes.
+
+A PostgreSQL 15 cluster archives into a local directory owned by the server's
+OS user; making that directory unwritable is a storage outage as the
+archiver sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import zstandard
+from conftest import APP_DB, PG15_BIN_DIR, Archiving
+
+from helpers import get_row, make_context
+from pgkeep.errors import RestoreFailedError
+from pgkeep.fingerprint import diff_fingerprints, fingerprint
+from pgkeep.pgtools import postmaster
+from pgkeep.services import archive as archive_service
+from pgkeep.services.physical import create_physical_backup
+from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
+from pgkeep.wal.naming import parse_object
+from pgkeep.wal.status import list_archive
+from pitr_helpers import give_to_server_user, run_pgkeep, switch_and_wait_archived, wait_for
+
+
+def archiver_stats(arch: Archiving) -> tuple[int, str | None]:
+    row = arch.cluster.query("SELECT failed_count, last_archived_wal FROM pg_stat_archiver")[0]
+    return int(row[0]), row[1]
+
+
+def add_rows(arch: Archiving, n: int) -> None:
+    arch.cluster.execute(
+        "CREATE TABLE IF NOT EXISTS events (id bigserial PRIMARY KEY, payload text NOT NULL)", dbname=APP_DB
+    )
+    arch.cluster.execute(
+        "INSERT INTO events (payload) SELECT md5(g::text) FROM generate_series(1, %s) g", [n], dbname=APP_DB
+    )
+
+
+def copy_archive(arch: Archiving, name: str) -> Path:
+    copy = arch.root / name
+    shutil.copytree(arch.storage, copy)
+    for path in [copy, *copy.iterdir()]:
+        give_to_server_user(path)
+    return copy
+
+
+def segment_objects(storage: Path) -> dict[str, Path]:
+    found = {}
+    for path in storage.iterdir():
+        obj = parse_object(path.name)
+        if obj is not None and obj.is_segment:
+            found[obj.file] = path
+    return found
+
+
+@pytest.fixture(scope="module")
+def backup_id(pg15_archiving: Archiving) -> str:
+    """A physical backup with archived WAL after it (three segments at least)."""
+    arch = pg15_archiving
+    add_rows(arch, 1000)
+    backup = create_physical_backup(arch.ctx)
+    for _ in range(2):
+        add_rows(arch, 1000)
+        switch_and_wait_archived(arch.cluster)
+    return backup.id
+
+
+def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving, backup_id: str) -> None:
+    arch = pg15_archiving
+    failures_before, _ = archiver_stats(arch)
+
+    os.chmod(arch.storage, 0o500)  # the server's OS user owns it: it can no longer create files there
+    try:
+        add_rows(arch, 1000)
+        pending = arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+        wait_for(lambda: archiver_stats(arch)[0] > failures_before, "the archiver to report a failed wal-push")
+        # PostgreSQL keeps the segment until the push succeeds.
+        assert (arch.cluster.data_dir / "pg_wal" / "archive_status" / f"{pending}.ready").exists()
+        assert pending not in segment_objects(arch.storage)
+    finally:
+        os.chmod(arch.storage, 0o700)
+    add_rows(arch, 10)
+    last = switch_and_wait_archived(arch.cluster)  # a new segment wakes the archiver, which retries
+    expected = fingerprint(arch.cluster.admin_conninfo(APP_DB))
+
+    archived = segment_objects(arch.storage)
+    assert pending in archived and last in archived
+    status = archive_service.status(arch.ctx)
+    assert status.ok and status.holes == [] and status.newest == last
+    cli = run_pgkeep("archive", "status", "--json", env=arch.env())
+    assert cli.returncode == 0, cli.stderr
+
+    data_dir = arch.new_dir("after-outage")
+    try:
+        result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+        assert result.backup_id == backup_id
+        restored = fingerprint(
+            f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
+            f"password={arch.cluster.superuser_password}"
+        )
+        assert diff_fingerprints(expected, restored) == []
+    finally:
+        postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_hole_in_the_archive_is_reported(pg15_archiving: Archiving, backup_id: str) -> None:
+    arch = pg15_archiving
+    copy = copy_archive(arch, "holed")
+    names = sorted(segment_objects(copy))
+    missing = names[-2]
+    segment_objects(copy)[missing].unlink()
+    result = run_pgkeep("archive", "status", "--json", env=arch.env(PGKEEP_STORAGE_URL=f"file://{copy}"))
+    assert result.returncode == 1
+    assert f'"{missing}"' in result.stdout
+
+
+def test_same_segment_twice_is_fine_different_content_fails_loudly(pg15_archiving: Archiving, backup_id: str) -> None:
+    arch = pg15_archiving
+    name, obj_path = sorted(segment_objects(arch.storage).items())[-1]
+    work = arch.root / "repush"
+    work.mkdir()
+    give_to_server_user(work)
+    original = work / name
+    fetched = run_pgkeep("wal-fetch", "--config", str(arch.config), name, str(original), user="postgres")
+    assert fetched.returncode == 0, fetched.stderr
+    before = sorted(p.name for p in arch.storage.iterdir())
+
+    again = run_pgkeep("wal-push", "--config", str(arch.config), str(original), user="postgres")
+    assert again.returncode == 0, again.stderr
+
+    data = bytearray(original.read_bytes())
+    data[1000] ^= 0xFF
+    original.write_bytes(bytes(data))
+    clash = run_pgkeep("wal-push", "--config", str(arch.config), str(original), user="postgres")
+    assert clash.returncode == 1
+    assert "different content" in clash.stderr and "two clusters" in clash.stderr
+    assert sorted(p.name for p in arch.storage.iterdir()) == before
+
+
+def test_a_damaged_wal_object_is_refused_and_stops_the_restore(
+    pg15_archiving: Archiving, backup_id: str, tmp_path: Path
+) -> None:
+    arch = pg15_archiving
+    copy = copy_archive(arch, "damaged")
+    objects = segment_objects(copy)
+    first_needed = get_row(arch.ctx, backup_id).wal_start
+    assert first_needed in objects
+    # Same name, valid zstd, one byte of WAL changed: only the SHA-256 can tell.
+    path = objects[first_needed]
+    wal = bytearray(zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()))
+    wal[4096] ^= 0x01
+    path.write_bytes(zstandard.ZstdCompressor().compress(bytes(wal)))
+    # Bytes flipped in the stored stream: the decompressor (or the digest) refuses them.
+    other = objects[sorted(objects)[-1]]
+    raw = bytearray(other.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    other.write_bytes(bytes(raw))
+    env = {"PGKEEP_STORAGE_URL": f"file://{copy}"}
+
+    for name in (first_needed, sorted(objects)[-1]):
+        out = tmp_path / name
+        result = run_pgkeep("wal-fetch", name, str(out), env=env)
+        assert result.returncode > 125, (result.returncode, result.stderr)
+        assert not out.exists()
+    assert "damaged" in run_pgkeep("wal-fetch", first_needed, str(tmp_path / "x"), env=env).stderr
+    assert run_pgkeep("wal-fetch", "0000000100000000000000FF", str(tmp_path / "y"), env=env).returncode == 1
+
+    ctx = make_context(tmp_path / "ctx", arch.url, catalog_url=arch.ctx.settings.catalog_url,
+                       storage_url=f"file://{copy}", pg_bin_dir=PG15_BIN_DIR)
+    data_dir = arch.new_dir("from-damaged")
+    try:
+        with pytest.raises(RestoreFailedError) as info:
+            restore_physical(ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+        assert "recovery stopped before reaching the target" in info.value.message
+        assert "damaged" in info.value.message
+        print("MESSAGE:", info.value)
+    finally:
+        ctx.close()
+        postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
+        shutil.rmtree(data_dir, ignore_errors=True)
