@@ -46,13 +46,9 @@ def _env(name: str) -> Any:
 class Settings(BaseSettings):
     """Every setting pgkeep reads. Environment names are given in ``Field`` aliases."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
 
-    database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
-    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     catalog_url: str = Field(
         default="sqlite:///./.pgkeep/catalog.db",
         validation_alias=AliasChoices("PGKEEP_CATALOG_URL", "catalog_url"),
@@ -64,15 +60,9 @@ class Settings(BaseSettings):
     backup_prefix: str | None = Field(
         default=None, validation_alias=AliasChoices("PGKEEP_BACKUP_PREFIX", "backup_prefix")
     )
-    pg_bin_dir: Path | None = Field(
-        default=None, validation_alias=AliasChoices("PGKEEP_PG_BIN_DIR", "pg_bin_dir")
-    )
-    state_dir: Path = Field(
-        default=Path(".pgkeep"), validation_alias=AliasChoices("PGKEEP_STATE_DIR", "state_dir")
-    )
-    temp_dir: Path | None = Field(
-        default=None, validation_alias=AliasChoices("PGKEEP_TEMP_DIR", "temp_dir")
-    )
+    pg_bin_dir: Path | None = Field(default=None, validation_alias=AliasChoices("PGKEEP_PG_BIN_DIR", "pg_bin_dir"))
+    state_dir: Path = Field(default=Path(".pgkeep"), validation_alias=AliasChoices("PGKEEP_STATE_DIR", "state_dir"))
+    temp_dir: Path | None = Field(default=None, validation_alias=AliasChoices("PGKEEP_TEMP_DIR", "temp_dir"))
 
     # S3 (used when PGKEEP_STORAGE_URL is s3://bucket/prefix). Every unset value falls back to
     # boto3's own resolution: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION /
@@ -81,9 +71,7 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("PGKEEP_S3_ENDPOINT_URL", "s3_endpoint_url"),
     )
-    s3_region: str | None = Field(
-        default=None, validation_alias=AliasChoices("PGKEEP_S3_REGION", "s3_region")
-    )
+    s3_region: str | None = Field(default=None, validation_alias=AliasChoices("PGKEEP_S3_REGION", "s3_region"))
     s3_force_path_style: bool = Field(
         default=False,
         validation_alias=AliasChoices("PGKEEP_S3_FORCE_PATH_STYLE", "s3_force_path_style"),
@@ -158,18 +146,14 @@ class Settings(BaseSettings):
         default=Compression.ZSTD,
         validation_alias=AliasChoices("PGKEEP_COMPRESSION", "default_compression"),
     )
-    zstd_level: int = Field(
-        default=3, ge=1, le=22, validation_alias=AliasChoices("PGKEEP_ZSTD_LEVEL", "zstd_level")
-    )
+    zstd_level: int = Field(default=3, ge=1, le=22, validation_alias=AliasChoices("PGKEEP_ZSTD_LEVEL", "zstd_level"))
     zstd_threads: int = Field(
         default=-1,
         ge=-1,
         validation_alias=AliasChoices("PGKEEP_ZSTD_THREADS", "zstd_threads"),
         description="-1: one compression thread per core",
     )
-    gzip_level: int = Field(
-        default=6, ge=1, le=9, validation_alias=AliasChoices("PGKEEP_GZIP_LEVEL", "gzip_level")
-    )
+    gzip_level: int = Field(default=6, ge=1, le=9, validation_alias=AliasChoices("PGKEEP_GZIP_LEVEL", "gzip_level"))
 
     retention_days_manual: int = Field(
         default=30, ge=1, validation_alias=AliasChoices("PGKEEP_RETENTION_DAYS_MANUAL", "retention_days_manual")
@@ -190,17 +174,21 @@ class Settings(BaseSettings):
     retention_days_pre_migration: int = Field(
         default=365,
         ge=1,
-        validation_alias=AliasChoices(
-            "PGKEEP_RETENTION_DAYS_PRE_MIGRATION", "retention_days_pre_migration"
-        ),
+        validation_alias=AliasChoices("PGKEEP_RETENTION_DAYS_PRE_MIGRATION", "retention_days_pre_migration"),
     )
 
-    retention_daily: int = Field(default=7, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_DAILY", "retention_daily"))
-    retention_weekly: int = Field(default=4, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_WEEKLY", "retention_weekly"))
+    retention_daily: int = Field(
+        default=7, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_DAILY", "retention_daily")
+    )
+    retention_weekly: int = Field(
+        default=4, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_WEEKLY", "retention_weekly")
+    )
     retention_monthly: int = Field(
         default=12, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_MONTHLY", "retention_monthly")
     )
-    retention_yearly: int = Field(default=0, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_YEARLY", "retention_yearly"))
+    retention_yearly: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_YEARLY", "retention_yearly")
+    )
     retention_tz: str = Field(default="UTC", validation_alias=AliasChoices("PGKEEP_RETENTION_TZ", "retention_tz"))
     backup_globals: bool = Field(
         default=False,
@@ -212,15 +200,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PGKEEP_SCRATCH_URL", "scratch_url"),
         description="server for restore drills (a database is created and dropped there)",
     )
-    drill_cron: str = Field(
-        default="0 4 * * 0", validation_alias=AliasChoices("PGKEEP_DRILL_CRON", "drill_cron")
-    )
-    backup_cron: str = Field(
-        default="0 2 * * *", validation_alias=AliasChoices("PGKEEP_BACKUP_CRON", "backup_cron")
-    )
-    cleanup_cron: str = Field(
-        default="0 3 * * *", validation_alias=AliasChoices("PGKEEP_CLEANUP_CRON", "cleanup_cron")
-    )
+    drill_cron: str = Field(default="0 4 * * 0", validation_alias=AliasChoices("PGKEEP_DRILL_CRON", "drill_cron"))
+    backup_cron: str = Field(default="0 2 * * *", validation_alias=AliasChoices("PGKEEP_BACKUP_CRON", "backup_cron"))
+    cleanup_cron: str = Field(default="0 3 * * *", validation_alias=AliasChoices("PGKEEP_CLEANUP_CRON", "cleanup_cron"))
     schedule_timezone: str = Field(
         default="UTC", validation_alias=AliasChoices("PGKEEP_SCHEDULE_TIMEZONE", "schedule_timezone")
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import psycopg
@@ -11,10 +9,9 @@ import pytest
 import zstandard
 
 from helpers import DbHandle
-from pgkeep.config import DumpFormat, load_settings
+from pgkeep.config import Compression, DumpFormat, load_settings
 from pgkeep.errors import InsufficientPrivilegeError, InvalidStateError
 from pgkeep.pipeline.codecs import CodecOptions, compressor
-from pgkeep.config import Compression
 from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
@@ -23,10 +20,14 @@ from pgkeep.storage import local_path_from_url
 
 @pytest.fixture
 def ctx(tmp_path: Path, source_db: DbHandle):  # type: ignore[no-untyped-def]
-    context = Context.build(load_settings(
-        database_url=source_db.url, catalog_url=f"sqlite:///{tmp_path}/catalog.db",
-        storage_url=f"file://{tmp_path}/backups", state_dir=str(tmp_path / "state"),
-    ))
+    context = Context.build(
+        load_settings(
+            database_url=source_db.url,
+            catalog_url=f"sqlite:///{tmp_path}/catalog.db",
+            storage_url=f"file://{tmp_path}/backups",
+            state_dir=str(tmp_path / "state"),
+        )
+    )
     yield context
     context.close()
 
@@ -75,7 +76,7 @@ def test_drill_catches_an_altered_but_rechecksummed_backup(ctx: Context, source_
         # Remove one data line from the summaries COPY block (nothing references summaries).
         head, copy, rest = sql_text.partition(b"COPY public.summaries ")
         header, newline, data = rest.partition(b"\n")
-        first_row, _, remaining = data.partition(b"\n")
+        _first_row, _, remaining = data.partition(b"\n")
         return head + copy + header + newline + remaining
 
     _rewrite_plain_backup(ctx, result.id, drop_a_summary_row)
@@ -89,7 +90,9 @@ def test_drill_catches_an_altered_but_rechecksummed_backup(ctx: Context, source_
 
 def test_drill_that_fails_to_restore_still_drops_the_scratch_database(ctx: Context, source_db: DbHandle) -> None:
     result = create_backup(ctx, fmt=DumpFormat.PLAIN)
-    _rewrite_plain_backup(ctx, result.id, lambda s: s.replace(b"CREATE TABLE public.users", b"CREATE TABLE public.users!", 1))
+    _rewrite_plain_backup(
+        ctx, result.id, lambda s: s.replace(b"CREATE TABLE public.users", b"CREATE TABLE public.users!", 1)
+    )
     verdict = manage.verify_backup(ctx, result.id, "restore")
     assert not verdict.valid and "restore drill failed" in verdict.message
     assert _scratch_databases(source_db) == []
@@ -100,10 +103,14 @@ def test_drill_without_createdb_names_the_privilege(tmp_path: Path, source_db: D
     with psycopg.connect(source_db.conninfo) as conn:
         conn.execute("GRANT pg_read_all_data TO drill_no_createdb")
     url = pg15.url(source_db.name, user="drill_no_createdb", password="pw-Xy12")
-    ctx = Context.build(load_settings(
-        database_url=url, catalog_url=f"sqlite:///{tmp_path}/c.db",
-        storage_url=f"file://{tmp_path}/b", state_dir=str(tmp_path / "s"),
-    ))
+    ctx = Context.build(
+        load_settings(
+            database_url=url,
+            catalog_url=f"sqlite:///{tmp_path}/c.db",
+            storage_url=f"file://{tmp_path}/b",
+            state_dir=str(tmp_path / "s"),
+        )
+    )
     try:
         result = create_backup(ctx)
         with pytest.raises(InsufficientPrivilegeError, match="CREATEDB"):

@@ -31,7 +31,7 @@ class Receiver:
         received = self.received = []  # type: ignore[var-annotated]
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received.append(json.loads(body))
                 self.send_response(204)
@@ -66,10 +66,15 @@ def receiver():  # type: ignore[no-untyped-def]
 
 
 def _ctx(tmp_path: Path, url: str, **extra: object) -> Context:
-    return Context.build(load_settings(
-        database_url=url, catalog_url=f"sqlite:///{tmp_path}/catalog.db",
-        storage_url=f"file://{tmp_path}/backups", state_dir=str(tmp_path / "state"), **extra,
-    ))
+    return Context.build(
+        load_settings(
+            database_url=url,
+            catalog_url=f"sqlite:///{tmp_path}/catalog.db",
+            storage_url=f"file://{tmp_path}/backups",
+            state_dir=str(tmp_path / "state"),
+            **extra,
+        )
+    )
 
 
 def _unreachable(url: str) -> str:
@@ -98,7 +103,7 @@ def test_metrics_change_as_backups_succeed_and_fail(tmp_path: Path, source_db: D
         assert ({"outcome": "success"}, 1.0) in after["pgkeep_backups_total"]
         assert after["pgkeep_last_backup_size_bytes"] == [({}, float(result.size))]
         assert after["pgkeep_last_backup_success"] == [({}, 1.0)]
-        (labels, ts), = after["pgkeep_last_success_timestamp_seconds"]
+        ((labels, ts),) = after["pgkeep_last_success_timestamp_seconds"]
         assert labels == {"type": "MANUAL"} and abs(ts - time.time()) < 600
         assert after["pgkeep_storage_bytes"] == [({}, float(result.size))]
     finally:

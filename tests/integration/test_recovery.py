@@ -52,7 +52,9 @@ def test_killed_backup_is_marked_failed_and_cleaned(tmp_path: Path, source_db: D
     try:
         # pg_dump waits for this lock, so the backup is reliably mid-run when killed.
         blocker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        proc = subprocess.Popen([PGKEEP, "backup", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [PGKEEP, "backup", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         running = _wait_for(lambda: _in_progress(ctx), "the backup to start")
         # A live backup (lock held) is left alone by recovery.
         assert recover_interrupted(ctx) == []

@@ -57,9 +57,7 @@ def test_atomic_restore_swaps_in_the_backup_and_ends_other_sessions(ctx: Context
     assert _databases(source_db.conninfo, "%\\_pgkeep\\_%") == []
 
 
-def test_atomic_restore_killed_halfway_leaves_the_original_untouched(
-    tmp_path: Path, source_db: DbHandle, pg15
-) -> None:  # type: ignore[no-untyped-def]
+def test_atomic_restore_killed_halfway_leaves_the_original_untouched(tmp_path: Path, source_db: DbHandle, pg15) -> None:  # type: ignore[no-untyped-def]
     # An index whose build sleeps makes the restore reliably slow at one point.
     with psycopg.connect(source_db.conninfo) as conn:
         conn.execute(
@@ -76,15 +74,31 @@ def test_atomic_restore_killed_halfway_leaves_the_original_untouched(
     _exec(source_db.conninfo, "DELETE FROM summaries WHERE id % 2 = 0")
     before = fingerprint(source_db.conninfo)
     settings = make_settings(tmp_path, source_db.url)
-    env = {**os.environ, "DATABASE_URL": source_db.url, "PGKEEP_CATALOG_URL": settings.catalog_url,
-           "PGKEEP_STORAGE_URL": settings.storage_url, "PGKEEP_STATE_DIR": str(settings.state_dir)}
-    proc = subprocess.Popen([PGKEEP, "restore", result.id, "--yes", "--atomic", "--no-safety-backup"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DATABASE_URL": source_db.url,
+        "PGKEEP_CATALOG_URL": settings.catalog_url,
+        "PGKEEP_STORAGE_URL": settings.storage_url,
+        "PGKEEP_STATE_DIR": str(settings.state_dir),
+    }
+    proc = subprocess.Popen(
+        [PGKEEP, "restore", result.id, "--yes", "--atomic", "--no-safety-backup"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         # Wait until the new database is being built (the slow index is in progress).
-        wait_for(lambda: scalar(pg15.admin_conninfo(), sql.SQL(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE '%pgkeep_new%' AND query LIKE '%slow_idx%'"
-        )), "the restore to build the slow index")
+        wait_for(
+            lambda: scalar(
+                pg15.admin_conninfo(),
+                sql.SQL(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname LIKE '%pgkeep_new%' AND query LIKE '%slow_idx%'"
+                ),
+            ),
+            "the restore to build the slow index",
+        )
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
@@ -123,13 +137,20 @@ def test_selective_restore_brings_back_exactly_the_chosen_tables_next_to_live_da
     # The recovered copy is the backed-up table; everything live is untouched.
     # (Only the table and its data come back, not its indexes: compare rows, not the PK-ordered hash.)
     assert after["recovered.summaries"][0] == backed_up["public.summaries"][0]
-    assert scalar(source_db.conninfo, "SELECT count(*) FROM (SELECT * FROM public.summaries "
-                                      "EXCEPT SELECT * FROM recovered.summaries) x") == 0
+    assert (
+        scalar(
+            source_db.conninfo,
+            "SELECT count(*) FROM (SELECT * FROM public.summaries EXCEPT SELECT * FROM recovered.summaries) x",
+        )
+        == 0
+    )
     assert {k: v for k, v in after.items() if not k.startswith("recovered.")} == live
     assert sorted(k for k in after if k.startswith("recovered.")) == ["recovered.summaries"]
-    missing = scalar(source_db.conninfo,
-                     "SELECT count(*) FROM recovered.summaries r WHERE NOT EXISTS "
-                     "(SELECT 1 FROM public.summaries s WHERE s.id = r.id)")
+    missing = scalar(
+        source_db.conninfo,
+        "SELECT count(*) FROM recovered.summaries r WHERE NOT EXISTS "
+        "(SELECT 1 FROM public.summaries s WHERE s.id = r.id)",
+    )
     assert missing == 10
 
 
@@ -171,11 +192,16 @@ def test_missing_owner_role_is_refused_before_anything_changes_and_globals_bring
             with pytest.raises(InsufficientPrivilegeError, match="app_owner_x"):
                 restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url))
             assert fingerprint(empty_db.conninfo) == before
-            restore(ctx, resolve_backup(ctx, result.id),
-                    RestoreOptions(target_url=empty_db.url, restore_globals=True, safety_backup=False))
+            restore(
+                ctx,
+                resolve_backup(ctx, result.id),
+                RestoreOptions(target_url=empty_db.url, restore_globals=True, safety_backup=False),
+            )
         finally:
             ctx.close()
-        assert scalar(empty_db.conninfo, "SELECT tableowner FROM pg_tables WHERE tablename = 'summaries'") == "app_owner_x"
+        assert (
+            scalar(empty_db.conninfo, "SELECT tableowner FROM pg_tables WHERE tablename = 'summaries'") == "app_owner_x"
+        )
         # The role came back with its password: it can log in.
         url = pg15.url(empty_db.name, user="app_owner_x", password="secret-pw-1")
         with psycopg.connect(url) as conn:
@@ -201,8 +227,7 @@ def test_non_superuser_restore_needs_no_owner(tmp_path: Path, source_db: DbHandl
             url = pg15.url(target, user="restorer_x", password="restorer-pw")
             with pytest.raises(InsufficientPrivilegeError, match="--no-owner"):
                 restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=url))
-            restore(ctx, resolve_backup(ctx, result.id),
-                    RestoreOptions(target_url=url, no_owner=True, no_acl=True))
+            restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=url, no_owner=True, no_acl=True))
         finally:
             ctx.close()
         assert fingerprint(pg15.admin_conninfo(target)) == fingerprint(source_db.conninfo)
@@ -240,10 +265,14 @@ def test_atomic_restore_keeps_the_database_settings_comment_and_limit(ctx: Conte
     assert _database_properties(pg15.admin_conninfo(), source_db.name) == before
 
 
-def test_safety_backup_is_taken_for_a_target_without_tables(ctx: Context, source_db: DbHandle, empty_db: DbHandle) -> None:
+def test_safety_backup_is_taken_for_a_target_without_tables(
+    ctx: Context, source_db: DbHandle, empty_db: DbHandle
+) -> None:
     result = create_backup(ctx)
     _exec(empty_db.conninfo, "CREATE FUNCTION only_this() RETURNS int LANGUAGE sql AS 'SELECT 1'")
     outcome = restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url))
     assert outcome.safety_backup_id is not None
-    untouched = restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url, safety_backup=False))
+    untouched = restore(
+        ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url, safety_backup=False)
+    )
     assert untouched.safety_backup_id is None

@@ -73,10 +73,19 @@ def backup(
         ),
     ] = KindOpt.logical,
     fmt: Annotated[DumpFormat | None, typer.Option("--format", "-F", help="Dump format (default custom).")] = None,
-    compression: Annotated[Compression | None, typer.Option("--compression", "-c", help="Compression (default zstd).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel dump jobs (directory format).")] = 1,
-    to_dir: Annotated[Path | None, typer.Option("--dir", help="Store in this local directory instead of PGKEEP_STORAGE_URL.")] = None,
-    with_globals: Annotated[bool | None, typer.Option("--globals/--no-globals", help="Also save roles and tablespaces (pg_dumpall --globals-only).")] = None,
+    compression: Annotated[
+        Compression | None, typer.Option("--compression", "-c", help="Compression (default zstd).")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel dump jobs (directory format).")
+    ] = 1,
+    to_dir: Annotated[
+        Path | None, typer.Option("--dir", help="Store in this local directory instead of PGKEEP_STORAGE_URL.")
+    ] = None,
+    with_globals: Annotated[
+        bool | None,
+        typer.Option("--globals/--no-globals", help="Also save roles and tablespaces (pg_dumpall --globals-only)."),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -91,8 +100,14 @@ def backup(
     storage = LocalStorage(to_dir) if to_dir is not None else None
     show_progress = not quiet and not as_json and err_console.is_terminal
     with Progress(
-        SpinnerColumn(), TextColumn("backing up"), DownloadColumn(), TransferSpeedColumn(),
-        TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=True,
+        SpinnerColumn(),
+        TextColumn("backing up"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show_progress,
+        transient=True,
     ) as bar:
         task = bar.add_task("backup", total=None)
         if physical:
@@ -177,7 +192,8 @@ def verify(
         LevelOpt,
         typer.Option(
             "--level",
-            help="checksum: stored bytes; archive: also readable; restore: also a restore drill into a scratch database.",
+            help="checksum: stored bytes; archive: also readable; "
+            "restore: also a restore drill into a scratch database.",
         ),
     ] = LevelOpt.archive,
     as_json: JsonOpt = False,
@@ -194,7 +210,9 @@ def verify(
 
 
 @app.command(epilog=EXIT_CODES_HELP)
-def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False) -> None:
+def delete(
+    ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False
+) -> None:
     """Delete a backup's files and mark it DELETED."""
     message = manage.delete_backup(state(ctx).context(), backup_id)
     if as_json:

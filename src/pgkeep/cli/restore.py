@@ -23,17 +23,40 @@ def restore_cmd(
     file: Annotated[Path | None, typer.Option("--file", help="Restore this backup file (catalogued or not).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Verify only; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    target_url: Annotated[str | None, typer.Option("--target-url", help="Restore into this database instead of DATABASE_URL.")] = None,
-    create_db: Annotated[bool, typer.Option("--create-db", help="Create the target database if it does not exist.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel restore (custom/directory; not all-or-nothing).")] = 1,
+    target_url: Annotated[
+        str | None, typer.Option("--target-url", help="Restore into this database instead of DATABASE_URL.")
+    ] = None,
+    create_db: Annotated[
+        bool, typer.Option("--create-db", help="Create the target database if it does not exist.")
+    ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, max=64, help="Parallel restore (custom/directory; not all-or-nothing)."),
+    ] = 1,
     no_owner: Annotated[bool, typer.Option("--no-owner", help="Do not restore object ownership.")] = False,
     no_acl: Annotated[bool, typer.Option("--no-acl", help="Do not restore privileges.")] = False,
-    atomic: Annotated[bool, typer.Option("--atomic", help="Restore into a new database and swap names at the end (terminates the target's sessions).")] = False,
-    safety_backup: Annotated[bool, typer.Option("--safety-backup/--no-safety-backup", help="Back up the target's current contents first.")] = True,
-    tables: Annotated[list[str] | None, typer.Option("--table", help="Restore only this table (schema.table); repeatable.")] = None,
-    schemas: Annotated[list[str] | None, typer.Option("--schema", help="Restore only this schema (must be missing from the target); repeatable.")] = None,
-    into_schema: Annotated[str | None, typer.Option("--into-schema", help="Put the --table tables in this schema, next to the live data.")] = None,
-    with_globals: Annotated[bool, typer.Option("--globals", help="Create the backup's saved roles and tablespaces first.")] = False,
+    atomic: Annotated[
+        bool,
+        typer.Option(
+            "--atomic", help="Restore into a new database and swap names at the end (terminates the target's sessions)."
+        ),
+    ] = False,
+    safety_backup: Annotated[
+        bool, typer.Option("--safety-backup/--no-safety-backup", help="Back up the target's current contents first.")
+    ] = True,
+    tables: Annotated[
+        list[str] | None, typer.Option("--table", help="Restore only this table (schema.table); repeatable.")
+    ] = None,
+    schemas: Annotated[
+        list[str] | None,
+        typer.Option("--schema", help="Restore only this schema (must be missing from the target); repeatable."),
+    ] = None,
+    into_schema: Annotated[
+        str | None, typer.Option("--into-schema", help="Put the --table tables in this schema, next to the live data.")
+    ] = None,
+    with_globals: Annotated[
+        bool, typer.Option("--globals", help="Create the backup's saved roles and tablespaces first.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     kind: phys.KindOption = KindOpt.logical,
     data_dir: phys.DataDirOpt = None,
@@ -65,8 +88,14 @@ def restore_cmd(
             raise typer.BadParameter("a physical restore needs --data-dir DIR (a new, empty directory)")
         target = RecoveryTarget.parse(to_time=to_time, to_lsn=to_lsn, to_xid=to_xid, to_name=to_name, latest=latest)
         options = PitrOptions(
-            data_dir=data_dir, target=target, backup_id=base_backup, start=start, port=port,
-            os_user=os_user, keep_archiving=keep_archiving, config_file=wal_config,
+            data_dir=data_dir,
+            target=target,
+            backup_id=base_backup,
+            start=start,
+            port=port,
+            os_user=os_user,
+            keep_archiving=keep_archiving,
+            config_file=wal_config,
         )
         phys.restore_physical_cmd(state(ctx).context(), options, as_json=as_json)
         return
@@ -91,7 +120,10 @@ def restore_cmd(
                 hint="pass --yes to confirm non-interactively",
             )
         if tables or schemas:
-            out_console.print(f"⚠️  This will restore {', '.join([*(tables or []), *(schemas or [])])} into {plan.target}", markup=False)
+            out_console.print(
+                f"⚠️  This will restore {', '.join([*(tables or []), *(schemas or [])])} into {plan.target}",
+                markup=False,
+            )
         else:
             out_console.print(f"⚠️  WARNING: This will REPLACE ALL DATA in {plan.target}", markup=False)
         if atomic:
@@ -106,18 +138,31 @@ def restore_cmd(
         context,
         artifact,
         RestoreOptions(
-            target_url=target_url, dry_run=dry_run, jobs=jobs, no_owner=no_owner,
-            no_acl=no_acl, create_database=create_db, safety_backup=safety_backup, atomic=atomic,
-            tables=tuple(tables or ()), schemas=tuple(schemas or ()), into_schema=into_schema,
+            target_url=target_url,
+            dry_run=dry_run,
+            jobs=jobs,
+            no_owner=no_owner,
+            no_acl=no_acl,
+            create_database=create_db,
+            safety_backup=safety_backup,
+            atomic=atomic,
+            tables=tuple(tables or ()),
+            schemas=tuple(schemas or ()),
+            into_schema=into_schema,
             restore_globals=with_globals,
         ),
         confirm=confirm,
     )
     if as_json:
-        print_json({
-            "message": outcome.message, "checksum": outcome.checksum, "dryRun": outcome.dry_run,
-            "safetyBackupId": outcome.safety_backup_id, "terminatedSessions": outcome.terminated_sessions,
-        })
+        print_json(
+            {
+                "message": outcome.message,
+                "checksum": outcome.checksum,
+                "dryRun": outcome.dry_run,
+                "safetyBackupId": outcome.safety_backup_id,
+                "terminatedSessions": outcome.terminated_sessions,
+            }
+        )
     elif outcome.dry_run:
         say(f"   Checksum: {outcome.checksum}")
         say("   ✓ Backup file is valid")

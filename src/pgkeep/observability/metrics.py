@@ -71,9 +71,7 @@ class CatalogCollector(Collector):
             yield outcomes
 
             by_status = GaugeMetricFamily("pgkeep_backups_by_status", "Catalogued backups by status", labels=["status"])
-            counts = dict(
-                s.execute(select(DatabaseBackup.status, func.count()).group_by(DatabaseBackup.status)).all()
-            )
+            counts = dict(s.execute(select(DatabaseBackup.status, func.count()).group_by(DatabaseBackup.status)).all())
             for status in BackupStatus:
                 by_status.add_metric([status.value], float(counts.get(status, counts.get(status.value, 0))))
             yield by_status
@@ -83,13 +81,19 @@ class CatalogCollector(Collector):
                     DatabaseBackup.status.in_([BackupStatus.COMPLETED, BackupStatus.EXPIRED])
                 )
             )
-            yield GaugeMetricFamily("pgkeep_storage_bytes", "Bytes held in storage by kept backups", value=float(stored or 0))
+            yield GaugeMetricFamily(
+                "pgkeep_storage_bytes", "Bytes held in storage by kept backups", value=float(stored or 0)
+            )
 
             cleanup = s.scalars(
-                select(JobRun).where(JobRun.job == "cleanup", JobRun.status == "succeeded")
-                .order_by(JobRun.started_at.desc()).limit(1)
+                select(JobRun)
+                .where(JobRun.job == "cleanup", JobRun.status == "succeeded")
+                .order_by(JobRun.started_at.desc())
+                .limit(1)
             ).first()
-            cleanup_time = GaugeMetricFamily("pgkeep_last_cleanup_timestamp_seconds", "Time of the last successful cleanup")
+            cleanup_time = GaugeMetricFamily(
+                "pgkeep_last_cleanup_timestamp_seconds", "Time of the last successful cleanup"
+            )
             cleanup_count = GaugeMetricFamily("pgkeep_last_cleanup_deleted", "Backups deleted by the last cleanup")
             if cleanup is not None:
                 cleanup_time.add_metric([], (cleanup.finished_at or cleanup.started_at).timestamp())

@@ -44,4 +44,9 @@ class Notifier:
                 response.raise_for_status()
             except httpx.HTTPError as exc:
                 # Only the host is logged: webhook URLs often embed a secret token.
-                log.warning("notification failed", notification=payload["event"], host=httpx.URL(url).host, error=type(exc).__name__)
+                log.warning(
+                    "notification failed",
+                    notification=payload["event"],
+                    host=httpx.URL(url).host,
+                    error=type(exc).__name__,
+                )

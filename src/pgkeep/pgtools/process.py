@@ -87,7 +87,7 @@ class Child:
             stderr=subprocess.PIPE,
             env=env,
             bufsize=0,
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
+            preexec_fn=_die_with_parent(os.getpid()),
             close_fds=True,
         )
         enlarge_pipe(self.proc.stdout)

@@ -9,10 +9,27 @@ import psycopg
 
 # "215; 1259 16390 TABLE public users postgres": id; tableoid oid DESC [namespace tag owner]
 _ENTRY = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.+)$")
-_TWO_WORD_DESCS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALIZED VIEW", "FK CONSTRAINT",
-                   "DEFAULT ACL", "EVENT TRIGGER", "FOREIGN TABLE", "LARGE OBJECT", "PROCEDURAL LANGUAGE",
-                   "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY", "OPERATOR CLASS", "OPERATOR FAMILY",
-                   "SERVER", "USER MAPPING", "FOREIGN DATA WRAPPER", "ACCESS METHOD", "BLOB METADATA")
+_TWO_WORD_DESCS = (
+    "TABLE DATA",
+    "SEQUENCE SET",
+    "SEQUENCE OWNED BY",
+    "MATERIALIZED VIEW",
+    "FK CONSTRAINT",
+    "DEFAULT ACL",
+    "EVENT TRIGGER",
+    "FOREIGN TABLE",
+    "LARGE OBJECT",
+    "PROCEDURAL LANGUAGE",
+    "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY",
+    "OPERATOR CLASS",
+    "OPERATOR FAMILY",
+    "SERVER",
+    "USER MAPPING",
+    "FOREIGN DATA WRAPPER",
+    "ACCESS METHOD",
+    "BLOB METADATA",
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +55,7 @@ def summarize(lines: list[str]) -> TocSummary:
         # none) as nothing after the last space: the last word is then the tag's.
         no_owner = line.rstrip("\r\n").endswith(" ")
         desc = next((d for d in _TWO_WORD_DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
-        tokens = rest[len(desc):].split()
+        tokens = rest[len(desc) :].split()
         if desc == "EXTENSION" and len(tokens) >= 2:
             extensions.add(tokens[1])
             continue
@@ -64,16 +81,15 @@ def _resolve_owners(conn: psycopg.Connection, summary: TocSummary) -> frozenset[
 
 def privilege_problems(conn: psycopg.Connection, summary: TocSummary, *, no_owner: bool) -> list[str]:
     """Why the connected role could not restore this archive, before anything is changed."""
-    row = conn.execute(
-        "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
+    row = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
     assert row is not None
     user, superuser = str(row[0]), bool(row[1])
     problems: list[str] = []
     owners = _resolve_owners(conn, summary)
     if not no_owner and owners:
-        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                                               (sorted(owners),))}
+        existing = {
+            r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (sorted(owners),))
+        }
         missing = sorted(owners - existing)
         if missing:
             problems.append(
@@ -82,8 +98,10 @@ def privilege_problems(conn: psycopg.Connection, summary: TocSummary, *, no_owne
             )
         if not superuser:
             foreign = sorted(
-                r[0] for r in conn.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND NOT pg_has_role(current_user, oid, 'USAGE')",
+                r[0]
+                for r in conn.execute(
+                    "SELECT rolname FROM pg_roles "
+                    "WHERE rolname = ANY(%s) AND NOT pg_has_role(current_user, oid, 'USAGE')",
                     (sorted(existing),),
                 )
             )
@@ -94,14 +112,13 @@ def privilege_problems(conn: psycopg.Connection, summary: TocSummary, *, no_owne
                 )
     if not superuser and summary.extensions:
         untrusted = sorted(
-            r[0] for r in conn.execute(
+            r[0]
+            for r in conn.execute(
                 "SELECT DISTINCT name FROM pg_available_extension_versions "
                 "WHERE name = ANY(%s) AND superuser AND NOT trusted",
                 (sorted(summary.extensions),),
             )
         )
         if untrusted:
-            problems.append(
-                f"extensions {', '.join(untrusted)} need a superuser to be created; role {user} is not one"
-            )
+            problems.append(f"extensions {', '.join(untrusted)} need a superuser to be created; role {user} is not one")
     return problems

@@ -44,12 +44,18 @@ def tick_key(job: str, scheduled_for: datetime) -> str:
     return f"{job}@{scheduled_for.isoformat()}"
 
 
-def claim(ctx: Context, job: str, scheduled_for: datetime, status: str = "running", message: str | None = None) -> JobRun | None:
+def claim(
+    ctx: Context, job: str, scheduled_for: datetime, status: str = "running", message: str | None = None
+) -> JobRun | None:
     """Record the tick; None if another instance has it already."""
     with ctx.catalog.session() as session:
         run = JobRun(
-            key=tick_key(job, scheduled_for), job=job, scheduled_for=scheduled_for,
-            status=status, instance=INSTANCE, message=message,
+            key=tick_key(job, scheduled_for),
+            job=job,
+            scheduled_for=scheduled_for,
+            status=status,
+            instance=INSTANCE,
+            message=message,
         )
         session.add(run)
         try:
@@ -61,7 +67,11 @@ def claim(ctx: Context, job: str, scheduled_for: datetime, status: str = "runnin
 
 
 def _finish(
-    ctx: Context, run: JobRun, status: str, message: str, backup_id: str | None = None,
+    ctx: Context,
+    run: JobRun,
+    status: str,
+    message: str,
+    backup_id: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
     with ctx.catalog.session() as session:
@@ -98,8 +108,12 @@ def _drill(ctx: Context) -> JobResult:
         return "no COMPLETED backup to drill", None, None
     verdict = verify_backup(ctx, newest, VerifyLevel.RESTORE)
     if not verdict.valid:
-        ctx.notifier.send("drill.failed", f"restore drill of backup {newest} FAILED: {verdict.message}",
-                          backupId=newest, error=verdict.message)
+        ctx.notifier.send(
+            "drill.failed",
+            f"restore drill of backup {newest} FAILED: {verdict.message}",
+            backupId=newest,
+            error=verdict.message,
+        )
         raise VerificationError(verdict.message, backup_id=newest)
     return verdict.message, newest, verdict.as_json()
 

@@ -52,12 +52,18 @@ def trigger(cron: str, tz: str = "UTC") -> CronTrigger:
         raise ValueError(f"a cron expression has 5 fields, got {len(fields)}: {cron!r}")
     minute, hour, day, month, dow = fields
     return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month,
-        day_of_week=_standard_day_of_week(dow), timezone=ZoneInfo(tz),
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_standard_day_of_week(dow),
+        timezone=ZoneInfo(tz),
     )
 
 
-def latest_fire_time(cron: str, now: datetime, tz: str = "UTC", horizon: timedelta = timedelta(days=400)) -> datetime | None:
+def latest_fire_time(
+    cron: str, now: datetime, tz: str = "UTC", horizon: timedelta = timedelta(days=400)
+) -> datetime | None:
     """The most recent fire time at or before ``now`` (within ``horizon``)."""
     trig = trigger(cron, tz)
     start = now - horizon

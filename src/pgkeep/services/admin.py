@@ -10,7 +10,6 @@ person chose, so there is nothing to guess.
 from __future__ import annotations
 
 import dataclasses
-
 import getpass
 import hashlib
 import hmac
@@ -190,9 +189,7 @@ def authenticate(ctx: Context, presented: str) -> TokenInfo | None:
         if row is None or not hmac.compare_digest(row.token_hash, hash_token(presented)):
             return None
         now = utcnow()
-        if row.revoked_at is None and (
-            row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION
-        ):
+        if row.revoked_at is None and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
             row.last_used_at = now
             session.commit()
         return TokenInfo.of(row)
@@ -349,7 +346,5 @@ def get_restore_job(ctx: Context, backup_id: str, job_id: str) -> dict[str, Any]
     with ctx.catalog.session() as session:
         job = session.get(RestoreJob, job_id) if _is_uuid(job_id) else None
         if job is None or job.backup_id != backup_id:
-            raise NotFoundError(
-                f"restore job {job_id} of backup {backup_id} not found", backup_id=backup_id
-            )
+            raise NotFoundError(f"restore job {job_id} of backup {backup_id} not found", backup_id=backup_id)
         return restore_job_json(job)

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,7 +53,9 @@ SWAP_WAIT_S = 10.0
 
 
 def require_createdb(conn: psycopg.Connection, server: Target, what: str) -> None:
-    row = conn.execute("SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    row = conn.execute(
+        "SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
     if row is None or not row[1]:
         user = row[0] if row else "the role"
         raise InsufficientPrivilegeError(
@@ -149,7 +152,8 @@ def _copy_database_properties(conn: psycopg.Connection, source: str, dest: str) 
             rendered = sql.SQL(value) if name.lower() in _LIST_SETTINGS else sql.Literal(value)
             prefix = (
                 sql.SQL("ALTER ROLE {} IN DATABASE {}").format(sql.Identifier(role), target)
-                if role else sql.SQL("ALTER DATABASE {}").format(target)
+                if role
+                else sql.SQL("ALTER DATABASE {}").format(target)
             )
             statements.append(sql.SQL("{} SET {} = {}").format(prefix, sql.Identifier(name), rendered))
     for statement in statements:
@@ -195,8 +199,12 @@ def _swap(maintenance: Target, db: str, new_name: str) -> int:
                     break
                 time.sleep(0.1)
             with conn.transaction():
-                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(db), sql.Identifier(old_name)))
-                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(new_name), sql.Identifier(db)))
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(db), sql.Identifier(old_name))
+                )
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(new_name), sql.Identifier(db))
+                )
         except BaseException:
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(db)))
@@ -213,7 +221,9 @@ def parse_table(name: str) -> tuple[str, str]:
     return (schema, table) if dot else ("public", name)
 
 
-def restore_selective(ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions, server_major: int) -> str:
+def restore_selective(
+    ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions, server_major: int
+) -> str:
     """Restore only ``options.tables`` / ``options.schemas``, in one transaction. Returns a summary."""
     if artifact.fmt is DumpFormat.PLAIN:
         raise InvalidRequestError("selective restore needs a custom or directory backup, not a plain SQL dump")
@@ -238,10 +248,14 @@ def restore_selective(ctx: Context, artifact: Artifact, target: Target, options:
                     f"table {where}.{table} exists in the target; restore it next to the live data with "
                     "--into-schema SCHEMA, or drop it first"
                 )
-        renames = {
-            f"{quote(schema)}.{quote(table)}".encode(): f"{quote(into)}.{quote(table)}".encode()
-            for schema, table in tables
-        } if into else {}
+        renames = (
+            {
+                f"{quote(schema)}.{quote(table)}".encode(): f"{quote(into)}.{quote(table)}".encode()
+                for schema, table in tables
+            }
+            if into
+            else {}
+        )
         # pg_restore --schema restores what is in a schema but not the schema itself.
         prelude = "".join(
             f"CREATE SCHEMA IF NOT EXISTS {quote(n)};\n" for n in [*options.schemas, *([into] if into else [])]
@@ -259,8 +273,9 @@ def restore_selective(ctx: Context, artifact: Artifact, target: Target, options:
         groups += [[f"--schema={s}", *[f"--table={t}" for t in ts]] for s, ts in by_schema.items()]
 
         with client_env(target) as env:
-            loader = Child(psql_argv(psql, target), env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                           scrub=target.scrub)
+            loader = Child(
+                psql_argv(psql, target), env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, scrub=target.scrub
+            )
             assert loader.proc.stdin is not None
             try:
                 loader.proc.stdin.write(prelude.encode())
@@ -269,7 +284,7 @@ def restore_selective(ctx: Context, artifact: Artifact, target: Target, options:
                     argv[1:1] = group
                     producer = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
                     assert producer.proc.stdout is not None
-                    script = adapt_for_server(iter(lambda: producer.proc.stdout.read(1 << 20), b""), server_major)
+                    script = adapt_for_server(iter(partial(producer.proc.stdout.read, 1 << 20), b""), server_major)
                     for chunk in rename_tables(script, renames):
                         loader.proc.stdin.write(chunk)
                     failure = producer.failure(producer.wait())
@@ -379,7 +394,8 @@ def apply_globals(ctx: Context, artifact: Artifact, target: Target, server_major
     with client_env(target) as env:
         result = subprocess.run(argv, input=b"\n".join(lines), env=env, capture_output=True, check=False)
     errors = [
-        target.scrub(e) for e in result.stderr.decode("utf-8", "replace").splitlines()
+        target.scrub(e)
+        for e in result.stderr.decode("utf-8", "replace").splitlines()
         if "ERROR:" in e and "already exists" not in e
     ]
     if result.returncode != 0 or errors:

@@ -64,11 +64,18 @@ def verify_backup(ctx: Context, backup_id: str, level: VerifyLevel | str = Verif
                 f"backup {backup_id} is {row.status.value}; only COMPLETED backups can be verified",
                 backup_id=backup_id,
             )
-        artifact = artifact_for_row(row, ctx.settings)
+        physical = row if row.kind == "physical" else None
+        artifact = None if physical else artifact_for_row(row, ctx.settings)
         expected_counts = dict((row.metadata_ or {}).get("tableCounts") or {})
     started = utcnow()
     t0 = time.monotonic()
-    result = _run(ctx, artifact, level, expected_counts)
+    if physical is not None:
+        from pgkeep.services.physical_verify import verify_physical  # it imports this module
+
+        result = verify_physical(ctx, physical, level)
+    else:
+        assert artifact is not None
+        result = _run(ctx, artifact, level, expected_counts)
     _record(ctx, backup_id, result, started, int((time.monotonic() - t0) * 1000))
     return result
 
@@ -91,8 +98,13 @@ def _record(ctx: Context, backup_id: str, result: VerifyResult, started: Any, du
     with ctx.catalog.session() as session:
         session.add(
             BackupVerification(
-                backup_id=backup_id, level=result.level, valid=result.valid, message=result.message,
-                details=result.details or None, started_at=started, duration_ms=duration_ms,
+                backup_id=backup_id,
+                level=result.level,
+                valid=result.valid,
+                message=result.message,
+                details=result.details or None,
+                started_at=started,
+                duration_ms=duration_ms,
             )
         )
         row = repo.get_backup(session, backup_id)
@@ -135,15 +147,18 @@ def restore_drill(ctx: Context, artifact: Artifact, expected: dict[str, int]) ->
             first = next(iter(mismatches.items()), None)
             why = (
                 f"{first[0]}: {first[1]['restored']} rows restored, {first[1]['recorded']} recorded"
-                if first else f"tables not in the backup's record: {', '.join(extra)}"
+                if first
+                else f"tables not in the backup's record: {', '.join(extra)}"
             )
             return VerifyResult(False, f"restore drill failed: row counts differ ({why})", "restore", details)
         if amcheck.get("errors"):
             return VerifyResult(False, f"restore drill failed: amcheck: {amcheck['errors'][0]}", "restore", details)
         return VerifyResult(
-            True, f"Restore drill passed: {len(actual)} tables restored with the recorded row counts"
+            True,
+            f"Restore drill passed: {len(actual)} tables restored with the recorded row counts"
             + ("" if amcheck.get("checked") is None else f", {amcheck['checked']} indexes checked by amcheck"),
-            "restore", details,
+            "restore",
+            details,
         )
     except (VerificationError, PgkeepError) as exc:
         return VerifyResult(False, f"restore drill failed: {exc.message}", "restore")
