@@ -140,7 +140,7 @@ class StorageError(PgkeepError):
     title = "Storage error"
 
     def __init__(self, message: str, *, permanent: bool = False, **kwargs: str | None) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
         self.permanent = permanent
 
 

@@ -61,4 +61,4 @@ def _route_to_stdlib() -> None:
 
 def get_logger(name: str = "pgkeep") -> structlog.stdlib.BoundLogger:
     _route_to_stdlib()
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.get_logger(name)

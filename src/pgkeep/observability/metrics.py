@@ -73,7 +73,7 @@ class CatalogCollector(Collector):
             by_status = GaugeMetricFamily("pgkeep_backups_by_status", "Catalogued backups by status", labels=["status"])
             counts = dict(s.execute(select(DatabaseBackup.status, func.count()).group_by(DatabaseBackup.status)).all())
             for status in BackupStatus:
-                by_status.add_metric([status.value], float(counts.get(status, counts.get(status.value, 0))))
+                by_status.add_metric([status.value], float(counts.get(status) or 0))
             yield by_status
 
             stored = s.scalar(

@@ -89,7 +89,7 @@ def clear_database_sql(conn: psycopg.Connection) -> str:
     """SQL that removes every user object from the connected database."""
     out: list[str] = ["SET client_min_messages = warning;"]
 
-    def q(text: str) -> list[tuple]:  # type: ignore[type-arg]
+    def q(text: str) -> list[tuple]:
         return conn.execute(text).fetchall()
 
     for (name,) in q("SELECT evtname FROM pg_event_trigger ORDER BY 1"):

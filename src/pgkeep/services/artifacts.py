@@ -293,7 +293,7 @@ def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = Non
     assert child.proc.stdin is not None and child.proc.stdout is not None
     lines: list[str] = []
     reader = _collect_lines(child.proc.stdout, lines)
-    stdin = child.proc.stdin
+    stdin: IO[bytes] | None = child.proc.stdin
     try:
         for chunk in data:
             if stdin is not None:

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import psycopg
 
@@ -490,7 +490,7 @@ def _dump_directory(
         failure = child.failure(rc)
         if failure:
             raise BackupFailedError(failure)
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+        with tarfile.open(fileobj=cast(IO[bytes], sink), mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for path in sorted(out_dir.iterdir()):
                 tar.add(path, arcname=path.name, recursive=False)
     finally:

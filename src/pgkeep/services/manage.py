@@ -12,7 +12,7 @@ from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
 from pgkeep.config import Settings
 from pgkeep.errors import InvalidStateError, PgkeepError
-from pgkeep.retention import BackupInfo, RetentionPlan, plan_retention
+from pgkeep.retention import BackupInfo, RetentionPlan, Status, plan_retention
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import remove_backup_files
 from pgkeep.services.recovery import finish_pending_cleanups
@@ -94,7 +94,7 @@ class CleanupResult:
 
 def _info(row: DatabaseBackup) -> BackupInfo:
     return BackupInfo(
-        id=row.id, type=row.type.value, status=row.status.value, started_at=row.started_at,
+        id=row.id, type=row.type.value, status=Status(row.status.value), started_at=row.started_at,
         expires_at=row.expires_at, keep=bool(row.keep), database_name=row.database_name,
     )
 

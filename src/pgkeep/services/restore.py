@@ -412,7 +412,7 @@ def _restore_parallel(
         with pgserver.connect(target, operation="restore") as conn:
             try:
                 with conn.transaction():
-                    conn.execute(clear_sql.encode())  # type: ignore[call-overload]
+                    conn.execute(clear_sql)
             except psycopg.Error as exc:
                 raise RestoreFailedError(
                     f"could not empty {target.dbname} before the restore: {str(exc).strip()}"

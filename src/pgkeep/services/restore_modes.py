@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -305,7 +305,7 @@ def restore_selective(
     return "restored " + ", ".join(restored)
 
 
-def _quoter(conn: psycopg.Connection):  # type: ignore[no-untyped-def]
+def _quoter(conn: psycopg.Connection) -> Callable[[str], str]:
     """Quote identifiers exactly as pg_dump does (the server's quote_ident)."""
     cache: dict[str, str] = {}
 

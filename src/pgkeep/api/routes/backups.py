@@ -124,7 +124,7 @@ def verify(
 ) -> Any:
     """Verify at ``level`` (default ``archive``: checksum and archive readable; ``restore``: a
     restore drill into a scratch database); ``valid: false`` says why not."""
-    level = (body or VerifyRequest()).level
+    level = body.level if body is not None else "archive"
     request.state.audit_details = {"level": level}
     result = manage.verify_backup(api.ctx, backup_id, level)
     audit_event(
