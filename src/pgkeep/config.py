@@ -190,6 +190,13 @@ class Settings(BaseSettings):
         default=0, ge=0, validation_alias=AliasChoices("PGKEEP_RETENTION_YEARLY", "retention_yearly")
     )
     retention_tz: str = Field(default="UTC", validation_alias=AliasChoices("PGKEEP_RETENTION_TZ", "retention_tz"))
+    recovery_window_days: float = Field(
+        default=7,
+        ge=0,
+        validation_alias=AliasChoices("PGKEEP_RECOVERY_WINDOW_DAYS", "recovery_window_days"),
+        description="point-in-time recovery: keep the physical backup and WAL to restore to any moment "
+        "of the last N days (0: no window)",
+    )
     backup_globals: bool = Field(
         default=False,
         validation_alias=AliasChoices("PGKEEP_BACKUP_GLOBALS", "backup_globals"),

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pitr_helpers import archive_conf, give_to_server_user, let_server_user_run_pgkeep, server_user_dir, write_env
 
 from helpers import make_context
 from pgkeep.devcluster import DevCluster
 from pgkeep.services.context import Context
-from pitr_helpers import archive_conf, give_to_server_user, let_server_user_run_pgkeep, server_user_dir, write_env
 
 PG15_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 APP_DB = "app"

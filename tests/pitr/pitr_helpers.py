@@ -23,7 +23,8 @@ WAIT_S = 60.0
 
 
 def _runs_as_server_user(*argv: str) -> bool:
-    return subprocess.run(["runuser", "-u", SERVER_OS_USER, "--", *argv], capture_output=True, check=False).returncode == 0
+    command = ["runuser", "-u", SERVER_OS_USER, "--", *argv]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
 
 
 def let_server_user_run_pgkeep() -> list[Path]:
@@ -134,5 +135,7 @@ def run_pgkeep(*args: str, env: dict[str, str] | None = None, user: str | None =
     command = [str(PGKEEP), *args]
     if user:
         command = ["runuser", "-u", user, "--", *command]
-    return subprocess.run(command, env={**base, **(env or {}), "NO_COLOR": "1"}, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        command, env={**base, **(env or {}), "NO_COLOR": "1"}, cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+    )

@@ -19,15 +19,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import APP_DB, PG15_BIN_DIR, Archiving
+from pitr_helpers import run_pgkeep, server_now, switch_and_wait_archived
 
-from pgkeep.catalog.models import BackupType
+from conftest import APP_DB, PG15_BIN_DIR, Archiving
+from helpers import get_row
 from pgkeep.errors import InvalidRequestError
 from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
 from pgkeep.services.physical import create_physical_backup
 from pgkeep.services.pitr import PitrOptions, PitrResult, RecoveryTarget, restore_physical
-from pitr_helpers import run_pgkeep, server_now, switch_and_wait_archived
+from pgkeep.services.verify import verify_backup
+from pgkeep.storage import local_path_from_url
 
 
 @dataclass(frozen=True)
@@ -168,3 +170,54 @@ def test_refusals_come_before_anything_is_written(pg15_archiving: Archiving, his
         RecoveryTarget.parse(to_time="2026-01-01", latest=True)
     # A time without a zone is UTC.
     assert RecoveryTarget.parse(to_time="2026-01-01T10:00:00").time.isoformat() == "2026-01-01T10:00:00+00:00"
+
+
+def test_verify_checks_checksums_manifest_and_wal_and_drills_a_restore(
+    pg15_archiving: Archiving, history: History
+) -> None:
+    ctx = pg15_archiving.ctx
+    for level in ("checksum", "archive", "restore"):
+        result = verify_backup(ctx, history.backup_id, level)
+        assert result.valid, (level, result.message)
+    assert "pg_verifybackup" in verify_backup(ctx, history.backup_id, "archive").message
+    assert "amcheck" in result.message
+
+    artifact = local_path_from_url(get_row(ctx, history.backup_id).storage_url or "")
+    original = artifact.read_bytes()
+    try:
+        damaged = bytearray(original)
+        damaged[len(damaged) // 2] ^= 0xFF
+        artifact.write_bytes(bytes(damaged))
+        for level in ("checksum", "archive"):
+            result = verify_backup(ctx, history.backup_id, level)
+            assert not result.valid and "SHA-256" in result.message, result.message
+    finally:
+        artifact.write_bytes(original)
+
+
+def test_the_listing_shows_kind_and_wal_positions(pg15_archiving: Archiving, history: History) -> None:
+    listed = run_pgkeep("list", "--json", env=pg15_archiving.env())
+    assert listed.returncode == 0, listed.stderr
+    (backup,) = [b for b in json.loads(listed.stdout)["backups"] if b["id"] == history.backup_id]
+    assert backup["kind"] == "physical" and backup["type"] == "FULL" and backup["format"] == "tar"
+    assert backup["timeline"] == 1 and backup["startLsn"] and backup["endLsn"]
+    assert backup["walStart"] <= backup["walEnd"] and backup["backupEndAt"] >= backup["backupStartAt"]
+    assert backup["metadata"]["pgManifest"]["filename"].endswith(".backup_manifest.zst")
+    wrong = run_pgkeep("restore", history.backup_id, "--yes", env=pg15_archiving.env())
+    assert wrong.returncode == 2 and "--kind physical --data-dir DIR" in wrong.stderr
+
+
+def test_the_api_lists_physical_backups_with_their_kind(pg15_archiving: Archiving, history: History) -> None:
+    from fastapi.testclient import TestClient
+
+    from pgkeep.api import create_app
+    from pgkeep.catalog.admin_models import Role
+    from pgkeep.services import admin
+
+    ctx = pg15_archiving.ctx
+    token = admin.create_token(ctx, "pitr viewer", Role.VIEWER)
+    with TestClient(create_app(ctx)) as client:
+        response = client.get("/api/admin/backups", headers={"Authorization": f"Bearer {token.token}"})
+    assert response.status_code == 200, response.text
+    (backup,) = [b for b in response.json()["backups"] if b["id"] == history.backup_id]
+    assert backup["kind"] == "physical" and backup["endLsn"] and backup["walStart"]

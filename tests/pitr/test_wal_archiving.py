@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from conftest import APP_DB, PG15_BIN_DIR, Archiving
+from pitr_helpers import give_to_server_user, run_pgkeep, switch_and_wait_archived, wait_for
 
+from conftest import APP_DB, PG15_BIN_DIR, Archiving
 from helpers import get_row, make_context
 from pgkeep.errors import RestoreFailedError
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
+from pgkeep.observability.metrics import build_registry
 from pgkeep.pgtools import postmaster
 from pgkeep.services import archive as archive_service
 from pgkeep.services.physical import create_physical_backup
 from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
 from pgkeep.wal.naming import parse_object
-from pgkeep.wal.status import list_archive
-from pitr_helpers import give_to_server_user, run_pgkeep, switch_and_wait_archived, wait_for
 
 
 def archiver_stats(arch: Archiving) -> tuple[int, str | None]:
@@ -94,6 +94,10 @@ def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving
     assert status.ok and status.holes == [] and status.newest == last
     cli = run_pgkeep("archive", "status", "--json", env=arch.env())
     assert cli.returncode == 0, cli.stderr
+    registry = build_registry(arch.ctx)
+    assert registry.get_sample_value("pgkeep_wal_archive_ok") == 1.0
+    lag = registry.get_sample_value("pgkeep_wal_archive_newest_age_seconds")
+    assert lag is not None and 0 <= lag < 120
 
     data_dir = arch.new_dir("after-outage")
     try:
@@ -122,7 +126,7 @@ def test_a_hole_in_the_archive_is_reported(pg15_archiving: Archiving, backup_id:
 
 def test_same_segment_twice_is_fine_different_content_fails_loudly(pg15_archiving: Archiving, backup_id: str) -> None:
     arch = pg15_archiving
-    name, obj_path = sorted(segment_objects(arch.storage).items())[-1]
+    name = sorted(segment_objects(arch.storage))[-1]
     work = arch.root / "repush"
     work.mkdir()
     give_to_server_user(work)
@@ -179,7 +183,6 @@ def test_a_damaged_wal_object_is_refused_and_stops_the_restore(
             restore_physical(ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
         assert "recovery stopped before reaching the target" in info.value.message
         assert "damaged" in info.value.message
-        print("MESSAGE:", info.value)
     finally:
         ctx.close()
         postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")

@@ -109,6 +109,12 @@ def test_the_token_stays_in_the_tab_until_sign_out(page: Page, server: Server) -
     assert page.context.cookies() == []  # never a cookie: nothing for another site to ride on
     page.reload()
     expect(page.locator("#whoami-text")).to_contain_text("operator")
+    # An operator backs up and verifies; restoring, deleting, cleanup and the audit log are an admin's.
+    expect(page.get_by_role("button", name="Back up now")).to_be_visible()
+    expect(page.get_by_role("button", name="Clean up…")).to_be_hidden()
+    expect(page.get_by_role("link", name="Audit log")).to_be_hidden()
+    expect(page.locator('#backups-body button[data-action="restore"]')).to_have_count(0)
+    expect(page.locator('#backups-body button[data-action="delete"]')).to_have_count(0)
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API token")).to_be_visible()
     expect(page.locator("#dashboard-view")).to_be_hidden()
@@ -125,8 +131,8 @@ def test_a_revoked_token_signs_the_page_out_with_the_reason(page: Page, server: 
         admin.revoke_token(ctx, made.id)
     finally:
         ctx.close()
-    page.get_by_role("button", name="Refresh").click()
-    expect(page.get_by_label("API token")).to_be_visible()
+    # The next call the page makes (its summary poll, at most 5 s away) is refused: it signs out.
+    expect(page.get_by_label("API token")).to_be_visible(timeout=15_000)
     expect(page.locator("#signin-error")).to_contain_text("revoked")
     expect(page.locator("#dashboard-view")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('pgkeep.token')") is None

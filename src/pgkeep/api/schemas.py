@@ -94,6 +94,17 @@ class Backup(_Response):
     createdById: str | None = None
     errorMessage: str | None = None
     bytesWritten: int = Field(0, description="Bytes stored so far: progress while IN_PROGRESS.")
+    kind: Literal["logical", "physical"] = Field(
+        "logical", description="logical: pg_dump of one database; physical: base backup of the cluster (PITR)."
+    )
+    timeline: int | None = Field(None, description="Physical: the WAL timeline of the backup.")
+    startLsn: str | None = Field(None, description="Physical: WAL location where the backup starts.")
+    endLsn: str | None = Field(None, description="Physical: WAL location from which it is consistent.")
+    backupStartAt: str | None = Field(None, description="Physical: server time before the backup started.")
+    backupEndAt: str | None = Field(None, description="Physical: server time after it ended (restorable from here).")
+    walStart: str | None = Field(None, description="Physical: first WAL segment a restore needs.")
+    walEnd: str | None = Field(None, description="Physical: segment holding endLsn.")
+    parentId: str | None = Field(None, description="Physical incremental: the backup it builds on.")
 
 
 class BackupList(_Response):

@@ -15,6 +15,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 
 from pgkeep.catalog.models import BackupStatus, BackupType, BackupVerification, DatabaseBackup, JobRun
+from pgkeep.errors import PgkeepError
+from pgkeep.services.archive import status as archive_status
 from pgkeep.services.context import Context
 
 _SUCCEEDED = [BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED]
@@ -112,6 +114,30 @@ class CatalogCollector(Collector):
             if drill is not None:
                 drill_time.add_metric([], drill.timestamp())
             yield drill_time
+        yield from _archive_metrics(self.ctx)
+
+
+def _archive_metrics(ctx: Context) -> Iterator[GaugeMetricFamily]:
+    """The WAL archive's lag and holes (point-in-time recovery); no samples when nothing is archived.
+
+    Alert on ``pgkeep_wal_archive_newest_age_seconds > 3600`` (no WAL archived for an hour on a busy
+    server, or archive_timeout) and on ``pgkeep_wal_archive_ok == 0`` (a hole since the oldest kept
+    physical backup).
+    """
+    lag = GaugeMetricFamily(
+        "pgkeep_wal_archive_newest_age_seconds", "Seconds since the newest WAL segment was archived"
+    )
+    ok = GaugeMetricFamily("pgkeep_wal_archive_ok", "1 if the WAL archive has no hole since the oldest kept backup")
+    try:
+        status = archive_status(ctx)
+    except PgkeepError:
+        status = None  # storage unreachable: no sample, so an absent-series alert fires
+    if status is not None and (status.newest or status.oldest_needed):
+        if status.age_seconds is not None:
+            lag.add_metric([], status.age_seconds)
+        ok.add_metric([], 1.0 if status.ok else 0.0)
+    yield lag
+    yield ok
 
 
 def build_registry(ctx: Context) -> CollectorRegistry:

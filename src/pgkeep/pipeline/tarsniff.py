@@ -75,7 +75,10 @@ class TarSniffer:
             # End of archive (two zero blocks); padding may follow and is passed through.
             self.ended = True
             return
-        stored_sum = _octal(header[148:156])
+        try:
+            stored_sum = _octal(header[148:156])
+        except ValueError:
+            stored_sum = -1
         if stored_sum != sum(header[:148]) + 8 * 32 + sum(header[156:]):
             raise ValueError("the backup stream is not a tar archive (bad header checksum)")
         name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")

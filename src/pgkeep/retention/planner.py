@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,10 @@ _RUNNING = {Status.IN_PROGRESS: "in progress", Status.PENDING: "pending"}
 
 
 def plan_retention(
-    backups: Iterable[BackupInfo], policy: RetentionPolicy, now: datetime
+    backups: Iterable[BackupInfo],
+    policy: RetentionPolicy,
+    now: datetime,
+    pinned: Mapping[str, str] | None = None,
 ) -> RetentionPlan:
     """Decide, for every backup, keep or delete, with the reasons.
 
@@ -29,6 +32,9 @@ def plan_retention(
       backups started at or before ``now``; FAILED ones never fill a
       bucket, so a failure can never push a good backup out of one;
     - expiry: ``expires_at`` not passed yet, or no ``expires_at``;
+    - ``pinned``: ids kept for a reason decided elsewhere, given as the
+      reason (the recovery window of point-in-time recovery, see
+      :mod:`pgkeep.retention.wal`);
     - dependencies: a backup that a kept, non-FAILED backup ``depends_on``,
       transitively ("dependency of <id>").
 
@@ -55,6 +61,9 @@ def plan_retention(
         unexpired = _unexpired_reason(b, now, zone)
         if unexpired:
             reasons[b.id].append(unexpired)
+    for backup_id, why in (pinned or {}).items():
+        if backup_id in reasons:
+            reasons[backup_id].append(why)
     warnings = _keep_dependencies(rows, reasons, gone)
 
     decisions = tuple(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from pgkeep.catalog.models import BackupStatus, DatabaseBackup, utcnow
+from pgkeep.errors import StorageError
+from pgkeep.retention.wal import PhysicalBackup, plan_wal_cleanup, recovery_window_pins
 from pgkeep.services.context import Context
 from pgkeep.wal.naming import DEFAULT_SEGMENT_SIZE, segment_key
 from pgkeep.wal.status import ArchiveStatus, archive_status, list_archive
@@ -48,3 +50,31 @@ def status(ctx: Context, now: datetime | None = None) -> ArchiveStatus:
     return archive_status(
         list_archive(ctx.storage), start=start, segment_size=segment_size_of(rows), now=now or utcnow()
     )
+
+
+def cleanup_wal(ctx: Context, kept_wal_starts: list[str], *, dry_run: bool = False) -> tuple[list[str], str | None]:
+    """Remove archived WAL older than the oldest kept physical backup (none if no backup is kept).
+
+    Returns the WAL file names removed (or, with ``dry_run``, to remove) and
+    the storage error that stopped the removal, if any. Oldest first, so an
+    interruption never leaves a hole.
+    """
+    files = {f.obj.file: f.obj.name for f in list_archive(ctx.storage)}
+    doomed = plan_wal_cleanup(files, kept_wal_starts)
+    if dry_run:
+        return doomed, None
+    removed: list[str] = []
+    for file in doomed:
+        try:
+            ctx.storage.delete(files[file])
+        except StorageError as exc:
+            return removed, exc.message
+        removed.append(file)
+    return removed, None
+
+
+def window_pins(ctx: Context, now: datetime) -> dict[str, str]:
+    """The physical backups the recovery window (PGKEEP_RECOVERY_WINDOW_DAYS) keeps, with why."""
+    rows = [r for r in physical_backups(ctx) if r.backup_end_at and r.wal_start]
+    backups = [PhysicalBackup(r.id, r.backup_end_at, r.wal_start) for r in rows]  # type: ignore[arg-type]
+    return recovery_window_pins(backups, timedelta(days=ctx.settings.recovery_window_days), now)

@@ -13,6 +13,7 @@ from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobR
 from pgkeep.config import Settings
 from pgkeep.errors import InvalidStateError, PgkeepError
 from pgkeep.retention import BackupInfo, RetentionPlan, Status, plan_retention
+from pgkeep.services.archive import cleanup_wal, physical_backups, window_pins
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import remove_backup_files
 from pgkeep.services.recovery import finish_pending_cleanups
@@ -78,6 +79,7 @@ class CleanupResult:
     dry_run: bool = False
     plan: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    wal_deleted: list[str] = field(default_factory=list)  # archived WAL files no kept backup needs
 
     def as_json(self) -> dict[str, Any]:
         verb = "Would clean up" if self.dry_run else "Cleaned up"
@@ -89,6 +91,8 @@ class CleanupResult:
             "dryRun": self.dry_run,
             "plan": self.plan,
             "warnings": self.warnings,
+            "walDeletedCount": len(self.wal_deleted),
+            "walDeleted": self.wal_deleted,
         }
 
 
@@ -96,14 +100,16 @@ def _info(row: DatabaseBackup) -> BackupInfo:
     return BackupInfo(
         id=row.id, type=row.type.value, status=Status(row.status.value), started_at=row.started_at,
         expires_at=row.expires_at, keep=bool(row.keep), database_name=row.database_name,
+        depends_on=row.parent_id,  # an incremental physical backup needs its base
     )
 
 
 def plan_cleanup(ctx: Context, now: datetime | None = None) -> RetentionPlan:
     """The retention plan for every catalogued backup (pure planning, no changes)."""
+    now = now or utcnow()
     with ctx.catalog.session() as session:
         rows = session.scalars(select(DatabaseBackup).where(DatabaseBackup.status != BackupStatus.DELETED)).all()
-        return plan_retention([_info(r) for r in rows], ctx.retention_policy, now or utcnow())
+        return plan_retention([_info(r) for r in rows], ctx.retention_policy, now, pinned=window_pins(ctx, now))
 
 
 def cleanup_expired(
@@ -144,6 +150,7 @@ def cleanup_expired(
             row.status = BackupStatus.DELETED
             session.commit()
             result.deleted.append(row.id)
+        _cleanup_wal(ctx, plan, result)
         if result.failed and not dry_run:
             ctx.notifier.send(
                 "cleanup.failed",
@@ -165,6 +172,15 @@ def cleanup_expired(
             )
             session.commit()
     return result
+
+
+def _cleanup_wal(ctx: Context, plan: RetentionPlan, result: CleanupResult) -> None:
+    """After the backups: archived WAL older than the oldest physical backup still kept."""
+    doomed = set(plan.delete_ids)
+    kept = [r.wal_start for r in physical_backups(ctx) if r.wal_start and r.id not in doomed]
+    result.wal_deleted, error = cleanup_wal(ctx, kept, dry_run=result.dry_run)
+    if error:  # retried by the next cleanup; the archive has no hole (oldest first)
+        result.warnings.append(f"removing old archived WAL stopped: {error}")
 
 
 def set_keep(ctx: Context, backup_id: str, keep: bool) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pgkeep.errors import VerificationError
 from pgkeep.storage import Storage
 
 SUFFIX = ".manifest.json"
+PG_MANIFEST_SUFFIX = ".backup_manifest.zst"  # PostgreSQL's manifest beside a physical backup
 KIND = "pgkeep-backup-manifest"
 VERSION = 1
 MAX_BYTES = 16 << 20  # a manifest is a few KiB; anything huge is not one of ours
@@ -49,6 +50,8 @@ def owned_names(filename: str, metadata: dict[str, Any] | None = None) -> list[s
     pg_manifest = (metadata or {}).get("pgManifest")  # a physical backup's backup_manifest
     if pg_manifest:
         companions.append(pg_manifest["filename"])
+    elif ".base.tar" in filename:  # a physical backup that never completed (crash recovery)
+        companions.append(filename + PG_MANIFEST_SUFFIX)
     return [filename, *companions, manifest_name(filename)]
 
 

@@ -54,14 +54,13 @@ from pgkeep.pipeline.stream import CHUNK, CompressingSink
 from pgkeep.pipeline.tarsniff import TarSniffer
 from pgkeep.services.backup import BackupResult, filename_timestamp, sanitize_prefix
 from pgkeep.services.context import Context
-from pgkeep.services.manifest import manifest_for, remove_backup_files, write_manifest
+from pgkeep.services.manifest import PG_MANIFEST_SUFFIX, manifest_for, remove_backup_files, write_manifest
 from pgkeep.storage import Storage, locate
 from pgkeep.storage.base import iter_chunks
 from pgkeep.wal.naming import parse_lsn, segment_of_lsn
 
 KIND = "physical"
 FORMAT = "tar"
-PG_MANIFEST_SUFFIX = ".backup_manifest.zst"
 log = get_logger("pgkeep.physical")
 CATALOG_PROGRESS_EVERY_S = 1.0
 
@@ -218,7 +217,8 @@ class _Job:
 def _server_now(conn: psycopg.Connection) -> datetime:
     row = conn.execute("SELECT clock_timestamp()").fetchone()
     assert row is not None
-    return row[0]  # type: ignore[no-any-return]
+    when: datetime = row[0]
+    return when
 
 
 def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:

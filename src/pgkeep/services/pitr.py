@@ -340,6 +340,11 @@ def _check_archive(plan: _Plan, target: RecoveryTarget, files: list[ArchivedFile
 def plan(ctx: Context, options: PitrOptions) -> _Plan:
     """Choose the backup chain and check the archive; raise what a restore would refuse."""
     _check_data_dir(options.data_dir)
+    if options.start and not ctx.settings.database_url:
+        raise ConfigError(
+            "--start follows recovery by logging in to the restored cluster, and DATABASE_URL is not set",
+            hint="set DATABASE_URL to the source database (the restored cluster has its roles), or omit --start",
+        )
     chain = _choose(ctx, options)
     meta = chain[-1].metadata_ or {}
     version = chain[-1].server_version or "0"
@@ -411,6 +416,8 @@ def _empty(data_dir: Path, *, remove: bool) -> None:
     """Leave the data directory as it was found: absent, or empty."""
     if remove:
         shutil.rmtree(data_dir, ignore_errors=True)
+    elif not data_dir.exists():
+        data_dir.mkdir(mode=0o700)  # unpacking replaced the empty directory it was given
     elif data_dir.is_dir():
         for entry in data_dir.iterdir():
             if entry.is_dir() and not entry.is_symlink():
@@ -502,13 +509,13 @@ def _check_digest(row: DatabaseBackup, reader: HashingReader) -> None:
 
 
 def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path) -> None:
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     if len(the_plan.chain) == 1:
         if data_dir.exists():
             data_dir.rmdir()  # empty (checked): extract_tar creates it, private
         unpack_backup(ctx, the_plan.chain[0], data_dir)
         return
     # Beside the target: same filesystem, and big enough for the data by the operator's choice.
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}-chain-", dir=data_dir.parent))
     try:
         parts = []
@@ -604,7 +611,12 @@ def _connect_target(source: Target | None, port: int) -> Target | None:
 
 def _recovery_failure(log_file: Path) -> str:
     text = postmaster.tail(log_file, 20000)
-    important = [line for line in text.splitlines() if "FATAL:" in line or "PANIC:" in line]
+    # Our own connection attempts while the server starts are FATAL lines too: not the cause.
+    noise = ("the database system is starting up", "not yet accepting connections", "Consistent recovery state")
+    important = [
+        line for line in text.splitlines()
+        if ("FATAL:" in line or "PANIC:" in line) and not any(n in line for n in noise)
+    ]
     fetch = [line for line in text.splitlines() if "wal-fetch" in line and "error" in line]
     lines = (fetch[-1:] + important[-2:]) or text.strip().splitlines()[-3:]
     return " | ".join(line.strip() for line in lines)
@@ -615,9 +627,7 @@ def _wait_for_recovery(
 ) -> None:
     assert result.log_file is not None
     target = _connect_target(source, port)
-    if target is None:
-        raise ConfigError("DATABASE_URL is not set: pgkeep cannot log in to the restored cluster to follow recovery",
-                          hint="set DATABASE_URL to the source database (the restored cluster has its roles)")
+    assert target is not None  # plan() refused --start without DATABASE_URL
     deadline = time.monotonic() + options.wait_timeout_s
     seen_pid = False
     started = time.monotonic()

@@ -105,6 +105,13 @@ def resolve_backup(ctx: Context, backup_id: str) -> Artifact:
                 f"backup {backup_id} is {row.status.value}; only COMPLETED backups can be restored",
                 backup_id=backup_id,
             )
+        if row.kind == "physical":
+            raise InvalidRequestError(
+                f"backup {backup_id} is a physical backup of the whole cluster; it restores into a new data "
+                "directory, not into a database",
+                backup_id=backup_id,
+                hint=f"pgkeep restore --kind physical --data-dir DIR --backup {backup_id}",
+            )
         return artifact_for_row(row, ctx.settings)
 
 

@@ -32,7 +32,6 @@ from pgkeep.pipeline.stream import CHUNK, CompressingSink
 from pgkeep.storage import Storage
 from pgkeep.storage.base import iter_chunks
 from pgkeep.wal.naming import (
-    OBJECT_PREFIX,
     WalObject,
     check_wal_file_name,
     object_name,
@@ -206,13 +205,3 @@ def fetch(storage: Storage, file: str, dest: Path, *, identity_file: Path | None
             os.unlink(dest)
         raise
     return FetchResult(file, obj.name, size)
-
-
-def list_archive(storage: Storage) -> list[tuple[WalObject, object]]:
-    """Every archived WAL object with its storage info, sorted by name."""
-    out = []
-    for info in storage.list(OBJECT_PREFIX):
-        obj = parse_object(info.name)
-        if obj is not None:
-            out.append((obj, info))
-    return out

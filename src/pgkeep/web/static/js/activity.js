@@ -56,7 +56,8 @@ export class Activity {
       }
     }
     const busy = this.summary && (this.summary.runningBackups.length || this.summary.runningRestores.length);
-    this.timer = setTimeout(() => this.poll(), busy ? BUSY_MS : IDLE_MS);
+    clearTimeout(this.timer); // an overlapping poll (after an action) must not leave two loops
+    if (this.running) this.timer = setTimeout(() => this.poll(), busy ? BUSY_MS : IDLE_MS);
   }
 
   render(summary) {

@@ -30,7 +30,7 @@ class Dashboard {
       onSummary: (s) => this.onSummary(s),
       onFinished: (ids) => this.onFinished(ids),
       onStarted: () => this.backups.load(),
-      onError: (e) => this.fail(e),
+      onError: (e) => this.fail(e, "poll"),
     });
   }
 
@@ -125,6 +125,7 @@ class Dashboard {
   }
 
   onSummary(summary) {
+    if (this.errorFrom === "poll") this.clearError(); // the server answers again
     this.summary = summary;
     const db = $("#database-name");
     db.hidden = !summary.database;
@@ -158,13 +159,16 @@ class Dashboard {
     if (text) this.statusTimer = setTimeout(() => { el.textContent = ""; }, STATUS_CLEAR_MS);
   }
 
-  fail(error) {
+  /** Show an error until dismissed; one from polling (`from` "poll") also goes when polling works again. */
+  fail(error, from = "action") {
     if (error.status === 401) return; // handled by unauthorized()
+    this.errorFrom = from;
     $("#error-text").textContent = error.message || String(error);
     $("#error-notice").hidden = false;
   }
 
   clearError() {
+    this.errorFrom = null;
     $("#error-notice").hidden = true;
     $("#error-text").textContent = "";
   }
