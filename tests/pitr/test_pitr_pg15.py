@@ -19,9 +19,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pitr_helpers import run_pgkeep, server_now, switch_and_wait_archived
+from pitr_helpers import APP_DB, PG15_BIN_DIR, Archiving, run_pgkeep, server_now, switch_and_wait_archived
 
-from conftest import APP_DB, PG15_BIN_DIR, Archiving
 from helpers import get_row
 from pgkeep.errors import InvalidRequestError
 from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
@@ -221,3 +220,19 @@ def test_the_api_lists_physical_backups_with_their_kind(pg15_archiving: Archivin
     assert response.status_code == 200, response.text
     (backup,) = [b for b in response.json()["backups"] if b["id"] == history.backup_id]
     assert backup["kind"] == "physical" and backup["endLsn"] and backup["walStart"]
+
+
+def test_a_rebuilt_catalog_knows_physical_backups(pg15_archiving: Archiving, history: History, tmp_path: Path) -> None:
+    from helpers import make_context
+    from pgkeep.services.rebuild import rebuild_catalog
+
+    fresh = make_context(tmp_path, pg15_archiving.url, storage_url=pg15_archiving.storage_url)
+    try:
+        report = rebuild_catalog(fresh)
+        assert history.backup_id in [entry["id"] for entry in report.imported], report.as_json()
+        assert report.problems == []
+        original, rebuilt = get_row(pg15_archiving.ctx, history.backup_id), get_row(fresh, history.backup_id)
+        for column in ("kind", "timeline", "start_lsn", "end_lsn", "backup_end_at", "wal_start", "wal_end"):
+            assert getattr(rebuilt, column) == getattr(original, column), column
+    finally:
+        fresh.close()

@@ -12,9 +12,8 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from pitr_helpers import switch_and_wait_archived
+from pitr_helpers import APP_DB, PG15_BIN_DIR, Archiving, switch_and_wait_archived
 
-from conftest import APP_DB, PG15_BIN_DIR, Archiving
 from helpers import get_row, make_context
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, utcnow

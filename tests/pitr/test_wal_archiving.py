@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from pitr_helpers import give_to_server_user, run_pgkeep, switch_and_wait_archived, wait_for
+from pitr_helpers import (
+    APP_DB,
+    PG15_BIN_DIR,
+    Archiving,
+    give_to_server_user,
+    run_pgkeep,
+    switch_and_wait_archived,
+    wait_for,
+)
 
-from conftest import APP_DB, PG15_BIN_DIR, Archiving
 from helpers import get_row, make_context
 from pgkeep.errors import RestoreFailedError
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
