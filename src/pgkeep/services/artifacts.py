@@ -317,23 +317,33 @@ def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = Non
 
 
 class _ChunkFile:
-    """A read()-able view of a chunk iterator, for tarfile's stream mode."""
+    """A read()-able view of a chunk iterator, for tarfile's stream mode.
+
+    tarfile reads in 512-byte blocks: the current chunk is consumed through
+    an offset, never re-sliced as a whole (that made unpacking quadratic).
+    """
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buf = b""
+        self._chunk = b""
+        self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+        parts: list[bytes] = []
+        want = n
+        while want != 0:
+            if self._pos >= len(self._chunk):
+                try:
+                    self._chunk, self._pos = next(self._chunks), 0
+                except StopIteration:
+                    break
+                continue
+            end = len(self._chunk) if want < 0 else min(len(self._chunk), self._pos + want)
+            parts.append(self._chunk[self._pos : end])
+            if want > 0:
+                want -= end - self._pos
+            self._pos = end
+        return b"".join(parts)
 
 
 def _check_directory(data: Iterator[bytes], tool: Tool, toc: list[str] | None = None) -> None:
