@@ -28,12 +28,10 @@ Order, and what is refused before anything is written:
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shlex
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -62,7 +60,7 @@ from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.conninfo import Target
 from pgkeep.pipeline import codecs, crypto
 from pgkeep.services.archive import PHYSICAL, physical_backups
-from pgkeep.services.artifacts import HashingReader
+from pgkeep.services.artifacts import HashingReader, extract_tar
 from pgkeep.services.context import Context
 from pgkeep.storage import locate
 from pgkeep.wal.naming import (
@@ -437,46 +435,9 @@ def decoded(ctx: Context, row: DatabaseBackup, reader: HashingReader) -> Iterato
     return codecs.decompress(stored, Compression(row.compression or "none"))
 
 
-class _ChunkReader(io.RawIOBase):
-    """A raw stream over an iterator of chunks, for tarfile (through io.BufferedReader).
-
-    tarfile reads in 512-byte blocks; serving them from the current chunk
-    by offset keeps unpacking linear in the data (no re-slicing of a large
-    buffer on every read).
-    """
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._chunk = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._chunk:
-            try:
-                self._chunk = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._chunk))
-        buffer[:n] = self._chunk[:n]
-        self._chunk = self._chunk[n:]
-        return n
-
-
 def extract_stream(chunks: Iterator[bytes], dest: Path) -> None:
     """Unpack a tar stream into a new private directory ``dest`` (the "data" filter: nothing outside it)."""
-    dest.mkdir(mode=0o700)
-    try:
-        with (
-            io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20) as raw,
-            tarfile.open(fileobj=raw, mode="r|") as tar,
-        ):
-            tar.extractall(dest, filter="data")
-    except tarfile.TarError as exc:
-        raise VerificationError(f"the backup is not a valid tar stream: {exc}") from None
-    for _ in chunks:  # the rest (tar padding): decompressed to the end, so a damaged tail is caught
-        pass
+    extract_tar(chunks, dest)
 
 
 def unpack_backup(ctx: Context, row: DatabaseBackup, dest: Path) -> None:
