@@ -25,5 +25,6 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e ".[api,demo,test]"
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -149,3 +149,21 @@ def test_a_dead_webhook_never_fails_the_backup(tmp_path: Path, source_db: DbHand
         assert check_freshness(ctx, now=utcnow() + timedelta(hours=27)) is True
     finally:
         ctx.close()
+
+
+def test_restore_start_and_end_are_notified(
+    tmp_path: Path, source_db: DbHandle, empty_db: DbHandle, receiver: Receiver
+) -> None:
+    from pgkeep.services.restore import RestoreOptions, resolve_backup, restore
+
+    ctx = _ctx(tmp_path, source_db.url, webhook_urls=receiver.url)
+    try:
+        result = create_backup(ctx)
+        restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url))
+    finally:
+        ctx.close()
+    started = receiver.wait_for("restore.started")
+    ended = receiver.wait_for("restore.succeeded")
+    assert started["backupId"] == ended["backupId"] == result.id
+    assert empty_db.name in ended["target"] and "restore" in ended["text"]
+    assert "secret" not in json.dumps(receiver.received) and "p%40ss" not in json.dumps(receiver.received)

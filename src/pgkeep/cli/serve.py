@@ -9,6 +9,7 @@ import typer
 
 from pgkeep.cli.main import app, err_console, state
 from pgkeep.errors import EXIT_CODES_HELP, ConfigError
+from pgkeep.observability.logs import configure as configure_logging
 from pgkeep.services import admin
 
 
@@ -62,5 +63,6 @@ def serve(
             "unless a TLS proxy is in front",
             markup=False,
         )
+    configure_logging()
     application = create_app(context, scheduler=not no_scheduler)
     uvicorn.run(application, host=host, port=port, log_level=log_level.lower())
