@@ -149,3 +149,30 @@ def test_scheduled_drill_restores_the_newest_backup_and_sets_the_metric(ctx: Con
     assert outcome.backup_id == newest.id
     assert manage.get_backup(ctx, newest.id)["lastVerifyLevel"] == "restore"
     assert b"\npgkeep_last_restore_drill_success_timestamp_seconds " in generate_latest(build_registry(ctx))
+
+
+def test_verifications_are_recorded_beside_the_backup_and_survive_a_catalog_rebuild(
+    tmp_path: Path, ctx: Context
+) -> None:
+    from pgkeep.services.rebuild import rebuild_catalog
+
+    result = create_backup(ctx)
+    manage.verify_backup(ctx, result.id, "checksum")
+    manage.verify_backup(ctx, result.id, "archive")
+    records = sorted(p.name for p in (tmp_path / "backups").glob("*.verification-*.json"))
+    assert len(records) == 2
+    shown = manage.get_backup(ctx, result.id)
+
+    # The catalog is lost; a rebuild from storage alone knows the last verification.
+    ctx.close()
+    (tmp_path / "catalog.db").unlink()
+    rebuilt = Context.build(ctx.settings)
+    try:
+        rebuild_catalog(rebuilt)
+        again = manage.get_backup(rebuilt, result.id)
+        assert again["lastVerifyLevel"] == "archive" and again["lastVerifyOk"] is True
+        assert again["lastVerifiedAt"] == shown["lastVerifiedAt"]
+        manage.delete_backup(rebuilt, result.id)
+    finally:
+        rebuilt.close()
+    assert list((tmp_path / "backups").iterdir()) == []

@@ -60,6 +60,41 @@ def owned_names(filename: str, metadata: dict[str, Any] | None = None) -> list[s
 CLEANUP_PENDING = "storageCleanupPending"
 
 
+VERIFICATION_MARK = ".verification-"
+
+
+def verification_name(filename: str, at: datetime) -> str:
+    """An immutable record of one verification, beside the backup (names sort by time)."""
+    return f"{filename}{VERIFICATION_MARK}{at.strftime('%Y%m%dT%H%M%S%f')}Z.json"
+
+
+def write_verification(storage: Storage, filename: str, record: dict[str, Any], at: datetime) -> str:
+    """Store one verification's level, outcome, time and duration next to the backup."""
+    name = verification_name(filename, at)
+    writer = storage.open_writer(name)
+    try:
+        writer.write(json.dumps({"kind": "pgkeep-verification", **record}, sort_keys=True, default=str).encode())
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return name
+
+
+def latest_verification(storage: Storage, filename: str, names: list[str]) -> dict[str, Any] | None:
+    """The newest verification record among ``names`` for ``filename`` (None if there is none)."""
+    records = sorted(n for n in names if n.startswith(filename + VERIFICATION_MARK))
+    if not records:
+        return None
+    with storage.open_reader(records[-1]) as reader:
+        data = reader.read(MAX_BYTES)
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def remove_backup_files(storage: Storage, filename: str, metadata: dict[str, Any] | None = None) -> None:
     """Remove what a backup left in storage: incomplete uploads, the artifact, companions, manifest.
 
@@ -67,8 +102,12 @@ def remove_backup_files(storage: Storage, filename: str, metadata: dict[str, Any
     storage cannot be reached, so the caller can retry later.
     """
     storage.remove_incomplete(filename)  # an upload whose abort never reached the server
-    for name in owned_names(filename, metadata):
+    *data_names, manifest = owned_names(filename, metadata)
+    for name in data_names:
         storage.delete(name)
+    for record in storage.list(prefix=filename + VERIFICATION_MARK):
+        storage.delete(record.name)
+    storage.delete(manifest)
 
 
 def _time(value: datetime | None) -> str | None:

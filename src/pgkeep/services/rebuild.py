@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -24,7 +25,7 @@ from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.errors import ObjectNotFoundError, VerificationError
 from pgkeep.observability.logs import get_logger
 from pgkeep.services.context import Context
-from pgkeep.services.manifest import SUFFIX, read_manifest, row_from_manifest
+from pgkeep.services.manifest import SUFFIX, latest_verification, read_manifest, row_from_manifest
 from pgkeep.storage import ObjectInfo, Storage
 from pgkeep.storage.base import check_object
 
@@ -89,6 +90,11 @@ def rebuild_catalog(ctx: Context, storage: Storage | None = None) -> RebuildRepo
         except VerificationError as exc:
             report.problems.append({**entry, "problem": exc.message})
             continue
+        verified = latest_verification(storage, filename, list(objects))
+        if verified and verified.get("startedAt"):
+            row.last_verified_at = datetime.fromisoformat(verified["startedAt"])
+            row.last_verify_level = verified.get("level")
+            row.last_verify_ok = bool(verified.get("valid"))
         with ctx.catalog.session() as session:
             session.add(row)
             session.commit()

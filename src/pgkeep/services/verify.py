@@ -32,6 +32,8 @@ from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.conninfo import Target
 from pgkeep.services.artifacts import Artifact, artifact_for_row, scan
 from pgkeep.services.context import Context
+from pgkeep.services.manifest import write_verification
+from pgkeep.storage import locate
 
 log = get_logger("pgkeep.verify")
 DRILL_PREFIX = "pgkeep_drill_"
@@ -110,6 +112,18 @@ def _record(ctx: Context, backup_id: str, result: VerifyResult, started: Any, du
         row = repo.get_backup(session, backup_id)
         row.last_verified_at, row.last_verify_level, row.last_verify_ok = started, result.level, result.valid
         session.commit()
+        filename, storage_url = row.filename, row.storage_url
+    # Also beside the backup, so a catalog rebuilt from storage knows it was verified.
+    if storage_url:
+        record = {
+            "backupId": backup_id, "filename": filename, "level": result.level, "valid": result.valid,
+            "message": result.message, "startedAt": started.isoformat(), "durationMs": duration_ms,
+        }
+        try:
+            storage, _ = locate(storage_url, ctx.settings)
+            write_verification(storage, filename, record, started)
+        except PgkeepError as exc:  # the catalog has it; storage may be down right now
+            log.warning("verification record not stored", backup_id=backup_id, error=exc.message)
     log.info("backup verified", backup_id=backup_id, level=result.level, valid=result.valid, duration_ms=duration_ms)
 
 
