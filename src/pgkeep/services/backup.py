@@ -205,7 +205,7 @@ def create_backup(
             )
             return _run(ctx, conn, job)
         except BaseException as exc:
-            message = _describe(exc)
+            message = describe_failure(exc)
             with contextlib.suppress(Exception), ctx.catalog.session() as session:
                 repo.update_backup(
                     session,
@@ -249,11 +249,33 @@ def _report_failure(ctx: Context, row: DatabaseBackup, message: str) -> None:
     )
 
 
+def encryption_metadata(recipients: Any) -> dict[str, Any]:
+    """What the catalog and manifest say about an encrypted backup: format and key fingerprints."""
+    return {"format": crypto.ENCRYPTION, "recipients": [crypto.fingerprint(str(r)) for r in recipients]}
+
+
+def completion_values(
+    row: DatabaseBackup, storage: Storage, sink: CompressingSink, checksum: str, metadata: dict[str, Any], duration: int
+) -> dict[str, Any]:
+    """The row's values once its artifact is committed: what makes it COMPLETED."""
+    return {
+        "status": BackupStatus.COMPLETED,
+        "size": sink.stored_bytes,
+        "bytes_written": sink.stored_bytes,
+        "checksum": checksum,
+        "metadata_": metadata,
+        "completed_at": utcnow(),
+        "duration_ms": duration,
+        "storage_url": storage.url_for(row.filename),
+    }
+
+
 def _failed(message: str, backup_id: str, hint: str | None) -> BackupFailedError:
     return BackupFailedError(f"backup failed: {message}", operation="backup", backup_id=backup_id, hint=hint)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """The cause of a failed backup, for its row's error_message (never a password)."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (SIGINT)"
     if isinstance(exc, PgkeepError):
@@ -362,20 +384,8 @@ def _store(
     if globals_info:
         metadata["globals"] = globals_info
     if job.recipients:
-        metadata["encryption"] = {
-            "format": crypto.ENCRYPTION,
-            "recipients": [crypto.fingerprint(str(r)) for r in job.recipients],
-        }
-    final: dict[str, Any] = {
-        "status": BackupStatus.COMPLETED,
-        "size": sink.stored_bytes,
-        "bytes_written": sink.stored_bytes,
-        "checksum": checksum,
-        "metadata_": metadata,
-        "completed_at": utcnow(),
-        "duration_ms": duration,
-        "storage_url": storage.url_for(row.filename),
-    }
+        metadata["encryption"] = encryption_metadata(job.recipients)
+    final = completion_values(row, storage, sink, checksum, metadata, duration)
     for key, value in final.items():
         setattr(row, key, value)  # the detached row, as the catalog is about to hold it
     # The manifest after the artifact, before COMPLETED: a manifest always describes
