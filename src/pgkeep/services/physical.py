@@ -52,7 +52,14 @@ from pgkeep.pipeline import codecs, crypto
 from pgkeep.pipeline.codecs import compressor, suffix
 from pgkeep.pipeline.stream import CHUNK, CompressingSink
 from pgkeep.pipeline.tarsniff import TarSniffer
-from pgkeep.services.backup import BackupResult, filename_timestamp, sanitize_prefix
+from pgkeep.services.backup import (
+    BackupResult,
+    completion_values,
+    describe_failure,
+    encryption_metadata,
+    filename_timestamp,
+    sanitize_prefix,
+)
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import PG_MANIFEST_SUFFIX, manifest_for, remove_backup_files, write_manifest
 from pgkeep.storage import Storage, locate
@@ -152,7 +159,7 @@ def create_physical_backup(
             job = _Job(target, tool, row, info, compression, storage, progress, t0, recipients, parent)
             return _run(ctx, conn, job)
         except BaseException as exc:
-            message = _describe(exc)
+            message = describe_failure(exc)
             with contextlib.suppress(Exception), ctx.catalog.session() as session:
                 repo.update_backup(
                     session, row.id, status=BackupStatus.FAILED, error_message=message, completed_at=utcnow(),
@@ -170,16 +177,6 @@ def create_physical_backup(
                     f"backup failed: {message}", operation="backup", backup_id=row.id, hint=hint
                 ) from None
             raise
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (SIGINT)"
-    if isinstance(exc, PgkeepError):
-        return exc.message
-    if isinstance(exc, psycopg.Error):
-        return f"database error: {str(exc).strip()}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _parent(ctx: Context, info: ClusterInfo) -> DatabaseBackup:
@@ -308,21 +305,8 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
         "physical": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in physical.items()},
     }
     if job.recipients:
-        metadata["encryption"] = {
-            "format": crypto.ENCRYPTION,
-            "recipients": [crypto.fingerprint(str(r)) for r in job.recipients],
-        }
-    final: dict[str, Any] = {
-        "status": BackupStatus.COMPLETED,
-        "size": sink.stored_bytes,
-        "bytes_written": sink.stored_bytes,
-        "checksum": checksum,
-        "metadata_": metadata,
-        "completed_at": utcnow(),
-        "duration_ms": duration,
-        "storage_url": storage.url_for(row.filename),
-        **physical,
-    }
+        metadata["encryption"] = encryption_metadata(job.recipients)
+    final = {**completion_values(row, storage, sink, checksum, metadata, duration), **physical}
     for key, value in final.items():
         setattr(row, key, value)
     write_manifest(storage, manifest_for(row))
