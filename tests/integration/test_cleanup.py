@@ -78,3 +78,29 @@ def test_cli_keep_and_cleanup_dry_run_json(tmp_path: Path, source_db: DbHandle) 
     assert released.returncode == 0
     done = subprocess.run([PGKEEP, "cleanup", "--json"], env=env, capture_output=True, text=True)
     assert json.loads(done.stdout)["deletedIds"] == [first]
+
+
+def test_files_that_cannot_be_removed_leave_the_backup_expired_and_the_next_cleanup_retries(
+    tmp_path: Path, source_db: DbHandle
+) -> None:
+    ctx = make_context(tmp_path, source_db.url, retention_daily=0, retention_weekly=0, retention_monthly=0)
+    backups = tmp_path / "backups"
+    try:
+        old, newest = create_backup(ctx).id, create_backup(ctx).id
+        _age(ctx, old, 3)
+        # Storage "down": the backup directory is replaced by a plain file, so nothing can be deleted.
+        backups.rename(tmp_path / "moved")
+        backups.write_text("not a directory")
+        first = manage.cleanup_expired(ctx)
+        assert first.deleted == [] and list(first.failed) == [old]
+        assert manage.get_backup(ctx, old)["status"] == "EXPIRED"
+        assert manage.get_backup(ctx, newest)["status"] == "COMPLETED"
+        # Storage back: the next cleanup finishes the job.
+        backups.unlink()
+        (tmp_path / "moved").rename(backups)
+        second = manage.cleanup_expired(ctx)
+        assert second.deleted == [old] and second.failed == {}
+        assert manage.get_backup(ctx, old)["status"] == "DELETED"
+        assert not any(name.startswith(manage.get_backup(ctx, old)["filename"]) for name in dir_entries(backups))
+    finally:
+        ctx.close()

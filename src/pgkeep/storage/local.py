@@ -129,8 +129,12 @@ class LocalStorage:
         return sorted(out, key=lambda o: o.name)
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self.path_for(name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot delete {name} in {self.root}: {exc.strerror}") from None
 
     def remove_incomplete(self, name: str) -> int:
         """Remove temporary files a crashed writer left for ``name``. Returns how many."""
