@@ -119,11 +119,18 @@ def find_server_bin_dir(preferred_major: int | None = None) -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports: all sockets are held open until every port is chosen."""
+    sockets = []
+    try:
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _conf_value(value: str) -> str:
@@ -131,7 +138,8 @@ def _conf_value(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
+def log_tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
+    """The end of a server's log, for error messages ("" if it cannot be read)."""
     try:
         return path.read_text(encoding="utf-8", errors="replace")[-chars:]
     except OSError:
@@ -396,7 +404,7 @@ class DevCluster:
 
     def _start_server(self, extra_conf: dict[str, str]) -> None:
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self.port = _free_port()
+            self.port = free_ports(1)[0]
             self._write_conf(extra_conf)
             result = self._run(
                 ["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "start"]
@@ -404,7 +412,7 @@ class DevCluster:
             if result.returncode == 0:
                 self._wait_ready()
                 return
-            log = _tail(self.log_file)
+            log = log_tail(self.log_file)
             port_taken = "could not bind" in log or "already in use" in log
             if not (port_taken and attempt < _START_ATTEMPTS):
                 raise ConfigError(
@@ -426,7 +434,7 @@ class DevCluster:
                 if time.monotonic() > deadline:
                     raise ConfigError(
                         f"PostgreSQL started but does not accept connections: {exc}\n"
-                        f"--- tail of {self.log_file} ---\n{_tail(self.log_file)}"
+                        f"--- tail of {self.log_file} ---\n{log_tail(self.log_file)}"
                     ) from exc
                 time.sleep(0.05)
 

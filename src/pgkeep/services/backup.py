@@ -424,15 +424,7 @@ def _dump_globals(
         # Role password hashes are secrets too: encrypted like the backup itself.
         sink = CompressingSink(writer, compressor(Compression.ZSTD, ctx.codec_options), recipients=recipients)
         with client_env(target) as env:
-            child = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, scrub=target.scrub)
-            try:
-                assert child.proc.stdout is not None
-                pump(child.proc.stdout, sink)
-                rc = child.wait()
-            except BaseException:
-                child.kill()
-                raise
-        failure = child.failure(rc)
+            failure = _stream_child(argv, env, target, sink)
         if failure:
             raise BackupFailedError(f"saving roles and tablespaces failed: {failure}")
         checksum = sink.finish()
@@ -453,13 +445,17 @@ def _dump_globals(
 def _dump_stream(
     tool: Tool, target: Target, env: dict[str, str], fmt: DumpFormat, snapshot: str, sink: CompressingSink
 ) -> None:
-    child = Child(
-        pg_dump_argv(tool, target, fmt, snapshot=snapshot),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        scrub=target.scrub,
-    )
+    failure = _stream_child(pg_dump_argv(tool, target, fmt, snapshot=snapshot), env, target, sink)
+    if failure:
+        raise BackupFailedError(failure)
+
+
+def _stream_child(argv: list[str], env: dict[str, str], target: Target, sink: CompressingSink) -> str | None:
+    """Run a client whose stdout is the data, pumped into ``sink``; return its failure, if any.
+
+    The child is killed if anything goes wrong on our side (storage, Ctrl-C).
+    """
+    child = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, scrub=target.scrub)
     try:
         assert child.proc.stdout is not None
         pump(child.proc.stdout, sink)
@@ -467,9 +463,7 @@ def _dump_stream(
     except BaseException:
         child.kill()
         raise
-    failure = child.failure(rc)
-    if failure:
-        raise BackupFailedError(failure)
+    return child.failure(rc)
 
 
 def _dump_directory(
