@@ -277,9 +277,12 @@ def _check_plain(data: Iterator[bytes]) -> None:
 
 def _collect_lines(stream: IO[bytes], out: list[str]) -> threading.Thread:
     def pump() -> None:
-        for raw in iter(stream.readline, b""):
-            out.append(raw.decode("utf-8", "replace").rstrip("\n"))
-        stream.close()
+        # On a failure path the child is killed and its pipes closed under this
+        # thread: a closed stream just ends the listing.
+        with contextlib.suppress(ValueError, OSError):
+            for raw in iter(stream.readline, b""):
+                out.append(raw.decode("utf-8", "replace").rstrip("\n"))
+            stream.close()
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
