@@ -10,7 +10,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pgkeep.errors import ConfigError
@@ -30,6 +30,8 @@ class S3RetryMode(StrEnum):
 
 
 MIB = 1 << 20
+# Scheduled jobs that are off unless their cron expression is set.
+OPTIONAL_CRONS = frozenset({"physical_backup_cron", "physical_incremental_cron"})
 
 
 class Compression(str, Enum):
@@ -146,7 +148,7 @@ class Settings(BaseSettings):
         default=Compression.ZSTD,
         validation_alias=AliasChoices("PGKEEP_COMPRESSION", "default_compression"),
     )
-    zstd_level: int = Field(default=3, ge=1, le=22, validation_alias=AliasChoices("PGKEEP_ZSTD_LEVEL", "zstd_level"))
+    zstd_level: int = Field(default=2, ge=1, le=22, validation_alias=AliasChoices("PGKEEP_ZSTD_LEVEL", "zstd_level"))
     zstd_threads: int = Field(
         default=-1,
         ge=-1,
@@ -210,6 +212,22 @@ class Settings(BaseSettings):
     drill_cron: str = Field(default="0 4 * * 0", validation_alias=AliasChoices("PGKEEP_DRILL_CRON", "drill_cron"))
     backup_cron: str = Field(default="0 2 * * *", validation_alias=AliasChoices("PGKEEP_BACKUP_CRON", "backup_cron"))
     cleanup_cron: str = Field(default="0 3 * * *", validation_alias=AliasChoices("PGKEEP_CLEANUP_CRON", "cleanup_cron"))
+    physical_backup_cron: str = Field(
+        default="",
+        validation_alias=AliasChoices("PGKEEP_PHYSICAL_BACKUP_CRON", "physical_backup_cron"),
+        description="scheduled full physical backup (crontab syntax; empty: none)",
+    )
+    physical_incremental_cron: str = Field(
+        default="",
+        validation_alias=AliasChoices("PGKEEP_PHYSICAL_INCREMENTAL_CRON", "physical_incremental_cron"),
+        description="scheduled incremental physical backup, PostgreSQL 17+ (crontab syntax; empty: none)",
+    )
+    pitr_data_root: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PGKEEP_PITR_DATA_ROOT", "pitr_data_root"),
+        description="directory under which the API creates point-in-time restores' data directories "
+        "(unset: the API refuses them)",
+    )
     schedule_timezone: str = Field(
         default="UTC", validation_alias=AliasChoices("PGKEEP_SCHEDULE_TIMEZONE", "schedule_timezone")
     )
@@ -231,10 +249,18 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PGKEEP_ALERT_NO_BACKUP_HOURS", "alert_no_backup_hours"),
     )
 
-    @field_validator("local_copy_dir", "age_identity_file", mode="before")
+    @field_validator("local_copy_dir", "age_identity_file", "pitr_data_root", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("pitr_data_root")
+    @classmethod
+    def _check_pitr_data_root(cls, value: Path | None) -> Path | None:
+        # Relative to what? The server's working directory is an accident of how it was started.
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
 
     @field_validator("age_recipients")
     @classmethod
@@ -259,11 +285,13 @@ class Settings(BaseSettings):
     def webhook_list(self) -> list[str]:
         return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
 
-    @field_validator("backup_cron", "cleanup_cron", "drill_cron")
+    @field_validator("backup_cron", "cleanup_cron", "drill_cron", "physical_backup_cron", "physical_incremental_cron")
     @classmethod
-    def _check_cron(cls, value: str) -> str:
+    def _check_cron(cls, value: str, info: ValidationInfo) -> str:
         from pgkeep.scheduler.ticks import trigger
 
+        if info.field_name in OPTIONAL_CRONS and not value.strip():
+            return ""  # that job is off
         try:
             trigger(value)
         except ValueError as exc:

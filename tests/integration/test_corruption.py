@@ -64,6 +64,26 @@ def test_flipped_byte_fails_verify_and_restore_leaves_target_untouched(
     assert schema_snapshot(source_db.conninfo) == before_schema
 
 
+@pytest.mark.parametrize("compression", [Compression.NONE, Compression.ZSTD], ids=lambda v: v.value)
+def test_damage_after_the_toc_is_caught_while_loading_and_rolled_back(
+    ctx: Context, source_db: DbHandle, compression: Compression
+) -> None:
+    """A restore reads only the archive's head before it starts; a byte changed near the
+    end is found by the load's own checksum pass, before psql may COMMIT."""
+    backup_id = create_backup(ctx, fmt=DumpFormat.CUSTOM, compression=compression).id
+    change(source_db)
+    before = fingerprint(source_db.conninfo)
+    before_schema = schema_snapshot(source_db.conninfo)
+    path = stored_path(ctx, backup_id)
+    flip_byte(path, offset=len(path.read_bytes()) - 40)
+
+    with pytest.raises(VerificationError, match="checksum mismatch") as info:
+        restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(safety_backup=False))
+    assert info.value.backup_id == backup_id
+    assert fingerprint(source_db.conninfo) == before
+    assert schema_snapshot(source_db.conninfo) == before_schema
+
+
 def test_corrupt_catalogued_file_restored_by_path_is_refused(
     ctx: Context, source_db: DbHandle
 ) -> None:

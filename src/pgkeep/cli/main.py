@@ -98,19 +98,35 @@ def run() -> None:
     _run()
 
 
-def _run() -> None:
-    from pgkeep.cli import wal as _wal  # noqa: F401
+# The module that registers each command (pgkeep.cli.wal's are always registered). A
+# command's process imports only its own module: archive_command and restore_command
+# start one process per WAL file, and a backup should not pay for the API's imports.
+# Anything else (no command, --help, a typo) registers every command.
+_COMMAND_MODULES = {
+    **dict.fromkeys(("backup", "list", "show", "verify", "delete", "cleanup", "keep"), "backups"),
+    "restore": "restore",
+    "admin": "admin",
+    "catalog": "catalog",
+    "db": "db",
+    "demo": "demo",
+    "serve": "serve",
+    "worker": "worker",
+    **dict.fromkeys(("wal-push", "wal-fetch", "archive"), "wal"),
+}
+_ALL_MODULES = ("backups", "restore", "admin", "catalog", "db", "demo", "serve", "worker")
 
-    # archive_command and restore_command start one process per WAL file: they register
-    # only their own commands, and skip importing the catalog and services.
-    if sys.argv[1:2] not in (["wal-push"], ["wal-fetch"]):
-        from pgkeep.cli import admin as _admin  # noqa: F401
-        from pgkeep.cli import backups, restore  # noqa: F401  (register commands)
-        from pgkeep.cli import catalog as _catalog  # noqa: F401
-        from pgkeep.cli import db as _db  # noqa: F401
-        from pgkeep.cli import demo as _demo  # noqa: F401
-        from pgkeep.cli import serve as _serve  # noqa: F401
-        from pgkeep.cli import worker as _worker  # noqa: F401
+
+def _register_commands(argv: list[str]) -> None:
+    import importlib
+
+    importlib.import_module("pgkeep.cli.wal")
+    name = _COMMAND_MODULES.get(argv[1]) if len(argv) > 1 else None
+    for module in (name,) if name else _ALL_MODULES:
+        importlib.import_module(f"pgkeep.cli.{module}")
+
+
+def _run() -> None:
+    _register_commands(sys.argv)
 
     # Commands report errors themselves, as one line; log records stay quiet
     # unless a long-running command (worker, serve) configures logging.

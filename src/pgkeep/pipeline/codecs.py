@@ -38,7 +38,7 @@ class _Identity:
 
 @dataclass(frozen=True)
 class CodecOptions:
-    zstd_level: int = 3
+    zstd_level: int = 2
     zstd_threads: int = -1
     gzip_level: int = 6
 

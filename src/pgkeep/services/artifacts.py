@@ -211,6 +211,15 @@ def check_digest(artifact: Artifact, reader: HashingReader) -> None:
         )
 
 
+def explain_damage(artifact: Artifact, reader: HashingReader, exc: VerificationError) -> None:
+    """A stream that failed to decode: raise the checksum mismatch if there is one (it says
+    more than the decoder's complaint), else tag ``exc`` with the backup it came from."""
+    with contextlib.suppress(OSError, ValueError):
+        reader.drain()
+        check_digest(artifact, reader)
+    exc.backup_id = artifact.backup_id
+
+
 def pg_restore_for(artifact: Artifact, configured_dir: Path | None) -> Tool:
     """A pg_restore that can read the archive: at least as new as the pg_dump that wrote it."""
     if artifact.dump_major is not None:
@@ -251,15 +260,34 @@ def scan(
             _check_directory(data, pg_restore_for(artifact, pg_bin_dir), toc)
         reader.drain()
     except VerificationError as exc:
-        # A checksum mismatch explains a corrupt stream better than the decoder's complaint.
-        reader.drain()
-        check_digest(artifact, reader)
-        exc.backup_id = artifact.backup_id
+        explain_damage(artifact, reader, exc)
         raise
     finally:
         reader.close()
     check_digest(artifact, reader)
     return reader.hexdigest()
+
+
+def read_toc(artifact: Artifact, *, pg_bin_dir: Path | None) -> list[str]:
+    """A custom archive's table of contents, read from its head only.
+
+    A restore that checks the stored bytes before it commits needs no full
+    pass beforehand: this gives the ``pg_restore --list`` lines for the
+    privilege check at the cost of the first few megabytes, not the whole
+    archive. Directory archives keep their TOC at the end: use :func:`scan`.
+    """
+    if artifact.fmt is not DumpFormat.CUSTOM:
+        raise ValueError(f"read_toc reads custom archives, not {artifact.fmt.value}")
+    reader = HashingReader(artifact.open())
+    toc: list[str] = []
+    try:
+        _check_custom(artifact.decoded(reader.chunks()), pg_restore_for(artifact, pg_bin_dir), toc, whole=False)
+    except VerificationError as exc:
+        explain_damage(artifact, reader, exc)
+        raise
+    finally:
+        reader.close()
+    return toc
 
 
 def _check_plain(data: Iterator[bytes]) -> None:
@@ -289,7 +317,9 @@ def _collect_lines(stream: IO[bytes], out: list[str]) -> threading.Thread:
     return thread
 
 
-def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = None) -> None:
+def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = None, *, whole: bool = True) -> None:
+    """Feed the archive to ``pg_restore --list``; with ``whole``, decompress to its end even
+    after pg_restore stopped reading (it stops after the TOC), so the stream is checked too."""
     child = Child(
         pg_restore_list_argv(tool), env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
@@ -304,6 +334,8 @@ def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = Non
                     stdin.write(chunk)
                 except BrokenPipeError:
                     stdin = None  # pg_restore read the TOC and stopped; keep decompressing
+            if stdin is None and not whole:
+                break
         if stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 stdin.close()

@@ -1,11 +1,14 @@
 """Restoring a backup: verify first, then replace the target's contents.
 
-Order: the artifact is read in full and its checksum and archive checked
-before the target is touched; the person confirms; then the target is
+Order: the options and the restoring role's rights are checked (from the
+archive's table of contents); the person confirms; then the target is
 emptied and the backup loaded *in one transaction* (psql
 --single-transaction, ON_ERROR_STOP), so any error leaves the target as it
-was. The stored bytes are hashed again while restoring; if they changed in
-between, psql is killed before it can COMMIT.
+was. The stored bytes are hashed while they are loaded, and psql sees the
+end of its input (and COMMITs) only once the hash matches the catalog's:
+a damaged backup is found before anything changes, in one pass over it.
+A dry run, a backup without a recorded checksum, a directory archive or a
+selective restore reads the whole artifact first instead (:func:`scan`).
 
 Parallel restore (``jobs > 1``) cannot be one transaction: the target is
 emptied, then ``pg_restore --jobs`` loads it; a failure leaves it partial.
@@ -36,6 +39,7 @@ from pgkeep.errors import (
     NotConfirmedError,
     PgkeepError,
     RestoreFailedError,
+    VerificationError,
 )
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
@@ -52,8 +56,10 @@ from pgkeep.services.artifacts import (
     artifact_for_file,
     artifact_for_row,
     check_digest,
+    explain_damage,
     extract_tar,
     pg_restore_for,
+    read_toc,
     scan,
 )
 from pgkeep.services.context import Context
@@ -161,7 +167,15 @@ def restore(
     """
     _check_options(artifact, options)
     toc: list[str] = []
-    checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, toc=toc)
+    if _checked_while_loading(artifact, options):
+        # The load itself checks every stored byte against the checksum before it
+        # commits (or, in parallel, before the target is emptied): reading the whole
+        # backup twice would only double the time. The TOC comes from its head.
+        if artifact.fmt is DumpFormat.CUSTOM:
+            toc = read_toc(artifact, pg_bin_dir=ctx.settings.pg_bin_dir)
+        checksum = str(artifact.checksum)
+    else:
+        checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, toc=toc)
     if options.dry_run:
         return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True)
     target = (
@@ -235,6 +249,18 @@ def restore(
     ctx.notifier.send("restore.succeeded", f"restore of {artifact.name} into {where} succeeded",
                       backupId=artifact.backup_id, target=where)
     return RestoreOutcome(message, checksum, False, safety_id, terminated)
+
+
+def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:
+    """Whether the restore checks the stored bytes before anything is committed, so no
+    separate verification pass is needed first: a known checksum, a stream-restorable
+    format, and a whole-database restore (selective restores read the archive their way)."""
+    return (
+        not options.dry_run
+        and artifact.checksum is not None
+        and artifact.fmt in (DumpFormat.CUSTOM, DumpFormat.PLAIN)
+        and not (options.tables or options.schemas)
+    )
 
 
 def _inspect_target(target: Target) -> tuple[bool, bool, int]:
@@ -369,9 +395,11 @@ def _restore_single_transaction(
                 raise RestoreFailedError(
                     f"restore failed, nothing was changed (the transaction was rolled back): {failure}"
                 )
-    except BaseException:
+    except BaseException as exc:
         for child in reversed(children):
             child.kill()
+        if isinstance(exc, VerificationError):
+            explain_damage(artifact, reader, exc)
         raise
     finally:
         reader.close()

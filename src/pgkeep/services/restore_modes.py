@@ -40,7 +40,14 @@ from pgkeep.pgtools.commands import pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child
 from pgkeep.pipeline.sqlfilter import adapt_for_server
-from pgkeep.services.artifacts import Artifact, HashingReader, check_digest, extract_tar, pg_restore_for
+from pgkeep.services.artifacts import (
+    Artifact,
+    HashingReader,
+    check_digest,
+    explain_damage,
+    extract_tar,
+    pg_restore_for,
+)
 from pgkeep.services.context import Context
 
 if TYPE_CHECKING:
@@ -360,6 +367,9 @@ def stage_archive(artifact: Artifact, staging: Path) -> Path:
                 for chunk in stored:
                     fh.write(chunk)
         reader.drain()
+    except VerificationError as exc:
+        explain_damage(artifact, reader, exc)
+        raise
     finally:
         reader.close()
     check_digest(artifact, reader)
