@@ -11,13 +11,13 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from helpers import make_context
+from helpers import make_context, s3_env
 from pgkeep.devcluster import SERVER_OS_USER, DevCluster
 from pgkeep.services.context import Context
 
@@ -152,13 +152,15 @@ APP_DB = "app"
 
 @dataclass
 class Archiving:
-    """A running cluster whose archive_command is ``pgkeep wal-push`` into ``storage``."""
+    """A running cluster whose archive_command is ``pgkeep wal-push`` into ``storage``
+    (or into the storage that ``storage_env`` names, e.g. an S3 bucket)."""
 
     cluster: DevCluster
     root: Path  # owned by the server's OS user: storage, config, restored data directories
     storage: Path
     config: Path
     ctx: Context
+    storage_env: dict[str, str] = field(default_factory=dict)  # PGKEEP_* storage settings, when not local
 
     @property
     def url(self) -> str:
@@ -166,7 +168,7 @@ class Archiving:
 
     @property
     def storage_url(self) -> str:
-        return f"file://{self.storage}"
+        return self.storage_env.get("PGKEEP_STORAGE_URL", f"file://{self.storage}")
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for the pgkeep CLI on this cluster and archive."""
@@ -175,6 +177,7 @@ class Archiving:
             "PGKEEP_CATALOG_URL": self.ctx.settings.catalog_url,
             "PGKEEP_STORAGE_URL": self.storage_url,
             "PGKEEP_STATE_DIR": str(self.ctx.settings.state_dir),
+            **self.storage_env,
             **extra,
         }
 
@@ -183,20 +186,26 @@ class Archiving:
         return self.root / name
 
 
-def start_archiving(bin_dir: Path, tmp: Path, extra_conf: dict[str, str] | None = None) -> Archiving:
+def start_archiving(
+    bin_dir: Path, tmp: Path, extra_conf: dict[str, str] | None = None, storage: dict[str, Any] | None = None
+) -> Archiving:
+    """A cluster archiving into a local directory, or into the storage that ``storage``
+    settings describe (``make_settings`` overrides, ``storage_url`` included)."""
     root = server_user_dir("pgkeep-pitr-")
-    storage = root / "archive"
-    storage.mkdir(mode=0o700)
-    give_to_server_user(storage)
-    config = write_env(root / "pgkeep.env", {"PGKEEP_STORAGE_URL": f"file://{storage}"})
+    local = root / "archive"
+    local.mkdir(mode=0o700)
+    give_to_server_user(local)
+    overrides = storage or {"storage_url": f"file://{local}"}
+    storage_env = s3_env(overrides) if storage else {}
+    config = write_env(root / "pgkeep.env", s3_env(overrides))
     cluster = DevCluster.start(bin_dir, extra_conf=archive_conf(config, extra_conf))
     try:
         cluster.create_database(APP_DB)
-        ctx = make_context(tmp, cluster.url(APP_DB), storage_url=f"file://{storage}", pg_bin_dir=bin_dir)
+        ctx = make_context(tmp, cluster.url(APP_DB), pg_bin_dir=bin_dir, **overrides)
     except BaseException:
         cluster.stop()
         raise
-    return Archiving(cluster, root, storage, config, ctx)
+    return Archiving(cluster, root, local, config, ctx, storage_env)
 
 
 def stop_archiving(arch: Archiving) -> None:

@@ -25,14 +25,30 @@ ToTimeOpt = Annotated[
     str | None, typer.Option("--to-time", help="Physical: recover to this time (ISO 8601; without a zone: UTC).")
 ]
 ToLsnOpt = Annotated[str | None, typer.Option("--to-lsn", help="Physical: recover to this WAL location (LSN).")]
-ToXidOpt = Annotated[str | None, typer.Option("--to-xid", help="Physical: recover to this transaction id.")]
+ToXidOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to-xid",
+        help="Physical: recover to the commit of this transaction id (64-bit with epoch, or 32-bit). "
+        "Default base backup: the newest that ended before the transaction started, else the oldest.",
+    ),
+]
 ToNameOpt = Annotated[
-    str | None, typer.Option("--to-name", help="Physical: recover to this restore point (pg_create_restore_point).")
+    str | None,
+    typer.Option(
+        "--to-name",
+        help="Physical: recover to this restore point (pg_create_restore_point). Its position is unknown "
+        "to the catalog, so the default base backup is the OLDEST (replays more WAL; --backup picks another).",
+    ),
 ]
 LatestOpt = Annotated[bool, typer.Option("--latest", help="Physical: recover all archived WAL (the default target).")]
 BackupOpt = Annotated[
     str | None,
-    typer.Option("--backup", help="Physical: the base backup (default: the newest that ended before the target)."),
+    typer.Option(
+        "--backup",
+        help="Physical: the base backup (default: the newest that ended before the target; "
+        "see --to-xid and --to-name).",
+    ),
 ]
 StartOpt = Annotated[
     bool, typer.Option("--start", help="Physical: start the server, wait for recovery, report where it stopped.")

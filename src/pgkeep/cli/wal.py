@@ -7,6 +7,11 @@ their settings come from the environment or from ``--config FILE`` (a
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -25,9 +30,21 @@ from pgkeep.wal import archive as wal
 FETCH_NOT_FOUND = 1
 FETCH_ABORT = 128
 
+# wal-push's time budget. PostgreSQL retries a failed archive_command itself (three times,
+# a second apart, then at the next segment or a minute later) and archives nothing else
+# while one runs, and a shutdown waits for it: a push that kept retrying for minutes (the
+# general S3 settings allow 5 attempts of up to 10 s connect + 60 s read per request)
+# would only hold the archiver up. So each request gets a short budget, never longer than
+# configured, and the whole push a deadline: worst case about PUSH_DEADLINE_S, and a
+# server that refuses connections fails the push within a few seconds.
+PUSH_MAX_ATTEMPTS = 3
+PUSH_CONNECT_TIMEOUT_S = 5.0
+PUSH_READ_TIMEOUT_S = 15.0
+PUSH_DEADLINE_S = 60.0
+
 PUSH_HELP = (
     "Exit codes: 0 the file is archived (now, or earlier with the same content); "
-    "1 not archived (storage unreachable, or the archive holds a DIFFERENT file of that name): "
+    "1 not archived (storage unreachable or too slow, or the archive holds a DIFFERENT file of that name): "
     "PostgreSQL keeps the file and retries; 2 bad arguments; 6 configuration error."
 )
 FETCH_HELP = (
@@ -62,25 +79,83 @@ def load_config(config: Path | None) -> Settings:
     return load_settings(_env_file=config)
 
 
+def push_settings(settings: Settings) -> Settings:
+    """``settings`` with wal-push's short per-request S3 budget (never longer than configured)."""
+    return settings.model_copy(
+        update={
+            "s3_max_attempts": min(settings.s3_max_attempts, PUSH_MAX_ATTEMPTS),
+            "s3_connect_timeout": min(settings.s3_connect_timeout, PUSH_CONNECT_TIMEOUT_S),
+            "s3_read_timeout": min(settings.s3_read_timeout, PUSH_READ_TIMEOUT_S),
+        }
+    )
+
+
+@contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """Exit the process with status 1 if the block still runs after ``seconds`` (0: no limit).
+
+    A hard exit, not an exception: botocore turns unknown exceptions raised
+    inside a request into retryable errors, and cleaning up (aborting an
+    upload) may itself wait on the unreachable storage. wal-push must survive
+    being killed at any point anyway (PostgreSQL may die mid-push): storage
+    commits are atomic, a leftover partial upload is invisible, and if the
+    push did complete just before the deadline, PostgreSQL's retry finds the
+    same content and succeeds.
+    """
+    if seconds <= 0:
+        yield
+        return
+
+    def expire() -> None:
+        sys.stderr.write(
+            f"error: {what}: gave up after {seconds:g} s: the storage is not answering "
+            "(PostgreSQL keeps the file and retries)\n"
+        )
+        sys.stderr.flush()
+        os._exit(int(ExitCode.FAILED))
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 @app.command("wal-push", epilog=PUSH_HELP)
 def wal_push(
     path: Annotated[Path, typer.Argument(metavar="%p", help="The WAL file, as PostgreSQL's %p gives it.")],
     config: ConfigOpt = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            min=0,
+            help="Give up (exit 1, PostgreSQL retries) after this many seconds; 0: no limit. Each S3 request "
+            f"also gets at most {PUSH_MAX_ATTEMPTS} attempts, {PUSH_CONNECT_TIMEOUT_S:g} s to connect and "
+            f"{PUSH_READ_TIMEOUT_S:g} s per read (lower PGKEEP_S3_* values win).",
+        ),
+    ] = PUSH_DEADLINE_S,
 ) -> None:
     """Archive one WAL file: use as archive_command = 'pgkeep wal-push --config FILE %p'.
 
     Compresses (PGKEEP_COMPRESSION), encrypts (PGKEEP_AGE_RECIPIENTS) and
     stores it under PGKEEP_STORAGE_URL as wal-<file>.<sha256>...; succeeds
-    only once it is stored. Quiet on success.
+    only once it is stored. Quiet on success. Fails within --timeout seconds
+    when the storage is down, so the server's archiver is never held up long.
     """
-    s = load_config(config)
-    wal.push(
-        open_storage(s.storage_url, s),
-        path,
-        compression=s.default_compression,
-        codec_options=CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level),
-        recipients=parse_recipients(s.age_recipients),
-    )
+    with deadline(timeout, f"wal-push {path.name}"):
+        s = push_settings(load_config(config))
+        wal.push(
+            open_storage(s.storage_url, s),
+            path,
+            compression=s.default_compression,
+            codec_options=CodecOptions(
+                zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level
+            ),
+            recipients=parse_recipients(s.age_recipients),
+        )
 
 
 @app.command("wal-fetch", epilog=FETCH_HELP)

@@ -218,6 +218,45 @@ def _server_now(conn: psycopg.Connection) -> datetime:
     return when
 
 
+def _full_xid(xid32: int, near: int) -> int:
+    """The 64-bit id of 32-bit ``xid32``, in the epoch that puts it within 2^31 of ``near``."""
+    delta = (xid32 - near + (1 << 31)) % (1 << 32) - (1 << 31)
+    return near + delta
+
+
+def _next_xid(conn: psycopg.Connection) -> int | None:
+    """A transaction id (64-bit, with epoch) below which every id was assigned when the backup ended.
+
+    Read after pg_basebackup returned: a transaction with this id or a later
+    one started, hence committed, after the backup was consistent, so a
+    ``--to-xid`` restore can start from this backup (services/pitr.py).
+    Not ``pg_current_xact_id()``, which assigns an id (and writes WAL). A
+    snapshot's xmax alone is one past the newest *completed* transaction: a
+    transaction whose commit record is written but which has not left the
+    proc array yet (waiting for a synchronous standby) is at or above it. So
+    the top-level ids still running, read *before* the snapshot, raise it.
+    Best effort: without it, a restore to an XID falls back to the oldest backup.
+    """
+    snapshot = (
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"
+        if conn.info.server_version >= 130000
+        else "SELECT txid_snapshot_xmax(txid_current_snapshot())::text"
+    )
+    try:
+        # Autocommit: each statement is its own transaction, so each reads the present.
+        running = conn.execute(
+            "SELECT backend_xid::text FROM pg_stat_activity WHERE backend_xid IS NOT NULL "
+            "UNION ALL SELECT transaction::text FROM pg_prepared_xacts"
+        ).fetchall()
+        row = conn.execute(snapshot).fetchone()
+    except psycopg.Error as exc:
+        log.warning("cannot read the next transaction id", error=str(exc).strip())
+        return None
+    assert row is not None
+    xmax = int(row[0])
+    return max([xmax, *(_full_xid(int(r[0]), xmax) + 1 for r in running)])
+
+
 def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
     row, storage = job.row, job.storage
     last_catalog = [0.0]
@@ -257,6 +296,7 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
             if failure:
                 raise BackupFailedError(failure)
             backup_end = _server_now(conn)
+            next_xid = _next_xid(conn)
             label, pg_manifest = sniffer.members.get("backup_label"), sniffer.members.get("backup_manifest")
             if not sniffer.ended or label is None or pg_manifest is None:
                 raise BackupFailedError("pg_basebackup's output is incomplete (no end of archive, label or manifest)")
@@ -304,6 +344,9 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
         # Also here, so pgkeep's manifest (and a rebuilt catalog) carries them.
         "physical": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in physical.items()},
     }
+    if next_xid is not None:
+        # Metadata only, not a column: `physical` above is also written into the row's columns.
+        metadata["physical"]["nextXid"] = next_xid
     if job.recipients:
         metadata["encryption"] = encryption_metadata(job.recipients)
     final = {**completion_values(row, storage, sink, checksum, metadata, duration), **physical}

@@ -6,7 +6,9 @@ Order, and what is refused before anything is written:
    data directory must be absent or empty (a running cluster's never is).
 2. The base backup is chosen: the newest COMPLETED physical backup that
    ended at or before the target (or the one named), with its incremental
-   chain. A target before the oldest backup's end, or after the end of the
+   chain. For an XID, "ended before" is judged by the next transaction id
+   recorded at the backup's end; a restore point's position is unknown, so
+   it gets the oldest backup (:func:`choose_base`). A target before the oldest backup's end, or after the end of the
    archived WAL (unless ``latest``), or a hole in the archive between the
    backup and the target, is refused.
 3. The backup (each link of a chain) is streamed from storage, decrypted,
@@ -274,7 +276,10 @@ def _choose(ctx: Context, options: PitrOptions) -> list[DatabaseBackup]:
             f"which is consistent from {format_end(oldest)}",
             hint="a physical backup can only be rolled forward; restore a logical backup for older data",
         )
-    return _chain(ctx, max(usable, key=lambda r: (_end(r), r.started_at)))
+    chosen, warning = choose_base(usable, target)
+    if warning:
+        log.warning(warning, backup_id=chosen.id, target=target.describe())
+    return _chain(ctx, chosen)
 
 
 def format_end(row: DatabaseBackup) -> str:
@@ -282,11 +287,93 @@ def format_end(row: DatabaseBackup) -> str:
 
 
 def _usable(row: DatabaseBackup, target: RecoveryTarget) -> bool:
+    """Whether recovery from ``row`` can stop at ``target``, as far as the catalog knows.
+
+    Times and LSNs are compared with the backup's end. An XID or a restore
+    point cannot be placed in the WAL from the catalog, so every backup may
+    do (:func:`choose_base` prefers safe ones; recovery fails loudly if the
+    target lies before the chosen backup's end).
+    """
     if target.time is not None:
         return _end(row) <= target.time
     if target.lsn is not None:
         return row.end_lsn is not None and parse_lsn(row.end_lsn) <= target.lsn
     return True
+
+
+XID_SPACE = 1 << 32  # PostgreSQL's 32-bit transaction ids wrap around; an epoch counts the wraps
+
+
+def next_xid_of(row: DatabaseBackup) -> int | None:
+    """The first transaction id (64-bit, with epoch) not yet assigned when ``row`` ended.
+
+    Recorded by services/physical.py (``metadata.physical.nextXid``, so manifests and a
+    rebuilt catalog carry it); None for rows taken before it was recorded.
+    """
+    value = ((row.metadata_ or {}).get("physical") or {}).get("nextXid")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def xid_assigned_after(xid: int, next_xid: int) -> bool:
+    """Whether transaction ``xid`` was assigned at or after ``next_xid`` (so it committed later).
+
+    A target of 2^32 or more carries its epoch (``pg_current_xact_id()``,
+    ``txid_current()``) and compares exactly. A smaller one may be a bare
+    32-bit id (``xmin``, ``backend_xid``, the server log): it is placed in the
+    epoch that puts it nearest to the backup's next id, the way PostgreSQL
+    compares 32-bit ids (``TransactionIdFollowsOrEquals``: modulo 2^32,
+    within 2^31). Taking the backup's own epoch instead would misplace a
+    target from just before an epoch wrap, for a backup taken just after it.
+    """
+    if xid >= XID_SPACE:
+        return xid >= next_xid
+    return (xid - next_xid) % XID_SPACE < XID_SPACE // 2
+
+
+def choose_base(usable: list[DatabaseBackup], target: RecoveryTarget) -> tuple[DatabaseBackup, str | None]:
+    """The base backup for ``target`` among ``usable`` ones (pure), and a warning if it is a guess.
+
+    - time, LSN, latest: the newest (its end is known to be at or before the target);
+    - XID: the newest whose next transaction id at its end is at or below the
+      target, so the target transaction started, hence committed, after the
+      backup was consistent. If none qualifies (the target started before every
+      backup ended, or the rows predate the recorded id), the OLDEST: it replays
+      the most WAL and is the likeliest to pass the target; if the target
+      committed before even that backup ended, recovery stops with an error;
+    - restore point name: the OLDEST. Where ``pg_create_restore_point`` wrote
+      its record is unknown to the catalog; an older backup only replays more
+      WAL, a newer one may have started after the point and never reach it.
+      ``--backup`` chooses a newer one when the operator knows better.
+    """
+    newest_first = sorted(usable, key=lambda r: (_end(r), r.started_at), reverse=True)
+    oldest = newest_first[-1]
+    if target.kind is TargetKind.XID:
+        xid = int(str(target.value))
+        for row in newest_first:
+            next_xid = next_xid_of(row)
+            if next_xid is not None and xid_assigned_after(xid, next_xid):
+                return row, None
+        return oldest, (
+            f"no physical backup is known to have ended before transaction {xid} started; "
+            f"using the oldest, {oldest.id}: if the transaction committed before it ended, "
+            "recovery stops with an error"
+        )
+    if target.kind is TargetKind.NAME:
+        return oldest, None
+    return newest_first[0], None
+
+
+def target_hint(target: RecoveryTarget, backup_id: str) -> str:
+    """What to try when recovery to ``target`` from ``backup_id`` stopped short."""
+    if target.kind in (TargetKind.XID, TargetKind.NAME):
+        return (
+            f"; if the {target.kind.value} target lies before the end of backup {backup_id}, "
+            "recovery cannot stop at it: restore with --backup an older one (`pgkeep list --json`)"
+        )
+    return ""
 
 
 def _check_archive(plan: _Plan, target: RecoveryTarget, files: list[ArchivedFile]) -> None:
@@ -601,7 +688,8 @@ def _wait_for_recovery(
                 f"{_recovery_failure(result.log_file)}",
                 operation="restore",
                 backup_id=result.backup_id,
-                hint=f"the server log is {result.log_file}; the data directory is left for inspection",
+                hint=f"the server log is {result.log_file}; the data directory is left for inspection"
+                + target_hint(options.target, result.backup_id),
             )
         try:
             with psycopg.connect(target.connect_conninfo(), autocommit=True) as conn:
