@@ -88,14 +88,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PGKEEP_S3_SECRET_ACCESS_KEY", "s3_secret_access_key"),
     )
     s3_part_size: int = Field(
-        default=16 * MIB,
+        default=5 * MIB,
         ge=5 * MIB,  # S3's minimum for every part but the last
         le=5 * 1024 * MIB,
         validation_alias=AliasChoices("PGKEEP_S3_PART_SIZE", "s3_part_size"),
-        description="bytes per multipart part; memory use is part size x (concurrency + 1)",
+        description="bytes per multipart part (doubling every 1,000 parts); memory use is part size x (concurrency + 1)",
     )
     s3_max_concurrency: int = Field(
-        default=4,
+        default=2,
         ge=1,
         le=64,
         validation_alias=AliasChoices("PGKEEP_S3_MAX_CONCURRENCY", "s3_max_concurrency"),

@@ -22,8 +22,17 @@ from pgkeep.config import S3RetryMode, Settings
 from pgkeep.devs3 import DevS3
 from pgkeep.errors import ConfigError, ObjectNotFoundError, StorageError
 from pgkeep.storage import locate, open_storage
+from pgkeep.storage import s3 as s3_module
 from pgkeep.storage.base import Storage, iter_chunks
-from pgkeep.storage.s3 import S3Options, S3Storage, parse_s3_url
+from pgkeep.storage.s3 import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    PARTS_PER_STEP,
+    S3Options,
+    S3Storage,
+    parse_s3_url,
+    part_size_for,
+)
 
 
 def data_of(size: int, seed: int = 7) -> bytes:
@@ -96,6 +105,29 @@ def test_options_from_settings_and_their_limits() -> None:
         S3Options(part_size=MIB)
     with pytest.raises(ConfigError, match="together"):
         S3Options(access_key_id="k")
+
+
+def test_part_size_doubles_every_step_up_to_s3s_maximum() -> None:
+    base = 8 * MIB
+    assert [part_size_for(n, base) for n in (1, PARTS_PER_STEP, PARTS_PER_STEP + 1)] == [base, base, 2 * base]
+    assert part_size_for(3 * PARTS_PER_STEP + 1, base) == 8 * base
+    assert part_size_for(MAX_PARTS, base) == 4096 * MIB  # 8 MiB x 2^9
+    assert part_size_for(MAX_PARTS, 2 * base) == MAX_PART_SIZE  # 8 GiB would exceed S3's 5 GiB
+    # Within S3's 10,000 parts an object can hold terabytes, not part_size x 10,000.
+    capacity = sum(part_size_for(n, base) for n in range(1, MAX_PARTS + 1))
+    assert capacity > 4 * 1024 * 1024 * MIB
+
+
+def test_growing_parts_make_one_whole_object(devs3: DevS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts of different sizes (every part but the last at least 5 MiB) form the object."""
+    monkeypatch.setattr(s3_module, "PARTS_PER_STEP", 2)
+    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3, s3_part_size=5 * MIB))
+    data = data_of(33 * MIB)
+    sent = sent_requests(storage)
+    write(storage, "grow.dump", data)
+    assert read(storage, "grow.dump") == data
+    # 5 + 5 + 10 + 10 + 3 MiB: five parts where fixed 5 MiB parts would take seven.
+    assert sum("partNumber=" in request for request in sent) == 5, sent
 
 
 # -- permanent errors ---------------------------------------------------------------

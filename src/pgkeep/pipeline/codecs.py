@@ -21,6 +21,7 @@ from pgkeep.errors import VerificationError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_JOB_SIZE = 2 << 20
 
 
 class Compressor(Protocol):
@@ -50,10 +51,14 @@ def suffix(compression: Compression) -> str:
 def compressor(compression: Compression, opts: CodecOptions) -> Compressor:
     if compression is Compression.ZSTD:
         threads = (os.cpu_count() or 1) if opts.zstd_threads < 0 else opts.zstd_threads
-        cctx = zstandard.ZstdCompressor(
-            level=opts.zstd_level, threads=threads if threads > 1 else 0, write_checksum=True
-        )
-        return cctx.compressobj(size=-1)
+        if threads > 1:
+            # Each worker compresses a job of ZSTD_JOB_SIZE: zstd's default (4x the window,
+            # 8 MiB at level 2) holds ~20 MiB more for an output 0.8% smaller.
+            params = zstandard.ZstdCompressionParameters.from_level(
+                opts.zstd_level, threads=threads, job_size=ZSTD_JOB_SIZE, write_checksum=True
+            )
+            return zstandard.ZstdCompressor(compression_params=params).compressobj(size=-1)
+        return zstandard.ZstdCompressor(level=opts.zstd_level, write_checksum=True).compressobj(size=-1)
     if compression is Compression.GZIP:
         return zlib.compressobj(opts.gzip_level, zlib.DEFLATED, 31)  # 31: gzip container
     return _Identity()
