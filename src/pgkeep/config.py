@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         ge=5 * MIB,  # S3's minimum for every part but the last
         le=5 * 1024 * MIB,
         validation_alias=AliasChoices("PGKEEP_S3_PART_SIZE", "s3_part_size"),
-        description="bytes per multipart part (doubling every 1,000 parts); memory use is part size x (concurrency + 1)",
+        description="bytes per multipart part, doubling every 1,000 parts; memory: part size x (concurrency + 1)",
     )
     s3_max_concurrency: int = Field(
         default=2,

@@ -50,6 +50,8 @@ OPERATIONS = [
     ("POST", f"{API}/backups/{{backup_id}}/keep"),
     ("GET", f"{API}/me"),
     ("GET", f"{API}/summary"),
+    ("POST", f"{API}/pitr-restores"),
+    ("GET", f"{API}/pitr-restores/{{job_id}}"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

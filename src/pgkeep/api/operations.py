@@ -1,4 +1,5 @@
-"""The two long operations, run in the request or on a job thread, with their audit entries.
+"""The long operations (backups, restores, point-in-time restores), run in the request or on a
+job thread, with their audit entries.
 
 Audit ordering: a restore's ``started`` entry is written before the restore
 begins and its outcome entry after; an async backup's ``started`` entry is
@@ -9,26 +10,71 @@ outcome of a backup that finishes quickly.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pgkeep.api.problems import problem_for
 from pgkeep.api.state import AdminApi, audit_event, audit_problem
 from pgkeep.catalog.admin_models import AuditOutcome
 from pgkeep.catalog.models import BackupType
-from pgkeep.services import admin
+from pgkeep.errors import ConfigError, PgkeepError
+from pgkeep.services import admin, pitr_jobs
 from pgkeep.services.audit import Actor
 from pgkeep.services.backup import BackupResult, create_backup
+from pgkeep.services.physical import create_physical_backup
+from pgkeep.services.pitr import PitrResult
 from pgkeep.services.restore import RestoreOutcome
 
 CREATE = "backup.create"
-RESTORE = "backup.restore"
+RESTORE = "backup.restore"  # point-in-time restores too: details.kind says "physical"
+LOGICAL, PHYSICAL = "logical", "physical"
 
 
-def backup_details(result: BackupResult, backup_type: BackupType) -> dict[str, Any]:
-    return {"type": backup_type.value, "size": result.size, "filename": result.filename}
+class PhysicalBackupRefusedError(PgkeepError):
+    """The database server cannot take the physical backup asked for (archiving off, too old...)."""
+
+    http_status = 422
+    code = "physical_backup_refused"
+    title = "The server cannot take this physical backup"
 
 
-def start_backup(api: AdminApi, backup_type: BackupType, actor: Actor) -> str:
+def kind_details(backup_type: BackupType, kind: str) -> dict[str, Any]:
+    """``type``, and ``kind`` for a physical backup (logical entries keep the shape they always had)."""
+    return {"type": backup_type.value} | ({"kind": kind} if kind == PHYSICAL else {})
+
+
+def backup_details(result: BackupResult, backup_type: BackupType, kind: str = LOGICAL) -> dict[str, Any]:
+    return kind_details(backup_type, kind) | {"size": result.size, "filename": result.filename}
+
+
+def take_backup(
+    api: AdminApi,
+    backup_type: BackupType,
+    kind: str,
+    *,
+    created_by_id: str | None,
+    on_started: Callable[[str], None] | None = None,
+) -> BackupResult:
+    """Take a logical or physical backup in this thread."""
+    if kind != PHYSICAL:
+        return create_backup(api.ctx, backup_type=backup_type, created_by_id=created_by_id, on_started=on_started)
+    api.ctx.target  # noqa: B018 - no DATABASE_URL is pgkeep's configuration (500), not a refusal below
+    try:
+        return create_physical_backup(
+            api.ctx, backup_type=backup_type, created_by_id=created_by_id, on_started=on_started
+        )
+    except ConfigError as exc:
+        # The server's refusals (archiving off, INCREMENTAL before PostgreSQL 17, summarize_wal off,
+        # tablespaces) are ConfigErrors, which the API answers with a fixed 500 sentence because
+        # such messages usually name pgkeep's paths and binaries. These name only the database
+        # server's settings, and the client must learn why. Only plain ConfigErrors raised before
+        # any row exists; subclasses (client binaries, catalog) stay 500.
+        if type(exc) is ConfigError and exc.backup_id is None:
+            raise PhysicalBackupRefusedError(exc.message, operation="backup", hint=exc.hint) from None
+        raise
+
+
+def start_backup(api: AdminApi, backup_type: BackupType, actor: Actor, kind: str = LOGICAL) -> str:
     """Start a backup on a job thread; return its id once its catalog row exists.
 
     Errors raised before the row exists (another backup holds the lock: 409)
@@ -46,18 +92,13 @@ def start_backup(api: AdminApi, backup_type: BackupType, actor: Actor) -> str:
             CREATE,
             AuditOutcome.STARTED,
             resource_id=backup_id,
-            details={"type": backup_type.value, "async": True},
+            details=kind_details(backup_type, kind) | {"async": True},
         )
         started.set()
 
     def work() -> None:
         try:
-            result = create_backup(
-                api.ctx,
-                backup_type=backup_type,
-                created_by_id=actor.admin_id,
-                on_started=on_started,
-            )
+            result = take_backup(api, backup_type, kind, created_by_id=actor.admin_id, on_started=on_started)
         except BaseException as exc:
             if started.is_set():
                 audit_problem(api, actor, CREATE, problem_for(exc), resource_id=box["id"])
@@ -73,10 +114,10 @@ def start_backup(api: AdminApi, backup_type: BackupType, actor: Actor) -> str:
             CREATE,
             AuditOutcome.SUCCESS,
             resource_id=result.id,
-            details=backup_details(result, backup_type),
+            details=backup_details(result, backup_type, kind),
         )
 
-    api.jobs.start(f"backup-{backup_type.value.lower()}", work)
+    api.jobs.start(f"backup-{kind}-{backup_type.value.lower()}", work)
     started.wait()
     if "id" not in box:
         raise box["error"]
@@ -127,3 +168,49 @@ def start_restore(api: AdminApi, prepared: admin.PreparedRestore, actor: Actor, 
 
     # If starting fails, the caller still holds ``release`` and unlocks it.
     api.jobs.start(f"restore-{prepared.job_id[:8]}", work)
+
+
+def pitr_details(prepared: pitr_jobs.PreparedPitr) -> dict[str, Any]:
+    return prepared.plan.details() | {"jobId": prepared.job_id, "dryRun": False}
+
+
+def run_pitr(api: AdminApi, prepared: pitr_jobs.PreparedPitr, actor: Actor) -> PitrResult:
+    """Run a prepared point-in-time restore and audit its outcome (the caller audited its start).
+
+    Failures are audited by whoever sees them, as for :func:`run_restore`.
+    """
+    result = pitr_jobs.run(api.ctx, prepared)
+    audit_event(
+        api,
+        actor,
+        RESTORE,
+        AuditOutcome.SUCCESS,
+        resource_id=prepared.plan.backup_id,
+        details=pitr_details(prepared)
+        | {k: result.as_json()[k] for k in ("started", "port", "reachedLsn", "targetReached")},
+    )
+    return result
+
+
+def start_pitr(api: AdminApi, prepared: pitr_jobs.PreparedPitr, actor: Actor, release: Callable[[], None]) -> None:
+    """Run a prepared point-in-time restore on a job thread; ``release`` is called when it ends.
+
+    A restored server started here outlives this thread: pg_ctl forks the
+    postmaster into its own session, and PDEATHSIG (which only pgkeep's own
+    client children get, through pgtools.process) is not inherited across
+    that fork. tests/pitr/test_pitr_api.py checks it.
+    """
+
+    def work() -> None:
+        try:
+            run_pitr(api, prepared, actor)
+        except Exception as exc:
+            audit_problem(
+                api, actor, RESTORE, problem_for(exc), resource_id=prepared.plan.backup_id,
+                details=pitr_details(prepared),
+            )
+        finally:
+            release()
+
+    # If starting fails, the caller still holds the directory and releases it.
+    api.jobs.start(f"pitr-{prepared.job_id[:8]}", work)

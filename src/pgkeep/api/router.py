@@ -1,11 +1,11 @@
-"""The admin router: ``/backups`` and ``/audit-logs``, mountable in any FastAPI app."""
+"""The admin router: ``/backups``, ``/pitr-restores`` and ``/audit-logs``, mountable in any FastAPI app."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from pgkeep.api.route import bound_route_class
-from pgkeep.api.routes import audit, backups, me, summary
+from pgkeep.api.routes import audit, backups, me, pitr, summary
 from pgkeep.api.state import AdminApi
 from pgkeep.services.context import Context
 
@@ -23,6 +23,7 @@ def admin_router(ctx: Context | AdminApi) -> APIRouter:
     api = ctx if isinstance(ctx, AdminApi) else AdminApi(ctx)
     router = APIRouter(route_class=bound_route_class(api))
     backups.register(router)
+    pitr.register(router)
     audit.register(router)
     me.register(router)
     summary.register(router)

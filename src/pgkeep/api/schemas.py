@@ -7,9 +7,20 @@ services add later reaches clients without a change here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Text a client may put in a filter or name: no control characters (NUL breaks PostgreSQL).
 SafeText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -28,8 +39,32 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+BackupKind = Literal["logical", "physical"]
+
+
 class CreateBackupRequest(_Request):
-    type: CreatableType = "MANUAL"
+    # ``kind`` first: the check of ``type`` reads it (and a refused type is then named as the field).
+    kind: BackupKind = Field(
+        default="logical", description="logical: pg_dump of the database; physical: base backup of its cluster (PITR)."
+    )
+    type: Literal[CreatableType, "INCREMENTAL"] = Field(
+        default="MANUAL",
+        description="Default MANUAL (logical) or FULL (physical). INCREMENTAL: physical only, PostgreSQL 17+.",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _incremental_is_physical(cls, value: str, info: ValidationInfo) -> str:
+        # No ``kind`` in info.data: it was invalid itself and is reported already.
+        if value == "INCREMENTAL" and info.data.get("kind", "physical") != "physical":
+            raise ValueError("INCREMENTAL backups are physical: add \"kind\": \"physical\"")
+        return value
+
+    def backup_type(self) -> str:
+        """The type asked for, or the kind's default (a physical backup is FULL unless told)."""
+        if "type" not in self.model_fields_set and self.kind == "physical":
+            return "FULL"
+        return self.type
 
 
 Identifier = Annotated[SafeText, StringConstraints(min_length=1, max_length=127)]
@@ -70,6 +105,66 @@ class RestoreRequest(_Request):
         if value is not True:
             raise ValueError("must be literally true")
         return value
+
+
+DirectoryName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"),
+]
+Lsn = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")]
+TARGET_FIELDS = ("toTime", "toLsn", "toXid", "toName")
+
+
+class PitrRestoreRequest(_Request):
+    """A point-in-time restore into a new data directory under the server's PGKEEP_PITR_DATA_ROOT."""
+
+    directory: DirectoryName | None = Field(
+        None,
+        description="The new data directory's name under the configured root: one path component, absent or "
+        "empty. Omitted: pgkeep chooses pitr-<UTC time>-<random>.",
+    )
+    toTime: Annotated[SafeText, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="Recover to this time (ISO 8601; without a zone: UTC)."
+    )
+    toLsn: Lsn | None = Field(None, description="Recover to this WAL location, e.g. 0/3000148.")
+    toXid: Annotated[StrictInt, Field(ge=1, le=2**63 - 1)] | None = Field(
+        None, description="Recover to this transaction id."
+    )
+    toName: Annotated[SafeText, StringConstraints(min_length=1, max_length=63)] | None = Field(
+        None, description="Recover to this restore point (pg_create_restore_point)."
+    )
+    latest: StrictBool = Field(False, description="Recover all archived WAL.")
+    backupId: Annotated[SafeText, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="The base backup (default: the newest that ended before the target)."
+    )
+    start: StrictBool = Field(
+        False, description="Start the restored server on the server's localhost, wait until recovery ends."
+    )
+    port: Annotated[StrictInt, Field(ge=1024, le=65535)] | None = Field(
+        None, description="The restored server's port (default with start: a free one)."
+    )
+    dryRun: StrictBool = Field(False, description="Only check and return the plan; write nothing.")
+
+    @field_validator("toTime")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("not an ISO 8601 time, e.g. 2026-11-26T14:05:00+01:00 (no zone: UTC)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PitrRestoreRequest:
+        given = [name for name in TARGET_FIELDS if getattr(self, name) is not None]
+        given += ["latest"] if self.latest else []
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one recovery target: toTime, toLsn, toXid, toName or latest: true"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
 
 
 class Pagination(_Response):
@@ -163,6 +258,68 @@ class RestoreJob(_Response):
 class RestoreAccepted(_Response):
     message: str
     job: RestoreJob
+
+
+class PitrTarget(_Response):
+    kind: Literal["time", "lsn", "xid", "name", "latest"]
+    value: str | None = None
+
+
+class PitrLink(_Response):
+    id: str
+    type: BackupTypeName
+    parentId: str | None = None
+    timeline: int | None = None
+    endLsn: str | None = None
+    backupEndAt: str | None = None
+
+
+class PitrPlan(_Response):
+    message: str
+    dryRun: Literal[True]
+    directory: str
+    dataDir: str
+    target: PitrTarget
+    backupId: str
+    chain: list[PitrLink] = Field(description="The full backup first, then its incrementals.")
+    start: bool
+    port: int | None = None
+    checks: list[str]
+
+
+class PitrResult(_Response):
+    backupId: str
+    dataDir: str
+    started: bool
+    port: int | None = None
+    reachedLsn: str | None = None
+    reachedTime: str | None = None
+    timeline: int | None = None
+    targetReached: bool | None = None
+
+
+class PitrJob(_Response):
+    id: str
+    kind: Literal["physical"]
+    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED"]
+    backupId: str
+    chain: list[str]
+    directory: str | None = None
+    dataDir: str | None = None
+    target: PitrTarget | None = None
+    start: bool
+    port: int | None = None
+    message: str | None = None
+    errorCode: str | None = None
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    requestedBy: str | None = None
+    result: PitrResult | None = Field(None, description="Once COMPLETED: where recovery stopped.")
+
+
+class PitrAccepted(_Response):
+    message: str
+    job: PitrJob
 
 
 class AuditEntry(_Response):

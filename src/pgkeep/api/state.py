@@ -23,17 +23,40 @@ _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 BACKUP_RESOURCE = "database_backup"
 
 
+class Claims:
+    """Names held by running jobs of this process (a set behind a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+
+    def take(self, name: str) -> bool:
+        """Hold ``name``; False if a running job holds it already."""
+        with self._lock:
+            if name in self._held:
+                return False
+            self._held.add(name)
+            return True
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            self._held.discard(name)
+
+
 class AdminApi:
     """What the admin routes share: the service context and the jobs running in the background.
 
     ``restore_lock`` lets one restore that changes data run at a time in this
     process: two restores into one database would interleave their DROPs and loads.
+    ``pitr_directories`` keeps two point-in-time restores out of one data
+    directory: one that failed would empty it under the other.
     """
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.jobs = JobRunner()
         self.restore_lock = threading.Lock()
+        self.pitr_directories = Claims()
 
 
 def get_api(request: Request) -> AdminApi:

@@ -92,7 +92,12 @@ class AuditLog(Base):
 
 
 class RestoreJob(Base):
-    """One restore requested through the API: what the client polls after ``202``."""
+    """One restore requested through the API: what the client polls after ``202``.
+
+    ``kind`` logical: a pg_dump backup into a database (``target`` user@host:port/db);
+    physical: a point-in-time restore into a new data directory (``target`` its path,
+    ``details`` the recovery target, the chain and, once done, where recovery stopped).
+    """
 
     __tablename__ = "restore_jobs"
     __table_args__ = (Index("restore_jobs_backup_id_idx", "backup_id"),)
@@ -109,3 +114,5 @@ class RestoreJob(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     requested_by: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="logical", server_default="logical")
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -15,7 +15,8 @@ from pgkeep.scheduler.worker import Worker
 
 @app.command(epilog=EXIT_CODES_HELP)
 def worker(ctx: typer.Context) -> None:
-    """Run the scheduled jobs (daily backup and cleanup by default) until stopped."""
+    """Run the scheduled jobs (daily backup and cleanup, weekly restore drill by default; physical
+    backups when PGKEEP_PHYSICAL_BACKUP_CRON / PGKEEP_PHYSICAL_INCREMENTAL_CRON are set) until stopped."""
     configure_logging()
     context = state(ctx).context()
     stop = threading.Event()

@@ -1,1 +1,2 @@
-"""The scheduled jobs (the spec's backup worker): daily backup, daily cleanup."""
+"""The scheduled jobs (the spec's backup worker): daily backup, cleanup, restore drill, and physical
+backups when configured."""

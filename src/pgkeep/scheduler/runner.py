@@ -2,9 +2,10 @@
 
 A tick is claimed by inserting its key (job + scheduled time) into
 ``job_runs``; the unique constraint lets exactly one instance win.
-The backup job also holds the target's advisory lock (inside
-``create_backup``), so even instances with separate catalogs never run two
-backups of one database at once; losing that race is "skipped", not a failure.
+The backup jobs also hold the target's advisory lock (inside
+``create_backup`` and ``create_physical_backup``: the same lock), so even
+instances with separate catalogs never run two backups of one database at
+once; losing that race is "skipped", not a failure.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pgkeep.errors import BackupInProgressError, PgkeepError, VerificationError
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
 from pgkeep.services.manage import cleanup_expired
+from pgkeep.services.physical import create_physical_backup
 from pgkeep.services.verify import VerifyLevel, verify_backup
 
 log = logging.getLogger("pgkeep.scheduler")
@@ -90,6 +92,17 @@ def _backup(ctx: Context) -> JobResult:
     return f"backup {result.filename} ({result.size} bytes)", result.id, result.as_json()
 
 
+def _physical(backup_type: BackupType) -> Callable[[Context], JobResult]:
+    """A scheduled base backup. FULL or INCREMENTAL (not SCHEDULED): for a physical backup the type says
+    what a point-in-time restore needs to know, whether it stands alone or builds on its parent."""
+
+    def job(ctx: Context) -> JobResult:
+        result = create_physical_backup(ctx, backup_type=backup_type)
+        return f"physical backup {result.filename} ({result.size} bytes)", result.id, result.as_json()
+
+    return job
+
+
 def _cleanup(ctx: Context) -> JobResult:
     summary = cleanup_expired(ctx, record=False).as_json()
     return str(summary["message"]), None, summary
@@ -118,7 +131,13 @@ def _drill(ctx: Context) -> JobResult:
     return verdict.message, newest, verdict.as_json()
 
 
-JOBS: dict[str, Callable[[Context], JobResult]] = {"backup": _backup, "cleanup": _cleanup, "drill": _drill}
+JOBS: dict[str, Callable[[Context], JobResult]] = {
+    "backup": _backup,
+    "cleanup": _cleanup,
+    "drill": _drill,
+    "physical-backup": _physical(BackupType.FULL),
+    "physical-incremental": _physical(BackupType.INCREMENTAL),
+}
 
 
 def run_tick(ctx: Context, job: str, scheduled_for: datetime) -> TickOutcome:

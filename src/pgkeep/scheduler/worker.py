@@ -35,8 +35,14 @@ class JobSpec:
 
 
 def job_specs(ctx: Context) -> list[JobSpec]:
+    """The scheduled jobs; physical backups only when their cron expression is set."""
     s = ctx.settings
-    return [JobSpec("backup", s.backup_cron), JobSpec("cleanup", s.cleanup_cron), JobSpec("drill", s.drill_cron)]
+    specs = [JobSpec("backup", s.backup_cron), JobSpec("cleanup", s.cleanup_cron), JobSpec("drill", s.drill_cron)]
+    if s.physical_backup_cron:
+        specs.append(JobSpec("physical-backup", s.physical_backup_cron))
+    if s.physical_incremental_cron:
+        specs.append(JobSpec("physical-incremental", s.physical_incremental_cron))
+    return specs
 
 
 def _last_run(ctx: Context, job: str) -> datetime | None:

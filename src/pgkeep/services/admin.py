@@ -328,6 +328,7 @@ def _is_uuid(value: str) -> bool:
 def restore_job_json(job: RestoreJob) -> dict[str, Any]:
     return {
         "id": job.id,
+        "kind": job.kind,
         "backupId": job.backup_id,
         "status": job.status,
         "dryRun": job.dry_run,

@@ -37,7 +37,6 @@ from pgkeep.api.state import AdminApi, actor_of, audit_event, audit_problem, get
 from pgkeep.catalog.admin_models import AuditOutcome, Role
 from pgkeep.catalog.models import BackupStatus, BackupType
 from pgkeep.services import admin, manage
-from pgkeep.services.backup import create_backup
 from pgkeep.services.restore import RestoreOptions
 
 Api = Annotated[AdminApi, Depends(get_api)]
@@ -62,7 +61,7 @@ def wants_async(prefer: str | None) -> bool:
     return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefer.split(","))
 
 
-def _accepted(body: dict[str, Any], location: str) -> JSONResponse:
+def accepted(body: dict[str, Any], location: str) -> JSONResponse:
     return JSONResponse(body, status_code=202, headers={"Location": location, "Preference-Applied": "respond-async"})
 
 
@@ -73,25 +72,27 @@ def create(
     prefer: Prefer = None,
     body: CreateBackupRequest | None = None,
 ) -> Any:
-    """Take a backup (the spec's ``POST /``).
+    """Take a backup (the spec's ``POST /``): logical (pg_dump, the default) or ``kind: physical``
+    (a base backup of the cluster, for point-in-time restores).
 
     With ``Prefer: respond-async``: 202 at once, and poll ``GET /{id}`` (the Location).
     """
-    backup_type = BackupType((body or CreateBackupRequest()).type)
-    request.state.audit_details = {"type": backup_type.value}
+    body = body or CreateBackupRequest()
+    backup_type = BackupType(body.backup_type())
+    request.state.audit_details = ops.kind_details(backup_type, body.kind)
     actor = actor_of(request)
     if wants_async(prefer):
-        backup_id = ops.start_backup(api, backup_type, actor)
+        backup_id = ops.start_backup(api, backup_type, actor, body.kind)
         location = request.url_for(GET_BACKUP, backup_id=backup_id).path
-        return _accepted({"message": "Backup started", "backup": manage.get_backup(api.ctx, backup_id)}, location)
-    result = create_backup(api.ctx, backup_type=backup_type, created_by_id=principal.id)
+        return accepted({"message": "Backup started", "backup": manage.get_backup(api.ctx, backup_id)}, location)
+    result = ops.take_backup(api, backup_type, body.kind, created_by_id=principal.id)
     audit_event(
         api,
         actor,
         ops.CREATE,
         AuditOutcome.SUCCESS,
         resource_id=result.id,
-        details=ops.backup_details(result, backup_type),
+        details=ops.backup_details(result, backup_type, body.kind),
     )
     return {"message": "Backup created successfully", "backup": result.as_json()}
 
@@ -183,7 +184,7 @@ def restore(
             handed_over = True
             location = request.url_for(GET_RESTORE_JOB, backup_id=backup_id, job_id=prepared.job_id).path
             job = admin.get_restore_job(api.ctx, backup_id, prepared.job_id)
-            return _accepted({"message": "Restore started", "job": job}, location)
+            return accepted({"message": "Restore started", "job": job}, location)
         outcome = ops.run_restore(api, prepared, actor)
         return {
             "message": outcome.message,

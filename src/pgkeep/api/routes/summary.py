@@ -121,7 +121,7 @@ def summarize(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
             for b in backups
         ]
         running_restores = [
-            {"id": r.id, "backupId": r.backup_id, "dryRun": r.dry_run, "startedAt": iso(r.started_at)}
+            {"id": r.id, "kind": r.kind, "backupId": r.backup_id, "dryRun": r.dry_run, "startedAt": iso(r.started_at)}
             for r in restores
         ]
     try:
