@@ -64,3 +64,19 @@ def test_an_incremental_tick_before_postgresql_17_fails_without_a_row(pg15_archi
     outcome = run_tick(ctx, "physical-incremental", TICK)
     assert outcome.status == "failed" and "PostgreSQL 17" in outcome.message
     assert len(backup_rows(ctx)) == before
+
+
+def test_the_drill_proves_the_newest_backup_of_each_kind(pg15_archiving: Archiving) -> None:
+    """A physical backup newer than the logical one does not stop the logical one being drilled."""
+    from pgkeep.services import manage
+    from pgkeep.services.backup import create_backup
+    from pgkeep.services.physical import create_physical_backup
+
+    ctx = pg15_archiving.ctx
+    logical = create_backup(ctx).id
+    physical = create_physical_backup(ctx).id
+    outcome = run_tick(ctx, "drill", datetime(2026, 11, 22, 4, 0, tzinfo=UTC))
+    assert outcome.status == "succeeded", outcome.message
+    assert outcome.backup_id == logical
+    for backup_id in (logical, physical):
+        assert manage.get_backup(ctx, backup_id)["lastVerifyLevel"] == "restore", backup_id

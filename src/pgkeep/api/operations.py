@@ -17,7 +17,6 @@ from pgkeep.api.problems import problem_for
 from pgkeep.api.state import AdminApi, audit_event, audit_problem
 from pgkeep.catalog.admin_models import AuditOutcome
 from pgkeep.catalog.models import BackupType
-from pgkeep.errors import ConfigError, PgkeepError
 from pgkeep.services import admin, pitr_jobs
 from pgkeep.services.audit import Actor
 from pgkeep.services.backup import BackupResult, create_backup
@@ -28,14 +27,6 @@ from pgkeep.services.restore import RestoreOutcome
 CREATE = "backup.create"
 RESTORE = "backup.restore"  # point-in-time restores too: details.kind says "physical"
 LOGICAL, PHYSICAL = "logical", "physical"
-
-
-class PhysicalBackupRefusedError(PgkeepError):
-    """The database server cannot take the physical backup asked for (archiving off, too old...)."""
-
-    http_status = 422
-    code = "physical_backup_refused"
-    title = "The server cannot take this physical backup"
 
 
 def kind_details(backup_type: BackupType, kind: str) -> dict[str, Any]:
@@ -58,20 +49,9 @@ def take_backup(
     """Take a logical or physical backup in this thread."""
     if kind != PHYSICAL:
         return create_backup(api.ctx, backup_type=backup_type, created_by_id=created_by_id, on_started=on_started)
-    api.ctx.target  # noqa: B018 - no DATABASE_URL is pgkeep's configuration (500), not a refusal below
-    try:
-        return create_physical_backup(
-            api.ctx, backup_type=backup_type, created_by_id=created_by_id, on_started=on_started
-        )
-    except ConfigError as exc:
-        # The server's refusals (archiving off, INCREMENTAL before PostgreSQL 17, summarize_wal off,
-        # tablespaces) are ConfigErrors, which the API answers with a fixed 500 sentence because
-        # such messages usually name pgkeep's paths and binaries. These name only the database
-        # server's settings, and the client must learn why. Only plain ConfigErrors raised before
-        # any row exists; subclasses (client binaries, catalog) stay 500.
-        if type(exc) is ConfigError and exc.backup_id is None:
-            raise PhysicalBackupRefusedError(exc.message, operation="backup", hint=exc.hint) from None
-        raise
+    # The server's refusals (archiving off, INCREMENTAL before PostgreSQL 17, ...) are
+    # PhysicalBackupRefusedError: 422 with the reason, raised before any row exists.
+    return create_physical_backup(api.ctx, backup_type=backup_type, created_by_id=created_by_id, on_started=on_started)
 
 
 def start_backup(api: AdminApi, backup_type: BackupType, actor: Actor, kind: str = LOGICAL) -> str:

@@ -141,7 +141,7 @@ def problem_for(exc: BaseException, *, request_id: str | None = None) -> Problem
         extra: dict[str, Any] = {}
         if exc.backup_id and exc.http_status != 404:
             extra["backupId"] = exc.backup_id
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, ConfigError) and exc.http_status >= 500:
             # Configuration messages name settings, paths and binaries of the server.
             log.error("configuration error (request %s): %s", request_id, exc)
             return Problem(

@@ -59,6 +59,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# DatabaseBackup.kind: a pg_dump of one database, or a base backup of the whole cluster.
+LOGICAL = "logical"
+PHYSICAL = "physical"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -123,7 +128,7 @@ class DatabaseBackup(Base):
 
     # --- physical backups (pg_basebackup + archived WAL; see services/physical.py) ---
     # "logical" (pg_dump) or "physical" (a base backup of the whole cluster).
-    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="logical", server_default="logical")
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default=LOGICAL, server_default=LOGICAL)
     timeline: Mapped[int | None] = mapped_column(Integer)
     start_lsn: Mapped[str | None] = mapped_column(String(32))  # text form, e.g. 0/2000028
     end_lsn: Mapped[str | None] = mapped_column(String(32))  # the backup is consistent from here on

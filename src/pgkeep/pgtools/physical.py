@@ -66,15 +66,28 @@ def cluster_info(conn: psycopg.Connection) -> ClusterInfo:
     )
 
 
+class PhysicalBackupRefusedError(ConfigError):
+    """The database server cannot take the physical backup asked for (archiving off, too old...).
+
+    A configuration error of the *database server*, named in its own terms: the
+    API answers it with 422 and the reason (other ConfigErrors name pgkeep's
+    paths and binaries and are answered with a fixed 500 sentence).
+    """
+
+    http_status = 422
+    code = "physical_backup_refused"
+    title = "The server cannot take this physical backup"
+
+
 def check_can_back_up(info: ClusterInfo, *, incremental: bool) -> None:
     """Refuse, with the fix, what would give a base backup no WAL archive could complete."""
     if info.wal_level not in ("replica", "logical"):
-        raise ConfigError(
+        raise PhysicalBackupRefusedError(
             f"physical backups need wal_level = replica (the server has {info.wal_level})",
             hint="set wal_level = replica in postgresql.conf and restart the server",
         )
     if info.archive_mode not in ("on", "always") or not info.archive_command:
-        raise ConfigError(
+        raise PhysicalBackupRefusedError(
             "physical backups need WAL archiving: the server has "
             f"archive_mode = {info.archive_mode or 'off'}"
             + ("" if info.archive_command else " and no archive_command"),
@@ -88,20 +101,20 @@ def check_can_back_up(info: ClusterInfo, *, incremental: bool) -> None:
             hint=f"ALTER ROLE {info.role} REPLICATION (and allow it in pg_hba.conf's replication lines)",
         )
     if info.user_tablespaces:
-        raise ConfigError(
+        raise PhysicalBackupRefusedError(
             f"the cluster has tablespaces outside the data directory ({', '.join(info.user_tablespaces)}); "
             "pgkeep streams a physical backup as one tar and supports only the data directory",
             hint="use logical backups for this cluster, or move the tablespaces' contents to pg_default",
         )
     if incremental:
         if info.major < INCREMENTAL_MIN_MAJOR:
-            raise ConfigError(
+            raise PhysicalBackupRefusedError(
                 f"incremental backups need PostgreSQL {INCREMENTAL_MIN_MAJOR} or newer; "
                 f"the server is PostgreSQL {info.major}",
                 hint="take a full physical backup (--type full) instead",
             )
         if not info.summarize_wal:
-            raise ConfigError(
+            raise PhysicalBackupRefusedError(
                 "incremental backups need WAL summaries: the server has summarize_wal = off",
                 hint="set summarize_wal = on (no restart needed), then take a full backup before the "
                 "first incremental one",

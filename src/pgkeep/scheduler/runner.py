@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
+from pgkeep.catalog.models import LOGICAL, PHYSICAL, BackupStatus, BackupType, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import BackupInProgressError, PgkeepError, VerificationError
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
@@ -109,26 +109,38 @@ def _cleanup(ctx: Context) -> JobResult:
 
 
 def _drill(ctx: Context) -> JobResult:
-    """Restore the newest COMPLETED backup into a scratch database and check it."""
-    with ctx.catalog.session() as session:
-        newest = session.scalar(
-            select(DatabaseBackup.id)
-            .where(DatabaseBackup.status == BackupStatus.COMPLETED)
-            .order_by(DatabaseBackup.started_at.desc())
-            .limit(1)
-        )
-    if newest is None:
+    """Restore the newest COMPLETED backup of each kind (logical into a scratch database,
+    physical into a scratch data directory) and check it: a cluster that also takes
+    physical backups must not stop proving its logical ones, nor the other way round."""
+    newest: list[str] = []
+    for kind in (LOGICAL, PHYSICAL):
+        with ctx.catalog.session() as session:
+            found = session.scalar(
+                select(DatabaseBackup.id)
+                .where(DatabaseBackup.status == BackupStatus.COMPLETED, DatabaseBackup.kind == kind)
+                .order_by(DatabaseBackup.started_at.desc())
+                .limit(1)
+            )
+        if found is not None:
+            newest.append(found)
+    if not newest:
         return "no COMPLETED backup to drill", None, None
-    verdict = verify_backup(ctx, newest, VerifyLevel.RESTORE)
-    if not verdict.valid:
+    verdicts = [(backup_id, verify_backup(ctx, backup_id, VerifyLevel.RESTORE)) for backup_id in newest]
+    failed = [(backup_id, v) for backup_id, v in verdicts if not v.valid]
+    for backup_id, verdict in failed:
         ctx.notifier.send(
             "drill.failed",
-            f"restore drill of backup {newest} FAILED: {verdict.message}",
-            backupId=newest,
+            f"restore drill of backup {backup_id} FAILED: {verdict.message}",
+            backupId=backup_id,
             error=verdict.message,
         )
-        raise VerificationError(verdict.message, backup_id=newest)
-    return verdict.message, newest, verdict.as_json()
+    if failed:
+        raise VerificationError(
+            "; ".join(f"{backup_id}: {v.message}" for backup_id, v in failed), backup_id=failed[0][0]
+        )
+    message = "; ".join(v.message for _, v in verdicts)
+    details = verdicts[0][1].as_json() if len(verdicts) == 1 else {b: v.as_json() for b, v in verdicts}
+    return message, newest[0], details
 
 
 JOBS: dict[str, Callable[[Context], JobResult]] = {

@@ -6,14 +6,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from pgkeep.catalog.models import BackupStatus, DatabaseBackup, utcnow
+from pgkeep.catalog.models import PHYSICAL, BackupStatus, DatabaseBackup, utcnow
 from pgkeep.errors import StorageError
 from pgkeep.retention.wal import PhysicalBackup, plan_wal_cleanup, recovery_window_pins
 from pgkeep.services.context import Context
 from pgkeep.wal.naming import DEFAULT_SEGMENT_SIZE, segment_key
 from pgkeep.wal.status import ArchiveStatus, archive_status, list_archive
-
-PHYSICAL = "physical"
 
 
 def physical_backups(

@@ -33,7 +33,7 @@ import psycopg
 from sqlalchemy import select
 
 from pgkeep.catalog import repository as repo
-from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, utcnow
+from pgkeep.catalog.models import PHYSICAL, BackupStatus, BackupType, DatabaseBackup, utcnow
 from pgkeep.config import Compression
 from pgkeep.errors import (
     BackupFailedError,
@@ -66,7 +66,7 @@ from pgkeep.storage import Storage, locate
 from pgkeep.storage.base import iter_chunks
 from pgkeep.wal.naming import parse_lsn, segment_of_lsn
 
-KIND = "physical"
+KIND = PHYSICAL
 FORMAT = "tar"
 log = get_logger("pgkeep.physical")
 CATALOG_PROGRESS_EVERY_S = 1.0

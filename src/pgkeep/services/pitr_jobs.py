@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pgkeep.catalog.admin_models import JobStatus, RestoreJob
-from pgkeep.catalog.models import DatabaseBackup, utcnow
+from pgkeep.catalog.models import PHYSICAL, DatabaseBackup, utcnow
 from pgkeep.errors import ExitCode, InvalidRequestError, NotFoundError, PgkeepError
 from pgkeep.pgtools import postmaster
 from pgkeep.services import pitr
@@ -37,7 +37,7 @@ from pgkeep.services.context import Context
 from pgkeep.services.pitr import PitrOptions, PitrResult, RecoveryTarget
 from pgkeep.services.serialize import iso
 
-KIND = "physical"
+KIND = PHYSICAL
 # One path component: starts with a letter or digit (so never ".", ".." or hidden), no "/".
 DIRECTORY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 ROOT_SETTING = "PGKEEP_PITR_DATA_ROOT"
