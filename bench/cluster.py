@@ -33,6 +33,13 @@ LOAD_SETTINGS = {
     "autovacuum": "off",
 }
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+# Physical backups need WAL archiving, and archive_mode only changes with a restart. Between
+# physical measurements the archiver discards segments: a real archive_command (one process
+# per 16 MB segment) would otherwise run beside the logical restores, which write their
+# data through WAL, and slow them by more than the method being measured. Each physical
+# method switches to its own tool's archive_command while it runs (bench/physical.py).
+IDLE_ARCHIVE_COMMAND = "/bin/true"
+ARCHIVE_SETTINGS = {"archive_mode": "on", "archive_command": IDLE_ARCHIVE_COMMAND}
 
 
 @dataclass
@@ -43,7 +50,7 @@ class BenchCluster:
 
     @classmethod
     def start(cls, work: Path, *, durable: bool = False) -> BenchCluster:
-        settings = dict(LOAD_SETTINGS)
+        settings = {**LOAD_SETTINGS, **ARCHIVE_SETTINGS}
         if durable:
             settings.update(DURABLE_SETTINGS)
         dev = DevCluster.start(PG_BIN_DIR, superuser_password=PASSWORD, extra_conf=settings)
@@ -96,12 +103,19 @@ class BenchCluster:
     def database_size(self, dbname: str) -> int:
         return int(self.dev.query("SELECT pg_database_size(%s)", [dbname])[0][0])
 
+    def cluster_size(self) -> int:
+        """Bytes of every database: about what a physical backup reads (pg_wal aside)."""
+        return int(self.dev.query("SELECT sum(pg_database_size(oid)) FROM pg_database")[0][0])
+
 
 class ServerCpu:
     """CPU seconds used by all server processes between two samples.
 
     Backends that exit in between are counted through the postmaster's
-    cutime/cstime (it reaps them), so short-lived sessions are not lost.
+    cutime/cstime (it reaps them), so short-lived sessions are not lost;
+    a child's own cutime/cstime (the archiver's archive_command) counts too,
+    and moves into the postmaster's when that child exits, so nothing is
+    counted twice.
     """
 
     def __init__(self, data_dir: Path) -> None:
@@ -124,11 +138,11 @@ class ServerCpu:
             if fields is None:
                 continue
             pid = int(entry.name)
-            # fields[1] is ppid; utime, stime, cutime, cstime are fields 11..14 here.
-            if pid == self.postmaster:
+            # fields[1] is ppid; utime, stime, cutime, cstime are fields 11..14 here. A child's
+            # cutime/cstime count what it reaped: the archiver's archive_command runs
+            # (pgkeep wal-push, pgbackrest archive-push) are server-side work too.
+            if pid == self.postmaster or int(fields[1]) == self.postmaster:
                 ticks += sum(int(f) for f in fields[11:15])
-            elif int(fields[1]) == self.postmaster:
-                ticks += int(fields[11]) + int(fields[12])
         return ticks / self.tick
 
 

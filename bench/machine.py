@@ -64,4 +64,5 @@ def versions(server_version: str) -> dict[str, str]:
         "zstandard": _dist_version("zstandard"),
         "psycopg": _dist_version("psycopg"),
         "gzip": _first_line(["gzip", "--version"]),
+        "pgbackrest": _first_line(["pgbackrest", "version"]).replace("missing", "pgBackRest not installed"),
     }

@@ -1,12 +1,14 @@
 """What is measured: each method is one backup or restore, run as subprocesses.
 
 A method turns the per-data-set :class:`Env` into one :class:`Sample`. The
-reference rows (floor, spec, pg_dump -Fc/-Fd, gunzip | psql, pg_restore -j)
-sit beside pgkeep's own rows so every ratio comes from the same run.
+reference rows (floor, spec, pg_dump -Fc/-Fd, gunzip | psql, pg_restore -j,
+and pgBackRest for physical backups) sit beside pgkeep's own rows so every
+ratio comes from the same run.
 
 Adding a method is a few lines in :func:`all_methods`. pgkeep methods name a
-storage target (see :mod:`bench.storage`); a backup to S3 is one more
-target plus ``_pgkeep_backup("pgkeep-s3", ..., storage="s3")``.
+storage target (see :mod:`bench.storage`): ``pgkeep-s3`` is the default
+backup with ``storage="s3"``. Physical methods name the tool whose
+archiver they need (see :mod:`bench.physical`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from pathlib import Path
 from typing import Literal
 
 from bench.cluster import PG_BIN_DIR, BenchCluster, ServerCpu, machine_busy_s
-from bench.procs import RunResult, Stage, run_pipeline, run_quiet
+from bench.physical import PgBackRest, PgkeepArchive, Physical, SetupError
+from bench.procs import RunResult, Stage, cpu_of, run_pipeline, run_quiet
 
-Kind = Literal["backup", "restore"]
+# Logical backups, restores of them, and physical backups (whole cluster), each its own table.
+Kind = Literal["backup", "restore", "physical"]
+KINDS: tuple[Kind, ...] = ("backup", "restore", "physical")
 REAP_GRACE_S = 0.2  # lets the postmaster reap the last backend before the CPU sample
 
 
@@ -35,10 +40,12 @@ class Sample:
     server_cpu_s: float  # every PostgreSQL process of the cluster
     size_bytes: int | None  # backups: bytes stored
     own_rss: int | None  # pgkeep's own process (VmHWM)
-    tree_rss: int  # the largest ru_maxrss of the client processes
+    tree_rss: int  # the largest VmHWM of any client process (and their children)
     # CPU seconds used meanwhile by processes that are neither ours nor the server's: on a
     # shared machine this is the noise that makes wall times longer than CPU times.
     others_cpu_s: float = 0.0
+    # CPU seconds of the storage server (SeaweedFS for S3 methods; 0 for local disk).
+    storage_cpu_s: float = 0.0
 
 
 @dataclass
@@ -49,9 +56,12 @@ class Env:
     dbname: str
     work: Path
     jobs: int
-    storage_env: dict[str, dict[str, str]]  # storage target name -> pgkeep env additions
+    # storage target name -> pgkeep env additions, or why that target is unavailable
+    storage_env: dict[str, dict[str, str] | str]
     artifacts: dict[str, object] = field(default_factory=dict)
     server_cpu: ServerCpu | None = None
+    storage_pids: list[int] = field(default_factory=list)  # storage servers: their CPU is not noise
+    physical: Physical | None = None
 
     def tool(self, name: str) -> str:
         return str(PG_BIN_DIR / name)
@@ -70,7 +80,10 @@ class Env:
             PGKEEP_STATE_DIR=str(self.work / "pgkeep-state"),
             PGKEEP_PG_BIN_DIR=str(PG_BIN_DIR),
         )
-        env.update(self.storage_env[storage])
+        target = self.storage_env.get(storage, f"storage target {storage!r} was not set up")
+        if isinstance(target, str):
+            raise RuntimeError(target)
+        env.update(target)
         exe = Path(sys.executable).with_name("pgkeep")
         # cwd = work dir: pgkeep also reads ./.env, and the repo's must not leak in.
         return Stage([str(exe), *args], env=env, cwd=self.work, watch_rss=True)
@@ -87,13 +100,27 @@ class Env:
         os.sync()  # the previous method's dirty pages must not be flushed on this one's time
         assert self.server_cpu is not None
         before, busy_before = self.server_cpu.sample(), machine_busy_s()
+        storage_before = cpu_of(self.storage_pids)
         result = run_pipeline(stages, stdout=stdout, capture=capture)
         busy = machine_busy_s() - busy_before
+        storage = cpu_of(self.storage_pids) - storage_before
         time.sleep(REAP_GRACE_S)
         server = self.server_cpu.sample() - before
-        others = max(0.0, busy - result.cpu_s - server)
-        sample = Sample(result.wall_s, result.cpu_s, server, None, result.own_rss, result.tree_maxrss, others)
+        others = max(0.0, busy - result.cpu_s - server - storage)
+        sample = Sample(result.wall_s, result.cpu_s, server, None, result.own_rss, result.tree_maxrss, others, storage)
         return result, sample
+
+    def pgkeep_archive(self) -> PgkeepArchive:
+        tool = self.physical.pgkeep if self.physical else SetupError("physical methods were not set up")
+        if isinstance(tool, SetupError):
+            raise tool
+        return tool
+
+    def pgbackrest(self) -> PgBackRest:
+        tool = self.physical.pgbackrest if self.physical else SetupError("physical methods were not set up")
+        if isinstance(tool, SetupError):
+            raise tool
+        return tool
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,8 @@ class Method:
     kind: Kind
     measure: Callable[[Env], Sample]
     needs: str | None = None  # restores: the backup method whose output they read
+    storage: str | None = None  # pgkeep methods: the storage target (bench.storage) they write to
+    archiver: str | None = None  # physical methods: whose archive_command they run with (bench.physical)
 
 
 def _path_size(path: Path) -> int:
@@ -151,7 +180,9 @@ def _directory(env: Env) -> Sample:
 # -- pgkeep backups ------------------------------------------------------------------------
 
 
-def _pgkeep_backup(key: str, label: str, extra: Callable[[Env], list[str]], storage: str = "local") -> Method:
+def _pgkeep_backup(
+    key: str, label: str, extra: Callable[[Env], list[str]], storage: str = "local", kind: Kind = "backup"
+) -> Method:
     def measure(env: Env) -> Sample:
         stage = env.pgkeep_stage(["backup", "--json", "--quiet", *extra(env)], storage)
         result, sample = env.run([stage], capture=True)
@@ -162,7 +193,44 @@ def _pgkeep_backup(key: str, label: str, extra: Callable[[Env], list[str]], stor
             env.pgkeep_quiet(["delete", str(previous)], storage)
         return _with_size(sample, int(made["size"]))
 
-    return Method(key, label, "backup", measure)
+    if kind == "physical":
+        return Method(key, label, kind, _archiving("pgkeep", measure), storage=storage, archiver="pgkeep")
+    return Method(key, label, kind, measure, storage=storage)
+
+
+# -- physical backups ------------------------------------------------------------------------
+
+
+def _archiving(tool: str, measure: Callable[[Env], Sample]) -> Callable[[Env], Sample]:
+    """Run ``measure`` with ``tool``'s archive_command in place, and a clean start.
+
+    The switch and a CHECKPOINT happen before the clock starts: a backup's
+    own (fast) checkpoint must not pay for the dirty buffers of the restore
+    measured before it.
+    """
+
+    def measure_archived(env: Env) -> Sample:
+        archive: PgkeepArchive | PgBackRest = env.pgkeep_archive() if tool == "pgkeep" else env.pgbackrest()
+        assert env.physical is not None
+        try:
+            env.physical.archiver.use(archive.command, archive.landed)
+            env.cluster.dev.execute("CHECKPOINT")
+            return measure(env)
+        finally:
+            # Also after a failed switch: a failing archive_command would keep WAL piling up.
+            env.physical.archiver.idle()
+
+    return measure_archived
+
+
+def _pgbackrest(env: Env) -> Sample:
+    tool = env.pgbackrest()
+    _, sample = env.run([Stage(tool.argv("backup", "--type=full"), cwd=tool.config.parent)])
+    newest = tool.newest_backup()
+    info = newest["info"]
+    assert isinstance(info, dict)
+    tool.expire_older()
+    return _with_size(sample, int(info["repository"]["size"]))
 
 
 # -- restores --------------------------------------------------------------------------------
@@ -211,6 +279,9 @@ def _pgkeep_restore(jobs: bool, storage: str = "local") -> Callable[[Env, str, o
 
 def all_methods() -> list[Method]:
     """Every method, in report order. Restores come after the backups they read."""
+    physical_pgkeep = _pgkeep_backup(
+        "pgkeep-physical", "`pgkeep backup --kind physical`", lambda env: ["--kind", "physical"], kind="physical"
+    )
     return [
         Method("floor", "`pg_dump -Fp > /dev/null` (floor)", "backup", _floor),
         Method("spec", "`pg_dump -Fp | gzip -9` (spec)", "backup", _spec),
@@ -222,10 +293,19 @@ def all_methods() -> list[Method]:
             "`pgkeep backup --format directory --jobs N`",
             lambda env: ["--format", "directory", f"--jobs={env.jobs}"],
         ),
+        _pgkeep_backup("pgkeep-s3", "`pgkeep backup` (defaults) to S3 (SeaweedFS)", lambda env: [], storage="s3"),
         _restore("restore-spec", "`gunzip | psql` (spec)", "spec", _gunzip_psql),
         _restore("restore-fc", "`pg_restore -j N` of `-Fc`", "fc", _pg_restore),
         _restore("pgkeep-restore", "`pgkeep restore` (defaults)", "pgkeep", _pgkeep_restore(False)),
         _restore("pgkeep-restore-j", "`pgkeep restore --jobs N`", "pgkeep", _pgkeep_restore(True)),
+        Method(
+            "pgbackrest",
+            "pgBackRest full backup (zst, process-max N)",
+            "physical",
+            _archiving("pgbackrest", _pgbackrest),
+            archiver="pgbackrest",
+        ),
+        physical_pgkeep,
     ]
 
 
@@ -233,5 +313,33 @@ def all_methods() -> list[Method]:
 REFERENCES: dict[str, list[tuple[str, str]]] = {
     "backup": [("floor", "vs floor"), ("spec", "vs spec")],
     "restore": [("restore-fc", "vs pg_restore -j"), ("restore-spec", "vs gunzip|psql")],
+    # Physical backups copy the whole cluster's files: they compare with each other only.
+    "physical": [("pgbackrest", "vs pgBackRest")],
 }
-SIZE_REFERENCE = "spec"
+# The row whose output size the "size vs" column divides by, per kind.
+SIZE_REFERENCES: dict[str, tuple[str, str]] = {
+    "backup": ("spec", "size vs spec"),
+    "physical": ("pgbackrest", "size vs pgBackRest"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 7's targets: ``key``'s median over ``baseline``'s is at most ``at_most``."""
+
+    key: str
+    baseline: str
+    what: str
+    at_most: float
+    measure: Literal["wall_s", "size_bytes"] = "wall_s"
+
+
+TARGETS: list[Target] = [
+    Target("pgkeep", "floor", "logical backup, wall time vs the floor", 1.2),
+    Target("pgkeep", "spec", "logical backup, wall time vs the spec's pipeline", 0.1),
+    Target("pgkeep", "spec", "logical backup, output size vs the spec's pipeline", 0.9, "size_bytes"),
+    Target("pgkeep-s3", "pgkeep", "backup to S3 (SeaweedFS on loopback) vs the same backup to local disk", 1.25),
+    Target("pgkeep-restore", "restore-fc", "restore, wall time vs `pg_restore -j N`", 1.1),
+    Target("pgkeep-restore", "restore-spec", "restore, wall time vs `gunzip | psql`", 1.0),
+    Target("pgkeep-physical", "pgbackrest", "physical backup, wall time vs pgBackRest's full backup", 1.0),
+]

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.methods import REFERENCES, SIZE_REFERENCE, Method, Sample
+from bench.memory import MemoryResult
+from bench.methods import KINDS, REFERENCES, SIZE_REFERENCES, TARGETS, Method, Sample
 
 MB = 1_000_000
 
@@ -49,6 +50,7 @@ class MethodResult:
             "own_rss_peak": self.peak("own_rss"),
             "tree_rss_peak": self.peak("tree_rss"),
             "others_load_median": self.others_load(),
+            "storage_cpu_s_median": self.median("storage_cpu_s"),
             "samples": [asdict(s) for s in self.samples],
         }
 
@@ -63,12 +65,36 @@ class DatasetResult:
     def by_key(self) -> dict[str, MethodResult]:
         return {m.method.key: m for m in self.methods}
 
+    def targets(self) -> list[dict[str, Any]]:
+        """Issue 7's targets that this data set's rows can judge (both rows measured)."""
+        keyed = self.by_key()
+        judged = []
+        for target in TARGETS:
+            row, base = keyed.get(target.key), keyed.get(target.baseline)
+            if row is None or base is None:
+                continue
+            value, ref = row.median(target.measure), base.median(target.measure)
+            ratio = value / ref if value is not None and ref else None
+            judged.append(
+                {
+                    "key": target.key,
+                    "baseline": target.baseline,
+                    "what": target.what,
+                    "measure": target.measure,
+                    "at_most": target.at_most,
+                    "ratio": ratio,
+                    "met": None if ratio is None else ratio <= target.at_most,
+                }
+            )
+        return judged
+
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
             "facts": self.facts,
             "methods": [m.summary() for m in self.methods],
+            "targets": self.targets(),
         }
 
 
@@ -84,6 +110,13 @@ def _ratio(value: float | None, ref: float | None) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+TABLE_TITLES = {
+    "backup": "Backups",
+    "restore": "Restores",
+    "physical": "Physical backups (the whole cluster; compare with each other, not with the logical rows)",
+}
 
 
 def _rss(result: MethodResult) -> str:
@@ -105,20 +138,23 @@ def dataset_markdown(data: DatasetResult, runs: int) -> str:
         + "."
     )
     keyed = data.by_key()
-    for kind in ("backup", "restore"):
+    for kind in KINDS:
         rows = [m for m in data.methods if m.method.kind == kind]
         if not rows:
             continue
         refs = REFERENCES[kind]
         ref_walls = [keyed[k].median("wall_s") if k in keyed else None for k, _ in refs]
+        size_ref = SIZE_REFERENCES.get(kind)
         head = ["method", f"wall s (median of {runs})", "min-max"] + [h for _, h in refs]
+        if size_ref is not None:
+            head += ["output MB", size_ref[1]]
         if kind == "backup":
-            head += ["output MB", "size vs spec", "plain/output"]
+            head += ["plain/output"]
         head += ["client CPU s", "server CPU s", "peak RSS MB", "other load"]
+        lines += ["", f"**{TABLE_TITLES[kind]}**", ""]
+        if kind == "physical" and facts.get("cluster_bytes"):
+            lines += [f"Cluster {facts['cluster_bytes'] / MB:.0f} MB on disk (every database).", ""]
         lines += [
-            "",
-            f"**{kind.capitalize()}s**",
-            "",
             "| " + " | ".join(_cell(h) for h in head) + " |",
             "|" + "---|" * len(head),
         ]
@@ -134,14 +170,15 @@ def dataset_markdown(data: DatasetResult, runs: int) -> str:
                 f"{_fmt(result.summary()['wall_s_min'])}-{_fmt(result.summary()['wall_s_max'])}",
             ]
             cells += [_ratio(wall, ref) for ref in ref_walls]
-            if kind == "backup":
-                size = result.median("size_bytes")
-                spec = keyed.get(SIZE_REFERENCE)
+            size = result.median("size_bytes")
+            if size_ref is not None:
+                ref_row = keyed.get(size_ref[0])
                 cells += [
                     _fmt(size / MB if size else None, 1),
-                    _ratio(size, spec.median("size_bytes") if spec else None),
-                    _ratio(plain, size) if size else "-",
+                    _ratio(size, ref_row.median("size_bytes") if ref_row else None),
                 ]
+            if kind == "backup":
+                cells += [_ratio(plain, size) if size else "-"]
             cells += [
                 _fmt(result.median("cpu_s")),
                 _fmt(result.median("server_cpu_s")),
@@ -149,6 +186,15 @@ def dataset_markdown(data: DatasetResult, runs: int) -> str:
                 _fmt(result.others_load(), 1),
             ]
             lines.append("| " + " | ".join(cells) + " |")
+    judged = data.targets()
+    if judged:
+        lines += ["", "**Against issue 7's targets**", ""]
+        for t in judged:
+            if t["ratio"] is None:
+                verdict = "not judged (a row failed)"
+            else:
+                verdict = f"{t['ratio']:.2f} ({'met' if t['met'] else 'not met'})"
+            lines.append(f"- {t['what']}: {verdict}; target at most {t['at_most']:g}")
     lines.append("")
     return "\n".join(lines)
 
@@ -157,13 +203,21 @@ NOTES = """\
 - wall s: median of the runs; methods alternate within each round, so drift hits all alike.
 - vs columns: the median wall time divided by the reference row's (backups: the floor
   `pg_dump -Fp > /dev/null` and the spec's `pg_dump -Fp | gzip -9`; restores:
-  `pg_restore -j N` of the `-Fc` dump and the spec's `gunzip | psql`).
-- size vs spec: output size over the spec pipeline's; plain/output: compression ratio
-  against the plain dump.
+  `pg_restore -j N` of the `-Fc` dump and the spec's `gunzip | psql`; physical backups:
+  pgBackRest's full backup).
+- size vs: output size over the reference's (the spec pipeline's; pgBackRest's repository
+  size for physical backups); plain/output: compression ratio against the plain dump.
+- S3 rows: pgkeep's S3 client against SeaweedFS on loopback, data on the same disk as the
+  local rows; SeaweedFS's own CPU is in the JSON (`storage_cpu_s`), not in other load.
+- Physical backups: each tool runs with its own archive_command (`pgkeep wal-push` into a
+  local archive, `pgbackrest archive-push`), since both wait for the backup's WAL to be
+  archived; between physical measurements the cluster archives to `/bin/true`, so logical
+  restores are not slowed by an archiver. Server CPU includes the archive_command runs.
 - client CPU s: user+system time of the client process tree (wait4 on each process of
   the pipeline; includes pg_dump under pgkeep). server CPU s: every PostgreSQL process.
 - peak RSS MB: for pgkeep rows, pgkeep's own Python process (VmHWM, sampled every 20 ms);
-  in parentheses for the others, the largest client process (ru_maxrss).
+  in parentheses for the others, the largest client process (VmHWM, pg_dump's workers and
+  pgBackRest's processes included).
 - other load: CPUs kept busy by processes outside the benchmark during the runs (median;
   from /proc/stat minus the client and server CPU). Above ~0.2 the machine was shared
   and wall times are longer than they would be on a quiet machine; CPU times are not.
@@ -181,7 +235,7 @@ def header_markdown(meta: dict[str, Any]) -> str:
             "",
             f"Versions: PostgreSQL server {v['postgresql_server']}, {v['pg_dump']}, "
             f"pgkeep {v['pgkeep']}, Python {v['python']}, zstandard {v['zstandard']}, "
-            f"psycopg {v['psycopg']}, {v['gzip']}.",
+            f"psycopg {v['psycopg']}, {v['gzip']}, {v.get('pgbackrest', 'pgBackRest: not recorded')}.",
             "",
             f"Settings: `python -m bench {s['command_line']}` (repeat {s['repeat']}, jobs N = "
             f"{s['jobs']}). Benchmark cluster: {server}.",
@@ -190,8 +244,10 @@ def header_markdown(meta: dict[str, Any]) -> str:
     )
 
 
-def write_reports(out: Path, meta: dict[str, Any], datasets: list[DatasetResult]) -> list[Path]:
-    """Write <date>-<dataset>.md, latest.md, <date>.json and latest.json; return the paths."""
+def write_reports(
+    out: Path, meta: dict[str, Any], datasets: list[DatasetResult], memory: MemoryResult | None = None
+) -> list[Path]:
+    """Write <date>-<dataset>.md (and -memory.md), latest.md, <date>.json and latest.json; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
     day = meta["date"][:10]
     runs = meta["settings"]["repeat"]
@@ -204,12 +260,39 @@ def write_reports(out: Path, meta: dict[str, Any], datasets: list[DatasetResult]
         path = out / f"{day}-{data.name}.md"
         path.write_text(f"# pgkeep benchmark: {data.name}\n\n{head}\n{section}\n{NOTES}")
         written.append(path)
+    if memory is not None:
+        section = memory.markdown()
+        sections.append(section)
+        path = out / f"{day}-memory.md"
+        path.write_text(f"# pgkeep benchmark: memory\n\n{head}\n{section}")
+        written.append(path)
     latest = out / "latest.md"
     latest.write_text("# pgkeep benchmark\n\n" + head + "\n" + "\n".join(sections) + "\n" + NOTES)
     written.append(latest)
-    payload = {**meta, "datasets": [d.as_json() for d in datasets]}
+    payload = {
+        **meta,
+        "datasets": [d.as_json() for d in datasets],
+        "memory": memory.as_json() if memory is not None else None,
+    }
     for name in (f"{day}.json", "latest.json"):
         path = out / name
         path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         written.append(path)
+    return written
+
+
+def write_section(out: Path, name: str, date: str, markdown: str, payload: dict[str, Any]) -> list[Path]:
+    """A report of its own (e.g. ``--api``): <date>-<name>.md/.json and <name>-latest.md/.json.
+
+    Kept apart from latest.md/latest.json, so running one section does not
+    overwrite the backup/restore report.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    day = date[:10]
+    written: list[Path] = []
+    for stem in (f"{day}-{name}", f"{name}-latest"):
+        md, js = out / f"{stem}.md", out / f"{stem}.json"
+        md.write_text(markdown)
+        js.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        written += [md, js]
     return written

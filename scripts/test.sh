@@ -10,6 +10,8 @@ need=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15 postgresql-client-15)
 command -v zstd >/dev/null || need+=(zstd)
 command -v age >/dev/null || need+=(age)
+# The benchmark's physical reference (tests/bench runs it in the --tiny run).
+command -v pgbackrest >/dev/null || need+=(pgbackrest)
 # The dashboard's browser tests drive the system Chromium (never a downloaded one); fonts for its screenshots.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)

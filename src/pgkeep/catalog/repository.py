@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,6 +53,9 @@ def insert_unique(session: Session, row: DatabaseBackup, make_name: Any) -> Data
     raise RuntimeError("could not find a free backup filename")
 
 
+DEFERRED_PAGE_FROM = 1000  # skipped rows; measured break-even on PostgreSQL (docs/design.md)
+
+
 def list_backups(
     session: Session,
     *,
@@ -60,19 +64,54 @@ def list_backups(
     backup_type: BackupType | None = None,
     status: BackupStatus | None = None,
 ) -> tuple[Sequence[DatabaseBackup], int]:
-    """A page of backups, newest first, and the total matching."""
-    q = select(DatabaseBackup)
-    count_q = select(func.count()).select_from(DatabaseBackup)
+    """A page of backups, newest first, and the total matching.
+
+    Each filter shape has an index in the list's order (``started_at, id``
+    after the filtered columns, see models), so a page is the next ``limit``
+    index entries and the count is read from an index alone. Past
+    DEFERRED_PAGE_FROM skipped rows, the page's ids are picked from the index
+    first and only those rows are read: OFFSET over whole rows reads every
+    skipped row (the last of 5,000 pages: 64 ms on PostgreSQL, against 11 ms).
+    Nearer the top that detour costs more than it saves.
+    """
+    where = []
     if backup_type is not None:
-        q = q.where(DatabaseBackup.type == backup_type)
-        count_q = count_q.where(DatabaseBackup.type == backup_type)
+        where.append(DatabaseBackup.type == backup_type)
     if status is not None:
-        q = q.where(DatabaseBackup.status == status)
-        count_q = count_q.where(DatabaseBackup.status == status)
-    q = q.order_by(DatabaseBackup.started_at.desc(), DatabaseBackup.id.desc())
-    rows = session.scalars(q.offset((page - 1) * limit).limit(limit)).all()
-    total = int(session.scalar(count_q) or 0)
+        where.append(DatabaseBackup.status == status)
+    order = (DatabaseBackup.started_at.desc(), DatabaseBackup.id.desc())
+    offset = (page - 1) * limit
+    if offset < DEFERRED_PAGE_FROM:
+        q = select(DatabaseBackup).where(*where).order_by(*order).offset(offset).limit(limit)
+    else:
+        ids = select(DatabaseBackup.id).where(*where).order_by(*order).offset(offset).limit(limit).subquery()
+        q = select(DatabaseBackup).join(ids, DatabaseBackup.id == ids.c.id).order_by(*order)
+    rows = session.scalars(q).all()
+    total = int(session.scalar(select(func.count()).select_from(DatabaseBackup).where(*where)) or 0)
     return rows, total
+
+
+SUCCEEDED = (BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED)  # retention may remove a success
+
+
+def last_success_at(session: Session) -> datetime | None:
+    """When the newest backup that succeeded (checksum known) completed, or None.
+
+    Walks the ``completed_at`` index from the newest end and stops at the
+    first success: a few rows, however large the catalog. The status test is
+    cast to text on purpose: as a plain ``status IN (...)`` SQLite prefers the
+    status index and reads the ~90% of rows that qualify (0.1 s at 100,000).
+    """
+    return session.scalar(
+        select(DatabaseBackup.completed_at)
+        .where(
+            DatabaseBackup.completed_at.is_not(None),
+            DatabaseBackup.checksum.is_not(None),
+            cast(DatabaseBackup.status, String).in_([s.value for s in SUCCEEDED]),
+        )
+        .order_by(DatabaseBackup.completed_at.desc())
+        .limit(1)
+    )
 
 
 def all_backups(session: Session) -> Sequence[DatabaseBackup]:
