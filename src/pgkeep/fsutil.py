@@ -7,6 +7,7 @@ could otherwise widen or narrow them.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -40,13 +41,10 @@ def create_private_file(path: Path, *, exclusive: bool = True) -> int:
     return fd
 
 
-def touch_private(path: Path) -> None:
-    """Make sure ``path`` exists and is 0600 (used for the SQLite catalog)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+def private_mode(path: Path) -> None:
+    """Make ``path`` 0600 by name, without opening it (used for the SQLite catalog)."""
+    if stat.S_IMODE(os.stat(path).st_mode) != FILE_MODE:
+        os.chmod(path, FILE_MODE)
 
 
 def fsync_dir(path: Path) -> None:

@@ -144,6 +144,41 @@ def test_sqlite_catalog_is_private_whatever_the_umask(tmp_path: Path) -> None:
         assert mode(extra) == 0o600, extra.name
 
 
+def _posix_locks_held_on(path: Path) -> list[str]:
+    """This process's POSIX (fcntl) locks on ``path``, from /proc/locks."""
+    inode = os.stat(path).st_ino
+    held = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "POSIX" and fields[4] == str(os.getpid()) and fields[5].endswith(f":{inode}"):
+            held.append(" ".join(fields[3:]))
+    return held
+
+
+def test_sqlite_keeps_its_locks_when_the_catalog_is_opened_again(tmp_path: Path) -> None:
+    """pgkeep never opens and closes the catalog file itself.
+
+    Closing any descriptor of a file drops all of the process's POSIX locks
+    on it, SQLite's included: a writer in another process then believed
+    itself alone, checkpointed and removed the WAL, and this process's open
+    connections read stale rows (a cleanup's DELETED rows still looked
+    COMPLETED). A connection reading in WAL mode holds a shared lock on the
+    database file; it must still hold it after the file was opened again
+    (the schema check, migration lock and mode fix of a second Catalog).
+    """
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    first = Catalog(url)
+    try:
+        with first.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar()
+            held = _posix_locks_held_on(tmp_path / "catalog.db")
+            assert held, "SQLite's shared lock on the catalog file was already lost"
+            Catalog(url).dispose()
+            assert _posix_locks_held_on(tmp_path / "catalog.db") == held
+    finally:
+        first.dispose()
+
+
 def test_concurrent_first_use_of_a_sqlite_catalog(tmp_path: Path) -> None:
     """Two pgkeep runs starting at once on a new SQLite catalog must not both migrate it."""
     url = f"sqlite:///{tmp_path}/catalog.db"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from pgkeep.errors import CatalogOutdatedError, ConfigError
-from pgkeep.fsutil import private_dir, touch_private
+from pgkeep.fsutil import private_dir, private_mode
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -41,21 +43,31 @@ def sqlalchemy_url(catalog_url: str) -> str:
 def create_catalog_engine(catalog_url: str) -> Engine:
     url = make_url(sqlalchemy_url(catalog_url))
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            db_path = Path(url.database)
+        db_path = Path(url.database) if url.database and url.database != ":memory:" else None
+        if db_path is not None:
             private_dir(db_path.parent)
-            touch_private(db_path)  # SQLite gives its -wal and -shm files the same mode
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
+            if db_path is not None:
+                # SQLite has just created or opened the file. Never open and close it
+                # ourselves: closing any descriptor of a file drops every POSIX lock this
+                # process holds on it, SQLite's included, and another process could then
+                # checkpoint and remove the WAL under our connections. A new file is
+                # still empty here: nothing is written before its mode is 0600.
+                private_mode(db_path)  # before WAL: SQLite gives -wal and -shm this mode
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")  # before journal_mode: switching waits for a lock
+            cur.execute("PRAGMA busy_timeout=30000")
             # WAL: readers (the API, the dashboard's polling) never wait for a writer (a
             # backup's progress updates), and a commit costs one append instead of a
-            # rollback journal's create/fsync/delete. The mode is stored in the file.
-            cur.execute("PRAGMA journal_mode=WAL")
+            # rollback journal's create/fsync/delete. The mode is stored in the file, so
+            # only the first connection switches; one that finds the file busy leaves it
+            # to the next (the mode changes speed, not safety).
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                with contextlib.suppress(sqlite3.OperationalError):
+                    cur.execute("PRAGMA journal_mode=WAL")
             # FULL, not NORMAL: NORMAL may lose the last commits on power loss, and
             # "EXPIRED before the files are deleted" needs that commit durable first.
             cur.execute("PRAGMA synchronous=FULL")
@@ -102,16 +114,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     """Serialize migrations of one SQLite file between processes.
 
-    flock on the database file itself: on Linux it does not interact with
-    SQLite's own (fcntl) locks, and no extra file is created.
+    flock on the catalog's (private) directory, not on the database file:
+    closing a descriptor of the database file would drop SQLite's POSIX locks
+    on it held by this process's open connections (see create_catalog_engine).
     """
     database = engine.url.database
     if not database or database == ":memory:":
         yield
         return
-    with open(database, "rb") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    fd = os.open(Path(database).parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def ensure_schema(engine: Engine) -> None:
