@@ -137,3 +137,16 @@ def test_postgresql_catalog_behind_is_refused_until_db_upgrade(
     upgraded = offline_cli.run("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     Catalog(empty_pg_catalog).dispose()  # now at head: accepted
+
+
+def test_exit_statuses_survive_the_fast_exit(offline_cli: Cli) -> None:
+    """pgkeep leaves without interpreter teardown; its statuses and output must not change."""
+    usage = offline_cli.run("list", "--no-such-option")
+    assert usage.returncode == 2 and "No such option" in usage.stderr
+    # As restore_command, a usage error must abort recovery (status above 125), not read
+    # as "this WAL file is not in the archive" (1).
+    assert offline_cli.run("wal-fetch").returncode == 128
+    missing = offline_cli.run("show", str(uuid.uuid4()))
+    assert missing.returncode == int(ExitCode.NOT_FOUND), missing.stderr
+    listed = offline_cli.run("list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["backups"] == []

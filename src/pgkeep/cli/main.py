@@ -7,10 +7,12 @@ clear line on stderr and a documented exit code. No tracebacks for users
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -86,16 +88,44 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    if sys.argv[1:2] == ["wal-fetch"]:
-        # As restore_command, every exit status but 0 and 1 must be above 125 (PostgreSQL
-        # then aborts recovery): a usage error (2) would read as "end of the archive".
+    """Console-script entry point (the process exits here: see :func:`_exit_now`)."""
+    try:
+        _run()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if sys.argv[1:2] == ["wal-fetch"] and code not in (0, 1):
+            # As restore_command, every exit status but 0 and 1 must be above 125 (PostgreSQL
+            # then aborts recovery): a usage error (2) would read as "end of the archive".
+            code = 128
+        _exit_now(code)
+    _exit_now(0)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without tearing the interpreter down.
+
+    Freeing every module and object at exit took 0.2 s after a backup (as
+    long as the catalog work of the whole backup); archive_command and
+    restore_command pay it per WAL segment. Everything an ordinary exit does
+    that matters still happens, in its order: non-daemon threads are joined
+    (and idle executors released), atexit handlers run (logging, temporary
+    directories, dev servers), stdout and stderr are flushed. What is
+    skipped holds nothing: every catalog commit is durable when it returns,
+    and the connections are closed by the kernel.
+    """
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
         try:
-            _run()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            sys.exit(code if code in (0, 1) else 128)
-    _run()
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say there
+            if code == 0:
+                code = int(ExitCode.FAILED)
+    os._exit(code)
 
 
 # The module that registers each command (pgkeep.cli.wal's are always registered). A
