@@ -26,6 +26,7 @@ from typing import Literal
 from bench.cluster import PG_BIN_DIR, BenchCluster, ServerCpu, machine_busy_s
 from bench.physical import PgBackRest, PgkeepArchive, Physical, SetupError
 from bench.procs import RunResult, Stage, cpu_of, run_pipeline, run_quiet
+from pgkeep.pipeline.codecs import CodecOptions
 
 # Logical backups, restores of them, and physical backups (whole cluster), each its own table.
 Kind = Literal["backup", "restore", "physical"]
@@ -177,6 +178,15 @@ def _directory(env: Env) -> Sample:
     return _with_size(sample, _path_size(out))
 
 
+def _custom_zstd(env: Env) -> Sample:
+    """What pgkeep's default backup does, in C tools only: its lower bound on this machine."""
+    out = env.work / "custom-zstd.dump.zst"
+    level = CodecOptions().zstd_level
+    stages = [_pg_dump(env, "--format=custom", "--compress=0"), Stage(["zstd", "-q", f"-{level}", f"-T{env.jobs}"])]
+    _, sample = env.run(stages, stdout=out)
+    return _with_size(sample, _path_size(out))
+
+
 # -- pgkeep backups ------------------------------------------------------------------------
 
 
@@ -287,6 +297,12 @@ def all_methods() -> list[Method]:
         Method("spec", "`pg_dump -Fp | gzip -9` (spec)", "backup", _spec),
         Method("fc", "`pg_dump -Fc`", "backup", _custom),
         Method("fd", "`pg_dump -Fd -j N`", "backup", _directory),
+        Method(
+            "fc-zstd",
+            f"`pg_dump -Fc -Z0 | zstd -{CodecOptions().zstd_level} -T N` (pgkeep's work in C tools)",
+            "backup",
+            _custom_zstd,
+        ),
         _pgkeep_backup("pgkeep", "`pgkeep backup` (defaults)", lambda env: []),
         _pgkeep_backup(
             "pgkeep-dir",
