@@ -26,7 +26,14 @@ from pgkeep.errors import InvalidRequestError
 from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
 from pgkeep.services.physical import create_physical_backup
-from pgkeep.services.pitr import PitrOptions, PitrResult, RecoveryTarget, restore_physical
+from pgkeep.services.pitr import (
+    CLAIM_SUFFIX,
+    DataDirectoryTakenError,
+    PitrOptions,
+    PitrResult,
+    RecoveryTarget,
+    restore_physical,
+)
 from pgkeep.services.verify import verify_backup
 from pgkeep.storage import local_path_from_url
 
@@ -104,6 +111,29 @@ def test_restore_to_a_time_gives_back_that_moment(pg15_archiving: Archiving, his
     assert result.target_reached and result.backup_id == history.backup_id
     assert_same(history.fp_time, restored_fingerprint(pg15_archiving, result))
     assert history.fp_time != history.fp_final
+
+
+def test_a_directory_another_restore_is_writing_is_refused(
+    pg15_archiving: Archiving, history: History, restored: Path
+) -> None:
+    """Two restores into one empty directory (two API processes, two operators): one goes on.
+
+    The marker beside the directory is what the first one holds while it
+    writes; the second is refused with its name and leaves everything as it was.
+    """
+    restored.mkdir(mode=0o700)
+    marker = restored.parent / f".{restored.name}{CLAIM_SUFFIX}"
+    marker.write_text("another pgkeep\n")
+    options = PitrOptions(restored, RecoveryTarget.parse(latest=True))
+    with pytest.raises(DataDirectoryTakenError) as refused:
+        restore_physical(pg15_archiving.ctx, options)
+    assert str(marker) in refused.value.message and refused.value.http_status == 409
+    assert list(restored.iterdir()) == [] and marker.read_text() == "another pgkeep\n"
+
+    marker.unlink()
+    result = restore_physical(pg15_archiving.ctx, options)
+    assert result.backup_id == history.backup_id and (restored / "PG_VERSION").is_file()
+    assert not marker.exists()  # released once the directory is written
 
 
 def test_restore_to_a_named_restore_point(pg15_archiving: Archiving, history: History, restored: Path) -> None:

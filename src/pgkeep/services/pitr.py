@@ -33,6 +33,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -50,9 +51,11 @@ from pgkeep.catalog.models import BackupStatus, DatabaseBackup, utcnow
 from pgkeep.config import Compression, Settings
 from pgkeep.errors import (
     ConfigError,
+    ExitCode,
     InvalidRequestError,
     InvalidStateError,
     NotFoundError,
+    PgkeepError,
     RestoreFailedError,
     VerificationError,
 )
@@ -211,6 +214,51 @@ class _Plan:
     chain: list[DatabaseBackup]  # full backup first, then its incrementals in order
     segment_size: int
     major: int
+
+
+class DataDirectoryTakenError(PgkeepError):
+    """The data directory exists and is not empty, or another restore is writing it."""
+
+    exit_code = ExitCode.CONFLICT
+    http_status = 409
+    code = "data_directory_exists"
+    title = "The data directory is not free"
+
+
+CLAIM_SUFFIX = ".pgkeep-restore"
+
+
+@contextlib.contextmanager
+def _claim(data_dir: Path) -> Iterator[None]:
+    """Keep every other restore, in any process, out of ``data_dir`` while this one writes it.
+
+    Two restores given the same empty directory both pass the emptiness
+    check. A hidden marker beside the directory, created with O_EXCL, lets
+    one of them on; the emptiness is checked again under it. Once written
+    the directory is not empty, so the marker is not needed after that.
+    """
+    marker = data_dir.parent / f".{data_dir.name}{CLAIM_SUFFIX}"
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise DataDirectoryTakenError(
+            f"another restore is writing {data_dir} (it holds {marker})",
+            operation="restore",
+            hint=f"wait for it to finish; if no restore is running (one was killed), remove {marker}",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot claim {data_dir} for the restore: {exc.strerror} ({marker})") from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{socket.gethostname()} pid {os.getpid()} since {utcnow().isoformat()}\n")
+        if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+            raise DataDirectoryTakenError(
+                f"{data_dir} is no longer empty: another restore wrote it", operation="restore"
+            )
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            marker.unlink()
 
 
 def _refuse(message: str, hint: str | None = None) -> InvalidRequestError:
@@ -454,16 +502,17 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
     result = PitrResult(last.id, [r.id for r in the_plan.chain], data_dir, options.target)
     log.info("physical restore started", backup_id=last.id, data_dir=str(data_dir),
              target=options.target.describe(), chain=result.chain)
-    created = not data_dir.exists()
-    try:
-        _unpack(ctx, the_plan, data_dir)
-        config = options.config_file.absolute() if options.config_file else _write_restore_env(settings, data_dir)
-        port = (options.port or postmaster.free_port()) if options.start else options.port
-        _write_recovery_conf(data_dir, last, options, pgkeep_cmd, config, port)
-        postmaster.chown_tree(data_dir, user)
-    except BaseException:
-        _empty(data_dir, remove=created)
-        raise
+    with _claim(data_dir):
+        created = not data_dir.exists()
+        try:
+            _unpack(ctx, the_plan, data_dir)
+            config = options.config_file.absolute() if options.config_file else _write_restore_env(settings, data_dir)
+            port = (options.port or postmaster.free_port()) if options.start else options.port
+            _write_recovery_conf(data_dir, last, options, pgkeep_cmd, config, port)
+            postmaster.chown_tree(data_dir, user)
+        except BaseException:
+            _empty(data_dir, remove=created)
+            raise
     if not options.start:
         result.message = (
             f"Restored backup {last.id} into {data_dir}; recovery to {options.target.describe()} "

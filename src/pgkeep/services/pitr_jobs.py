@@ -34,7 +34,7 @@ from pgkeep.errors import ExitCode, InvalidRequestError, NotFoundError, PgkeepEr
 from pgkeep.pgtools import postmaster
 from pgkeep.services import pitr
 from pgkeep.services.context import Context
-from pgkeep.services.pitr import PitrOptions, PitrResult, RecoveryTarget
+from pgkeep.services.pitr import DataDirectoryTakenError, PitrOptions, PitrResult, RecoveryTarget
 from pgkeep.services.serialize import iso
 
 KIND = PHYSICAL
@@ -50,15 +50,6 @@ class PitrNotConfiguredError(PgkeepError):
     http_status = 409
     code = "pitr_not_configured"
     title = "Point-in-time restores are not configured"
-
-
-class DataDirectoryTakenError(PgkeepError):
-    """The data directory exists and is not empty, or another restore is writing it."""
-
-    exit_code = ExitCode.CONFLICT
-    http_status = 409
-    code = "data_directory_exists"
-    title = "The data directory is not free"
 
 
 class PortInUseError(PgkeepError):
