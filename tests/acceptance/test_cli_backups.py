@@ -75,6 +75,8 @@ def test_list_and_show(offline_cli: Cli, tmp_path: Path, source_db: DbHandle) ->
     try:
         types = (BackupType.MANUAL, BackupType.SCHEDULED, BackupType.MANUAL)
         ids = [create_backup(ctx, backup_type=t).id for t in types]
+        with ctx.catalog.session() as session:  # as a pg_basebackup would have recorded it
+            repo.update_backup(session, ids[0], kind="physical")
     finally:
         ctx.close()
 
@@ -83,10 +85,12 @@ def test_list_and_show(offline_cli: Cli, tmp_path: Path, source_db: DbHandle) ->
         ("list", "--limit", "2", "--page", "2", "--json"),
         ("list", "--type", "SCHEDULED", "--json"),
         ("show", ids[1], "--json"),
+        ("list", "--kind", "physical", "--json"),
     )
     for run in runs:
         assert run.returncode == 0, run.stderr
-    page1, page2, scheduled, shown = (json.loads(run.stdout) for run in runs)
+    page1, page2, scheduled, shown, physical = (json.loads(run.stdout) for run in runs)
+    assert [(b["id"], b["kind"]) for b in physical["backups"]] == [(ids[0], "physical")]
 
     assert set(page1) == {"backups", "pagination"}
     assert page1["pagination"] == {"page": 1, "limit": 2, "total": 3, "pages": 2}

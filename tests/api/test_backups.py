@@ -57,6 +57,20 @@ def test_list_backups_paginates_newest_first_and_filters(as_admin: TestClient) -
     assert empty == {"backups": [], "pagination": {"page": 1, "limit": 20, "total": 0, "pages": 0}}
 
 
+def test_list_backups_filters_by_kind(as_admin: TestClient, ctx: Context) -> None:
+    logical = create(as_admin)["backup"]["id"]
+    physical = create(as_admin)["backup"]["id"]
+    with ctx.catalog.session() as session:  # as a pg_basebackup would have recorded it
+        repo.update_backup(session, physical, kind="physical")
+    only = as_admin.get(f"{API}/backups", params={"kind": "physical"}).json()
+    assert [b["id"] for b in only["backups"]] == [physical] and only["pagination"]["total"] == 1
+    assert only["backups"][0]["kind"] == "physical"
+    rest = as_admin.get(f"{API}/backups", params={"kind": "logical", "status": "COMPLETED"}).json()
+    assert [b["id"] for b in rest["backups"]] == [logical]
+    bad = as_admin.get(f"{API}/backups", params={"kind": "snapshot"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+
 def test_get_backup_shows_progress_while_it_runs(as_admin: TestClient, ctx: Context) -> None:
     backup_id = create(as_admin)["backup"]["id"]
     data = as_admin.get(f"{API}/backups/{backup_id}").json()

@@ -144,6 +144,7 @@ def list_cmd(
     ctx: typer.Context,
     backup_type: Annotated[TypeFilter | None, typer.Option("--type", case_sensitive=False)] = None,
     status: Annotated[StatusFilter | None, typer.Option("--status", case_sensitive=False)] = None,
+    kind: Annotated[KindOpt | None, typer.Option("--kind", case_sensitive=False, help="logical or physical")] = None,
     page: Annotated[int, typer.Option(min=1)] = 1,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     as_json: JsonOpt = False,
@@ -155,6 +156,7 @@ def list_cmd(
         limit=limit,
         backup_type=BackupType(backup_type.value) if backup_type else None,
         status=BackupStatus(status.value) if status else None,
+        kind=kind.value if kind else None,
     )
     if as_json:
         print_json(data)

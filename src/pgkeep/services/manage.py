@@ -30,11 +30,12 @@ def list_backups(
     limit: int = 20,
     backup_type: BackupType | None = None,
     status: BackupStatus | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
-    """The spec's ``listBackups`` shape: ``{backups, pagination}``."""
+    """The spec's ``listBackups`` shape: ``{backups, pagination}`` (``kind``: logical or physical)."""
     with ctx.catalog.session() as session:
         rows, total = repo.list_backups(
-            session, page=page, limit=limit, backup_type=backup_type, status=status
+            session, page=page, limit=limit, backup_type=backup_type, status=status, kind=kind
         )
         return {"backups": [backup_json(r) for r in rows], "pagination": pagination(page, limit, total)}
 

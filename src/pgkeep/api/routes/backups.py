@@ -19,6 +19,7 @@ from pgkeep.api.schemas import (
     Backup,
     BackupAccepted,
     BackupCreated,
+    BackupKind,
     BackupList,
     BackupStatusName,
     BackupTypeName,
@@ -104,6 +105,7 @@ def list_all(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     type: Annotated[BackupTypeName | None, Query()] = None,
     status: Annotated[BackupStatusName | None, Query()] = None,
+    kind: Annotated[BackupKind | None, Query(description="Only logical or only physical backups.")] = None,
 ) -> Any:
     """Backups, newest first (the spec's ``GET /``)."""
     return manage.list_backups(
@@ -112,6 +114,7 @@ def list_all(
         limit=limit,
         backup_type=BackupType(type) if type else None,
         status=BackupStatus(status) if status else None,
+        kind=kind,
     )
 
 
