@@ -25,8 +25,13 @@ def test_rebuild_after_losing_the_catalog(tmp_path: Path, source_db: DbHandle, d
         ctx.close()
     cli = make_cli(tmp_path, source_db.url)
     cli.env.update(s3_env(overrides))
+    # A legal hold must survive the catalog: one backup kept, one kept and released again.
+    assert cli.json("keep", kept[0].id)["keep"] is True
+    assert cli.json("keep", kept[1].id)["keep"] is True
+    assert cli.json("keep", kept[1].id, "--off")["keep"] is False
     before = cli.json("list", "--limit", "100")["backups"]
     assert len(before) == 4
+    assert {b["id"]: b["keep"] for b in before}[kept[0].id] is True
 
     # Damage: one manifest lost, one artifact altered (same size, other bytes).
     storage.delete(manifest_name(no_manifest.filename))

@@ -26,6 +26,10 @@ def _age(ctx: Context, backup_id: str, days: int) -> None:
                            expires_at=utcnow() - timedelta(days=1))
 
 
+def _filename(ctx: Context, backup_id: str) -> str:
+    return str(manage.get_backup(ctx, backup_id)["filename"])
+
+
 def test_cleanup_follows_the_plan_and_the_safety_rules(tmp_path: Path, source_db: DbHandle) -> None:
     ctx = make_context(tmp_path, source_db.url, retention_daily=2, retention_weekly=0, retention_monthly=0)
     try:
@@ -34,6 +38,11 @@ def test_cleanup_follows_the_plan_and_the_safety_rules(tmp_path: Path, source_db
             _age(ctx, backup_id, age)
         oldest, kept_by_flag, expired, daily_2, newest = ids
         manage.set_keep(ctx, kept_by_flag, True)
+        manage.set_keep(ctx, oldest, True)
+        manage.set_keep(ctx, oldest, False)  # released again: retention may delete it, records and all
+        records = [n for n in dir_entries(tmp_path / "backups") if ".keep-" in n]
+        hold = [n for n in records if n.startswith(_filename(ctx, kept_by_flag))]
+        assert len(records) == 3 and len(hold) == 1  # each change is its own record beside the backup
 
         plan = {d["id"]: d for d in manage.cleanup_expired(ctx, dry_run=True).as_json()["plan"]}
         assert plan[newest]["action"] == "keep" and any("newest" in r for r in plan[newest]["reasons"])
@@ -41,7 +50,8 @@ def test_cleanup_follows_the_plan_and_the_safety_rules(tmp_path: Path, source_db
         assert plan[kept_by_flag]["action"] == "keep" and any("keep flag" in r for r in plan[kept_by_flag]["reasons"])
         assert plan[oldest]["action"] == "delete" and plan[expired]["action"] == "delete"
         files = {b["id"]: b["filename"] for b in manage.list_backups(ctx, limit=100)["backups"]}
-        assert dir_entries(tmp_path / "backups") == stored_files(*files.values())  # dry run changed nothing
+        # The dry run changed nothing.
+        assert dir_entries(tmp_path / "backups") == sorted(stored_files(*files.values()) + records)
 
         result = manage.cleanup_expired(ctx)
         assert sorted(result.deleted) == sorted([oldest, expired])
@@ -49,7 +59,8 @@ def test_cleanup_follows_the_plan_and_the_safety_rules(tmp_path: Path, source_db
         assert statuses[oldest] == statuses[expired] == "DELETED"
         assert statuses[newest] == statuses[daily_2] == statuses[kept_by_flag] == "COMPLETED"
         # Artifacts and manifests of the deleted ones are gone, the others' are all there.
-        assert dir_entries(tmp_path / "backups") == stored_files(files[newest], files[daily_2], files[kept_by_flag])
+        kept = stored_files(files[newest], files[daily_2], files[kept_by_flag])
+        assert dir_entries(tmp_path / "backups") == sorted(kept + hold)
     finally:
         ctx.close()
 

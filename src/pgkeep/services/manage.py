@@ -15,7 +15,7 @@ from pgkeep.errors import InvalidStateError, PgkeepError
 from pgkeep.retention import BackupInfo, RetentionPlan, Status, plan_retention
 from pgkeep.services.archive import cleanup_wal, physical_backups, window_pins
 from pgkeep.services.context import Context
-from pgkeep.services.manifest import remove_backup_files
+from pgkeep.services.manifest import remove_backup_files, write_keep
 from pgkeep.services.recovery import finish_pending_cleanups
 from pgkeep.services.serialize import backup_json, pagination
 from pgkeep.services.verify import VerifyResult
@@ -184,8 +184,19 @@ def _cleanup_wal(ctx: Context, plan: RetentionPlan, result: CleanupResult) -> No
         result.warnings.append(f"removing old archived WAL stopped: {error}")
 
 
-def set_keep(ctx: Context, backup_id: str, keep: bool) -> dict[str, Any]:
-    """Mark a backup to keep (retention never deletes it) or release it."""
+def set_keep(ctx: Context, backup_id: str, keep: bool, *, by: str | None = None) -> dict[str, Any]:
+    """Mark a backup to keep (retention never deletes it) or release it.
+
+    While its files exist, the change is first recorded beside them (see
+    manifest.write_keep), so a catalog rebuilt from storage keeps it too; if
+    storage cannot be reached the flag is not changed.
+    """
+    with ctx.catalog.session() as session:
+        row = repo.get_backup(session, backup_id)
+        filename, storage_url, stored = row.filename, row.storage_url, row.status is BackupStatus.COMPLETED
+    if stored and storage_url:
+        storage, _ = locate(storage_url, ctx.settings)
+        write_keep(storage, filename, keep, utcnow(), by)
     with ctx.catalog.session() as session:
         row = repo.update_backup(session, backup_id, keep=keep)
         return backup_json(row)

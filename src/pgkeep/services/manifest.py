@@ -61,19 +61,22 @@ CLEANUP_PENDING = "storageCleanupPending"
 
 
 VERIFICATION_MARK = ".verification-"
+KEEP_MARK = ".keep-"
+
+
+def _record_name(filename: str, mark: str, at: datetime) -> str:
+    return f"{filename}{mark}{at.strftime('%Y%m%dT%H%M%S%f')}Z.json"
 
 
 def verification_name(filename: str, at: datetime) -> str:
     """An immutable record of one verification, beside the backup (names sort by time)."""
-    return f"{filename}{VERIFICATION_MARK}{at.strftime('%Y%m%dT%H%M%S%f')}Z.json"
+    return _record_name(filename, VERIFICATION_MARK, at)
 
 
-def write_verification(storage: Storage, filename: str, record: dict[str, Any], at: datetime) -> str:
-    """Store one verification's level, outcome, time and duration next to the backup."""
-    name = verification_name(filename, at)
+def _write_record(storage: Storage, name: str, record: dict[str, Any]) -> str:
     writer = storage.open_writer(name)
     try:
-        writer.write(json.dumps({"kind": "pgkeep-verification", **record}, sort_keys=True, default=str).encode())
+        writer.write(json.dumps(record, sort_keys=True, default=str).encode())
         writer.commit()
     except BaseException:
         writer.abort()
@@ -81,9 +84,8 @@ def write_verification(storage: Storage, filename: str, record: dict[str, Any], 
     return name
 
 
-def latest_verification(storage: Storage, filename: str, names: list[str]) -> dict[str, Any] | None:
-    """The newest verification record among ``names`` for ``filename`` (None if there is none)."""
-    records = sorted(n for n in names if n.startswith(filename + VERIFICATION_MARK))
+def _latest_record(storage: Storage, prefix: str, names: list[str]) -> dict[str, Any] | None:
+    records = sorted(n for n in names if n.startswith(prefix))
     if not records:
         return None
     with storage.open_reader(records[-1]) as reader:
@@ -93,6 +95,33 @@ def latest_verification(storage: Storage, filename: str, names: list[str]) -> di
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def write_verification(storage: Storage, filename: str, record: dict[str, Any], at: datetime) -> str:
+    """Store one verification's level, outcome, time and duration next to the backup."""
+    return _write_record(storage, verification_name(filename, at), {"kind": "pgkeep-verification", **record})
+
+
+def latest_verification(storage: Storage, filename: str, names: list[str]) -> dict[str, Any] | None:
+    """The newest verification record among ``names`` for ``filename`` (None if there is none)."""
+    return _latest_record(storage, filename + VERIFICATION_MARK, names)
+
+
+def write_keep(storage: Storage, filename: str, keep: bool, at: datetime, by: str | None = None) -> str:
+    """Record beside the backup that it is kept (or released), for a catalog rebuilt from storage.
+
+    Objects are never overwritten, so every change is a new record and the
+    newest one holds: a rebuilt catalog keeps what the lost one kept, and
+    retention never deletes a backup an operator put on hold.
+    """
+    record = {"kind": "pgkeep-keep", "keep": keep, "at": at.isoformat(), "by": by}
+    return _write_record(storage, _record_name(filename, KEEP_MARK, at), record)
+
+
+def latest_keep(storage: Storage, filename: str, names: list[str]) -> bool:
+    """Whether the newest keep record among ``names`` for ``filename`` keeps it (False without one)."""
+    record = _latest_record(storage, filename + KEEP_MARK, names)
+    return bool(record and record.get("keep") is True)
 
 
 def remove_backup_files(storage: Storage, filename: str, metadata: dict[str, Any] | None = None) -> None:
@@ -105,8 +134,9 @@ def remove_backup_files(storage: Storage, filename: str, metadata: dict[str, Any
     *data_names, manifest = owned_names(filename, metadata)
     for name in data_names:
         storage.delete(name)
-    for record in storage.list(prefix=filename + VERIFICATION_MARK):
-        storage.delete(record.name)
+    for mark in (VERIFICATION_MARK, KEEP_MARK):
+        for record in storage.list(prefix=filename + mark):
+            storage.delete(record.name)
     storage.delete(manifest)
 
 

@@ -25,7 +25,7 @@ from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.errors import ObjectNotFoundError, VerificationError
 from pgkeep.observability.logs import get_logger
 from pgkeep.services.context import Context
-from pgkeep.services.manifest import SUFFIX, latest_verification, read_manifest, row_from_manifest
+from pgkeep.services.manifest import SUFFIX, latest_keep, latest_verification, read_manifest, row_from_manifest
 from pgkeep.storage import ObjectInfo, Storage
 from pgkeep.storage.base import check_object
 
@@ -90,6 +90,7 @@ def rebuild_catalog(ctx: Context, storage: Storage | None = None) -> RebuildRepo
         except VerificationError as exc:
             report.problems.append({**entry, "problem": exc.message})
             continue
+        row.keep = latest_keep(storage, filename, list(objects))
         verified = latest_verification(storage, filename, list(objects))
         if verified and verified.get("startedAt"):
             row.last_verified_at = datetime.fromisoformat(verified["startedAt"])

@@ -244,10 +244,10 @@ def cleanup(
     return data
 
 
-def set_keep(backup_id: BackupId, body: KeepRequest, request: Request, api: Api, _: Operator) -> Any:
+def set_keep(backup_id: BackupId, body: KeepRequest, request: Request, api: Api, principal: Operator) -> Any:
     """Mark a backup to keep (retention never deletes it) or release it."""
     request.state.audit_details = {"keep": body.keep}
-    data = manage.set_keep(api.ctx, backup_id, body.keep)
+    data = manage.set_keep(api.ctx, backup_id, body.keep, by=principal.id)
     audit_event(api, actor_of(request), "backup.keep", AuditOutcome.SUCCESS, resource_id=backup_id,
                 details={"keep": body.keep})
     return data
