@@ -10,7 +10,9 @@ recorded fingerprint.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,7 +132,15 @@ def test_a_directory_another_restore_is_writing_is_refused(
     assert str(marker) in refused.value.message and refused.value.http_status == 409
     assert list(restored.iterdir()) == [] and marker.read_text() == "another pgkeep\n"
 
-    marker.unlink()
+    # A claim of a live process on this host (this one) holds too.
+    marker.write_text(f"{socket.gethostname()} pid {os.getpid()} since 2026-11-27T00:00:00+00:00\n")
+    with pytest.raises(DataDirectoryTakenError):
+        restore_physical(pg15_archiving.ctx, options)
+
+    # The restore that held it died (killed with the API process): its claim is taken over.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    marker.write_text(f"{socket.gethostname()} pid {gone.pid} since 2026-11-27T00:00:00+00:00\n")
     result = restore_physical(pg15_archiving.ctx, options)
     assert result.backup_id == history.backup_id and (restored / "PG_VERSION").is_file()
     assert not marker.exists()  # released once the directory is written

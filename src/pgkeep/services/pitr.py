@@ -30,6 +30,7 @@ Order, and what is refused before anything is written:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -239,7 +240,10 @@ def _claim(data_dir: Path) -> Iterator[None]:
     """
     marker = data_dir.parent / f".{data_dir.name}{CLAIM_SUFFIX}"
     try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fd = _create_exclusive(marker)
+        except FileExistsError:
+            fd = _take_over(marker)
     except FileExistsError:
         raise DataDirectoryTakenError(
             f"another restore is writing {data_dir} (it holds {marker})",
@@ -259,6 +263,54 @@ def _claim(data_dir: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             marker.unlink()
+
+
+def _create_exclusive(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
+def _take_over(marker: Path) -> int:
+    """Replace the claim of a restore that died; FileExistsError while its owner may live.
+
+    Takeovers hold a flock on the directory, so between reading an abandoned
+    claim and removing it no other takeover can have put a fresh one there
+    (and a plain O_EXCL create cannot, while the old one exists).
+    """
+    dir_fd = os.open(marker.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        try:
+            return _create_exclusive(marker)
+        except FileExistsError:
+            if not _abandoned(marker):
+                raise
+        log.warning("removing the claim of a restore that died", marker=str(marker))
+        marker.unlink(missing_ok=True)
+        return _create_exclusive(marker)
+    finally:
+        os.close(dir_fd)
+
+
+def _abandoned(marker: Path) -> bool:
+    """Whether ``marker`` was left by a restore process on this host that no longer exists.
+
+    Only then is it safe to take over: a live process (or one on another
+    host, which cannot be checked from here) may still be writing.
+    """
+    try:
+        host, _, pid, *_ = marker.read_text().split()
+        alive_pid = int(pid)
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname() or alive_pid <= 0:
+        return False
+    try:
+        os.kill(alive_pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, owned by someone else
+    return False
 
 
 def _refuse(message: str, hint: str | None = None) -> InvalidRequestError:
