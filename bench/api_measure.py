@@ -129,6 +129,8 @@ def endpoints(ids: list[str], pages: int) -> list[Endpoint]:
             "list-type-status", f"`GET {b}?type=SCHEDULED&status=COMPLETED`",
             lambda _: f"{b}?type=SCHEDULED&status=COMPLETED", t,
         ),
+        Endpoint("list-kind", f"`GET {b}?kind=physical`", lambda _: f"{b}?kind=physical", t),
+        Endpoint("list-kind-logical", f"`GET {b}?kind=logical`", lambda _: f"{b}?kind=logical", t),
         Endpoint("get", f"`GET {b}/{{id}}`", lambda n: f"{b}/{ids[n % len(ids)]}"),
         Endpoint("summary", f"`GET {PREFIX}/summary` (the dashboard's header)", lambda _: f"{PREFIX}/summary"),
     ]

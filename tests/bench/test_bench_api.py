@@ -19,7 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CATALOGS = ["sqlite", "postgresql"]
 READS = {
-    "healthz", "me", "list", "list-100", "list-deep", "list-status", "list-type", "list-type-status", "get", "summary",
+    "healthz", "me", "list", "list-100", "list-deep", "list-status", "list-type", "list-type-status",
+    "list-kind", "list-kind-logical", "get", "summary",
 }
 LISTS = {k for k in READS if k.startswith("list")}
 TIMEOUT_S = 600  # generous: a shared CI machine can be slow; the run itself takes about half a minute

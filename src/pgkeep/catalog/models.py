@@ -83,13 +83,13 @@ class DatabaseBackup(Base):
         Index("database_backups_type_idx", "type"),
         Index("database_backups_created_by_id_idx", "created_by_id"),
         Index("database_backups_expires_at_idx", "expires_at"),
-        Index("database_backups_kind_idx", "kind"),
         # The lists' order (started_at DESC, id DESC) for each filter shape, id included:
         # a page and its count come from the index alone (migration 0008, docs/design.md).
         Index("database_backups_started_at_idx", "started_at", "id"),
         Index("database_backups_status_started_at_idx", "status", "started_at", "id"),
         Index("database_backups_type_started_at_idx", "type", "started_at", "id"),
         Index("database_backups_type_status_started_at_idx", "type", "status", "started_at", "id"),
+        Index("database_backups_kind_started_at_idx", "kind", "started_at", "id"),  # migration 0009
         Index("database_backups_completed_at_idx", "completed_at"),  # the last success
         UniqueConstraint("filename", name="database_backups_filename_key"),
     )

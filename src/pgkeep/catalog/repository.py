@@ -74,8 +74,8 @@ def list_backups(
     first and only those rows are read: OFFSET over whole rows reads every
     skipped row (the last of 5,000 pages: 64 ms on PostgreSQL, against 11 ms).
     Nearer the top that detour costs more than it saves. ``kind`` (logical or
-    physical) has an index of its own but not in the list's order: physical
-    backups are few, so their page is sorted after the index finds them.
+    physical) has its own index in that order (migration 0009); combined with
+    a type or status filter, the more selective index is used.
     """
     where = []
     if kind is not None:
