@@ -6,8 +6,11 @@ could otherwise widen or narrow them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -45,6 +48,21 @@ def private_mode(path: Path) -> None:
     """Make ``path`` 0600 by name, without opening it (used for the SQLite catalog)."""
     if stat.S_IMODE(os.stat(path).st_mode) != FILE_MODE:
         os.chmod(path, FILE_MODE)
+
+
+@contextlib.contextmanager
+def locked_dir(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on directory ``path`` (between processes; released on exit).
+
+    A directory, not a file beside the data: closing a descriptor of a file
+    drops every POSIX lock this process holds on it, SQLite's included.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

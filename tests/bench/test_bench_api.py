@@ -9,36 +9,23 @@ targets.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_runner import run_bench
 
-REPO = Path(__file__).resolve().parents[2]
 CATALOGS = ["sqlite", "postgresql"]
 READS = {
     "healthz", "me", "list", "list-100", "list-deep", "list-status", "list-type", "list-type-status",
     "list-kind", "list-kind-logical", "get", "summary",
 }
 LISTS = {k for k in READS if k.startswith("list")}
-TIMEOUT_S = 600  # generous: a shared CI machine can be slow; the run itself takes about half a minute
 
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bench-api")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--api", "--tiny", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, f"python -m bench --api --tiny failed:\n{result.stderr[-4000:]}"
-    return out
+    return run_bench(tmp_path_factory.mktemp("bench-api"), "--api", "--tiny")
 
 
 @pytest.fixture(scope="module")

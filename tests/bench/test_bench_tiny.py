@@ -9,15 +9,13 @@ and that the report has its sections: physical backups against pgBackRest
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench_runner import REPO, run_bench
 
-REPO = Path(__file__).resolve().parents[2]
 DATASETS = ("pgbench", "realistic")
-TIMEOUT_S = 600  # generous: a shared CI machine can be slow; the run itself takes 1-2 minutes
 
 
 def _let_server_user_run_pgkeep() -> None:
@@ -37,17 +35,7 @@ def _let_server_user_run_pgkeep() -> None:
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _let_server_user_run_pgkeep()
-    out = tmp_path_factory.mktemp("bench")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--tiny", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, f"python -m bench --tiny failed:\n{result.stderr[-4000:]}"
-    return out
+    return run_bench(tmp_path_factory.mktemp("bench"), "--tiny")
 
 
 def _all_methods() -> list[tuple[str, str, str]]:

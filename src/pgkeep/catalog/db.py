@@ -8,8 +8,6 @@ migrating someone's shared database unasked would surprise its owner.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from pgkeep.errors import CatalogOutdatedError, ConfigError
-from pgkeep.fsutil import private_dir, private_mode
+from pgkeep.fsutil import locked_dir, private_dir, private_mode
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -122,12 +120,8 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:":
         yield
         return
-    fd = os.open(Path(database).parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked_dir(Path(database).parent):
         yield
-    finally:
-        os.close(fd)
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from pgkeep.catalog.models import BackupStatus, DatabaseBackup, JobRun, utcnow
+from pgkeep.catalog import repository as repo
+from pgkeep.catalog.models import JobRun, utcnow
 from pgkeep.services.context import Context
 
 ALERT_JOB = "stale-alert"
@@ -14,12 +15,7 @@ ALERT_JOB = "stale-alert"
 
 def last_success(ctx: Context) -> datetime | None:
     with ctx.catalog.session() as session:
-        return session.scalar(
-            select(func.max(DatabaseBackup.completed_at)).where(
-                DatabaseBackup.checksum.is_not(None),
-                DatabaseBackup.status.in_([BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED]),
-            )
-        )
+        return repo.last_success_at(session)
 
 
 def check_freshness(ctx: Context, now: datetime | None = None) -> bool:

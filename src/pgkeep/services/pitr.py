@@ -30,7 +30,6 @@ Order, and what is refused before anything is written:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shlex
 import shutil
@@ -60,6 +59,7 @@ from pgkeep.errors import (
     RestoreFailedError,
     VerificationError,
 )
+from pgkeep.fsutil import locked_dir
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import postmaster
 from pgkeep.pgtools.binaries import find_tool
@@ -255,7 +255,7 @@ def _claim(data_dir: Path) -> Iterator[None]:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(f"{socket.gethostname()} pid {os.getpid()} since {utcnow().isoformat()}\n")
-        if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        if _occupied(data_dir):
             raise DataDirectoryTakenError(
                 f"{data_dir} is no longer empty: another restore wrote it", operation="restore"
             )
@@ -276,9 +276,7 @@ def _take_over(marker: Path) -> int:
     claim and removing it no other takeover can have put a fresh one there
     (and a plain O_EXCL create cannot, while the old one exists).
     """
-    dir_fd = os.open(marker.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+    with locked_dir(marker.parent):
         try:
             return _create_exclusive(marker)
         except FileExistsError:
@@ -287,8 +285,6 @@ def _take_over(marker: Path) -> int:
         log.warning("removing the claim of a restore that died", marker=str(marker))
         marker.unlink(missing_ok=True)
         return _create_exclusive(marker)
-    finally:
-        os.close(dir_fd)
 
 
 def _abandoned(marker: Path) -> bool:
@@ -309,7 +305,7 @@ def _abandoned(marker: Path) -> bool:
     except ProcessLookupError:
         return True
     except OSError:
-        return False  # it exists, owned by someone else
+        pass  # it exists, owned by someone else
     return False
 
 
@@ -317,8 +313,13 @@ def _refuse(message: str, hint: str | None = None) -> InvalidRequestError:
     return InvalidRequestError(message, operation="restore", hint=hint)
 
 
+def _occupied(path: Path) -> bool:
+    """``path`` exists and is not an empty directory: a restore may not write there."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def _check_data_dir(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if _occupied(path):
         raise _refuse(
             f"{path} exists and is not an empty directory; a physical restore never overwrites one",
             hint="give a new (absent or empty) --data-dir; stop and move away the old cluster yourself if needed",
