@@ -278,3 +278,14 @@ def schema_snapshot(conninfo: str) -> list[tuple[str, str]]:
     sequence positions, routines) as sorted text, to compare two databases."""
     with psycopg.connect(conninfo) as conn:
         return [(r[0], r[1]) for r in conn.execute(_SCHEMA_SQL).fetchall()]
+
+
+def open_pipes() -> int:
+    """This process's open pipe descriptors (a restore must close every one it made)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):  # the descriptor of the listing itself, closed meanwhile
+            count += fd.readlink().name.startswith("pipe:")
+    return count
+

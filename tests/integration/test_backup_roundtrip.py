@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from helpers import DbHandle, dir_entries, get_row, schema_snapshot, stored_files
+from helpers import DbHandle, dir_entries, get_row, open_pipes, schema_snapshot, stored_files
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
@@ -119,9 +119,11 @@ def test_restore_twice_over_the_same_database(ctx: Context, source_db: DbHandle)
         conn.execute(PARTITIONED)
     before = fingerprint(source_db.conninfo)
     backup_id = backup_and_check(ctx, DumpFormat.CUSTOM, Compression.ZSTD)
+    pipes = open_pipes()
     for _ in range(2):
         restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions())
     assert fingerprint(source_db.conninfo) == before
+    assert open_pipes() == pipes
 
 
 def test_parallel_restore_into_a_new_database(

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from helpers import DbHandle, get_row, schema_snapshot
+from helpers import DbHandle, get_row, open_pipes, schema_snapshot
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.errors import ExitCode, VerificationError
 from pgkeep.fingerprint import fingerprint
@@ -76,12 +76,14 @@ def test_damage_after_the_toc_is_caught_while_loading_and_rolled_back(
     before_schema = schema_snapshot(source_db.conninfo)
     path = stored_path(ctx, backup_id)
     flip_byte(path, offset=len(path.read_bytes()) - 40)
+    pipes = open_pipes()
 
     with pytest.raises(VerificationError, match="checksum mismatch") as info:
         restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(safety_backup=False))
     assert info.value.backup_id == backup_id
     assert fingerprint(source_db.conninfo) == before
     assert schema_snapshot(source_db.conninfo) == before_schema
+    assert open_pipes() == pipes  # the pipe held shut against psql's COMMIT is closed too
 
 
 def test_corrupt_catalogued_file_restored_by_path_is_refused(

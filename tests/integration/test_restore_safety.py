@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from helpers import DbHandle, backup_rows, fake_old_pg_dump_dir, make_context, schema_snapshot
+from helpers import DbHandle, backup_rows, fake_old_pg_dump_dir, make_context, open_pipes, schema_snapshot
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.config import DumpFormat
@@ -44,6 +44,7 @@ def snapshot(db: DbHandle) -> tuple[object, object]:
     return fingerprint(db.conninfo), schema_snapshot(db.conninfo)
 
 
+
 @pytest.mark.parametrize("fmt", [DumpFormat.CUSTOM, DumpFormat.PLAIN], ids=lambda v: v.value)
 def test_restore_failing_halfway_leaves_the_target_unchanged(
     ctx: Context, source_db: DbHandle, empty_db: DbHandle, fmt: DumpFormat
@@ -58,6 +59,7 @@ def test_restore_failing_halfway_leaves_the_target_unchanged(
         conn.execute("CREATE TABLE keep_me AS SELECT generate_series(1, 3) AS n")
     for label, target in targets.items():
         before = snapshot(target)
+        pipes = open_pipes()
         with pytest.raises(RestoreFailedError) as info:
             restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(target_url=target.url))
         assert "violates check constraint" in str(info.value), label
@@ -65,6 +67,7 @@ def test_restore_failing_halfway_leaves_the_target_unchanged(
         assert info.value.exit_code is not ExitCode.OK
         assert info.value.backup_id == backup_id
         assert snapshot(target) == before, label
+        assert open_pipes() == pipes, label
 
 
 def test_restore_with_a_missing_role_fails_and_changes_nothing(

@@ -40,10 +40,13 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 
 def enlarge_pipe(stream: IO[bytes] | None) -> None:
     """Grow a pipe's kernel buffer to 1 MiB: fewer wake-ups on the hot path."""
-    if stream is None:
-        return
+    if stream is not None:
+        enlarge_pipe_fd(stream.fileno())
+
+
+def enlarge_pipe_fd(fd: int) -> None:
     with contextlib.suppress(OSError):
-        fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
 
 
 class StderrTail:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import subprocess
 import tempfile
@@ -47,7 +48,7 @@ from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.clear import clear_database_sql
 from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env
-from pgkeep.pgtools.process import Child
+from pgkeep.pgtools.process import Child, enlarge_pipe_fd
 from pgkeep.pgtools.toc import privilege_problems, summarize
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
@@ -327,74 +328,23 @@ def _restore_single_transaction(
     reader = HashingReader(artifact.open())
     staging: Path | None = None
     children: list[Child] = []
-    feeder_error: list[BaseException] = []
     try:
         with client_env(target) as env:
-            loader = Child(
-                psql_argv(psql, target),
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                scrub=target.scrub,
-            )
-            children.append(loader)
             stored = artifact.decoded(reader.chunks())
-            if artifact.fmt is DumpFormat.PLAIN:
-                script: Iterator[bytes] = stored
-                feeder = None
-            else:
-                assert pg_restore is not None
-                archive: Path | None = None
-                if artifact.fmt is DumpFormat.DIRECTORY:
-                    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
-                    archive = extract_tar(stored, staging / "dump")
-                    reader.drain()
-                script_child = Child(
-                    pg_restore_script_argv(
-                        pg_restore, archive, no_owner=options.no_owner, no_acl=options.no_acl
-                    ),
-                    env=env,
-                    stdin=subprocess.PIPE if archive is None else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                )
-                children.append(script_child)
-                feeder = None
-                if archive is None:
-                    feeder = threading.Thread(
-                        target=_feed, args=(stored, script_child, feeder_error), daemon=True
-                    )
-                    feeder.start()
-                script = _read_pipe(script_child)
-            assert loader.proc.stdin is not None
-            psql_stopped = False
-            try:
-                loader.proc.stdin.write(clear_sql.encode())
-                for chunk in adapt_for_server(script, server_major):
-                    loader.proc.stdin.write(chunk)
-            except BrokenPipeError:
-                psql_stopped = True  # psql stopped on an error; its stderr says which
-            if psql_stopped:
-                for child in children[1:]:
-                    child.kill()  # nobody reads its output any more
-            if feeder is not None:
-                feeder.join()
-            if feeder_error:
-                raise feeder_error[0]
-            if not psql_stopped:
-                for child in children[1:]:
-                    failure = child.failure(child.wait())
-                    if failure:
-                        raise RestoreFailedError(f"restore failed, nothing was changed: {failure}")
+            archive: Path | None = None
+            if artifact.fmt is DumpFormat.DIRECTORY:
+                staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
+                archive = extract_tar(stored, staging / "dump")
                 reader.drain()
-                # Only now may psql see the end of its input and COMMIT.
-                check_digest(artifact, reader)
-                with contextlib.suppress(BrokenPipeError):
-                    loader.proc.stdin.close()
-            failure = loader.failure(loader.wait())
-            if failure:
-                raise RestoreFailedError(
-                    f"restore failed, nothing was changed (the transaction was rolled back): {failure}"
+            if pg_restore is not None and not _sends_unknown_settings(pg_restore, server_major):
+                script_argv = pg_restore_script_argv(
+                    pg_restore, archive, no_owner=options.no_owner, no_acl=options.no_acl
                 )
+                _load_direct(artifact, reader, stored, archive, psql_argv(psql, target), script_argv,
+                             clear_sql, env, target, children)
+            else:
+                _load_relay(artifact, reader, stored, archive, psql_argv(psql, target), pg_restore, options,
+                            clear_sql, server_major, env, target, children)
     except BaseException as exc:
         for child in reversed(children):
             child.kill()
@@ -405,6 +355,153 @@ def _restore_single_transaction(
         reader.close()
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_direct(
+    artifact: Artifact,
+    reader: HashingReader,
+    stored: Iterator[bytes],
+    archive: Path | None,
+    psql_args: list[str],
+    script_argv: list[str],
+    clear_sql: str,
+    env: dict[str, str],
+    target: Target,
+    children: list[Child],
+) -> None:
+    """pg_restore's script goes straight into psql through a pipe pgkeep also holds open.
+
+    The script never passes through this process (a gigabyte of SQL copied twice
+    less). The commit is still gated on the checksum: psql sees the end of its
+    input, and COMMITs, only when pgkeep closes its own write end of the pipe,
+    after the stored bytes matched. On any failure psql is killed first, with
+    the pipe still open, so it can only roll back.
+    """
+    read_end, gate = os.pipe()
+    try:
+        enlarge_pipe_fd(gate)
+        try:
+            loader = Child(psql_args, env=env, stdin=read_end, stdout=subprocess.DEVNULL, scrub=target.scrub)
+        finally:
+            os.close(read_end)
+        children.append(loader)
+        stopped = not _write_fd(gate, clear_sql.encode())
+        if not stopped:
+            script_child = Child(
+                script_argv,
+                env=env,
+                stdin=subprocess.PIPE if archive is None else subprocess.DEVNULL,
+                stdout=gate,
+            )
+            children.append(script_child)
+            if archive is None:
+                stdin = script_child.proc.stdin
+                assert stdin is not None
+                try:
+                    for chunk in stored:
+                        stdin.write(chunk)
+                    stdin.close()
+                except BrokenPipeError:
+                    pass  # pg_restore stopped (psql's error stopped it, or its own): see below
+            script_failure = script_child.failure(script_child.wait())
+            # pg_restore's output is read only by psql: if psql has exited, its error is the cause.
+            stopped = loader.proc.poll() is not None
+            if script_failure and not stopped:
+                raise RestoreFailedError(f"restore failed, nothing was changed: {script_failure}")
+        if not stopped:
+            reader.drain()
+            check_digest(artifact, reader)  # raises with psql still waiting: it is killed, never commits
+            os.close(gate)  # psql sees the end of its input and COMMITs
+            gate = -1
+        failure = loader.failure(loader.wait())
+        if failure is None and gate >= 0:
+            failure = "psql ended before the end of its input"  # cannot happen: psql reads to the end
+        if failure:
+            raise _rolled_back(failure)
+    finally:
+        if gate >= 0:
+            if children:
+                children[0].kill()  # never let psql see a clean end of input after a failure
+            os.close(gate)
+
+
+def _rolled_back(failure: str) -> RestoreFailedError:
+    return RestoreFailedError(f"restore failed, nothing was changed (the transaction was rolled back): {failure}")
+
+
+def _write_fd(fd: int, data: bytes) -> bool:
+    """Write all of ``data``; False if the reader has gone away."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _load_relay(
+    artifact: Artifact,
+    reader: HashingReader,
+    stored: Iterator[bytes],
+    archive: Path | None,
+    psql_args: list[str],
+    pg_restore: Tool | None,
+    options: RestoreOptions,
+    clear_sql: str,
+    server_major: int,
+    env: dict[str, str],
+    target: Target,
+    children: list[Child],
+) -> None:
+    """The script passes through pgkeep on its way to psql: a plain dump (it is the stored
+    data), or a newer pg_restore's script whose preamble an older server must not see."""
+    loader = Child(psql_args, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, scrub=target.scrub)
+    children.append(loader)
+    feeder_error: list[BaseException] = []
+    feeder = None
+    if pg_restore is None:
+        script: Iterator[bytes] = stored
+    else:
+        script_child = Child(
+            pg_restore_script_argv(pg_restore, archive, no_owner=options.no_owner, no_acl=options.no_acl),
+            env=env,
+            stdin=subprocess.PIPE if archive is None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+        )
+        children.append(script_child)
+        if archive is None:
+            feeder = threading.Thread(target=_feed, args=(stored, script_child, feeder_error), daemon=True)
+            feeder.start()
+        script = _read_pipe(script_child)
+    assert loader.proc.stdin is not None
+    psql_stopped = False
+    try:
+        loader.proc.stdin.write(clear_sql.encode())
+        for chunk in adapt_for_server(script, server_major):
+            loader.proc.stdin.write(chunk)
+    except BrokenPipeError:
+        psql_stopped = True  # psql stopped on an error; its stderr says which
+    if psql_stopped:
+        for child in children[1:]:
+            child.kill()  # nobody reads its output any more
+    if feeder is not None:
+        feeder.join()
+    if feeder_error:
+        raise feeder_error[0]
+    if not psql_stopped:
+        for child in children[1:]:
+            failure = child.failure(child.wait())
+            if failure:
+                raise RestoreFailedError(f"restore failed, nothing was changed: {failure}")
+        reader.drain()
+        # Only now may psql see the end of its input and COMMIT.
+        check_digest(artifact, reader)
+        with contextlib.suppress(BrokenPipeError):
+            loader.proc.stdin.close()
+    failure = loader.failure(loader.wait())
+    if failure:
+        raise _rolled_back(failure)
 
 
 def _feed(data: Iterator[bytes], child: Child, errors: list[BaseException]) -> None:
