@@ -35,6 +35,7 @@ from pgkeep.errors import (
 )
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
+from pgkeep.pgtools.archive_offsets import OffsetRecorder
 from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.commands import pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env
@@ -363,9 +364,14 @@ def stage_archive(artifact: Artifact, staging: Path) -> Path:
             dest = extract_tar(stored, staging / "dump")
         else:
             dest = staging / "archive.dump"
+            offsets = OffsetRecorder()
             with open(dest, "wb") as fh:
                 for chunk in stored:
                     fh.write(chunk)
+                    offsets.observe(chunk)
+                fh.flush()
+                if not offsets.patch(fh.fileno()):
+                    log.info("staged archive keeps its unset data offsets", reason=offsets.reason)
         reader.drain()
     except VerificationError as exc:
         explain_damage(artifact, reader, exc)
