@@ -70,12 +70,12 @@ class Layout:
 
 
 class _Reader:
-    def __init__(self, buf: bytes) -> None:
+    def __init__(self, buf: bytes | bytearray) -> None:
         self.buf = buf
         self.pos = 0
         self.int_size = 4
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes | bytearray:
         end = self.pos + n
         if n < 0:
             raise _Unsupported("negative length")
@@ -93,12 +93,12 @@ class _Reader:
         value = int.from_bytes(self.take(self.int_size), "little")
         return -value if sign else value
 
-    def str(self) -> bytes | None:
+    def str(self) -> bytes | bytearray | None:
         n = self.int()
         return None if n < 0 else self.take(n)
 
 
-def parse(buf: bytes) -> Layout:
+def parse(buf: bytes | bytearray) -> Layout:
     """The header and table of contents at the start of ``buf``.
 
     Raises ``_Short`` if ``buf`` ends before them, ``_Unsupported`` if the
@@ -153,6 +153,7 @@ class OffsetRecorder:
 
     def __init__(self) -> None:
         self._head: bytearray | None = bytearray()
+        self._parse_at = 0
         self._layout: Layout | None = None
         self._seen = 0
         self._wanted: dict[int, Entry] = {}
@@ -177,8 +178,13 @@ class OffsetRecorder:
             return
         assert self._head is not None
         self._head += chunk
+        if len(self._head) < self._parse_at:
+            return
+        # Parse again only once the head has doubled: a table of contents spread over
+        # many chunks costs a few parses, not one per chunk.
+        self._parse_at = 2 * len(self._head)
         try:
-            layout = parse(bytes(self._head))
+            layout = parse(self._head)
         except _Short:
             if len(self._head) > HEAD_LIMIT:
                 self._stop("its table of contents is too large")
@@ -242,6 +248,9 @@ class OffsetRecorder:
     def patch(self, fd: int) -> bool:
         """Write the recorded positions into the archive file ``fd`` (the bytes observed,
         from position 0). Returns False, changing nothing, unless every block was found."""
+        if self._layout is None and self.reason is None:
+            self._parse_at = 0  # the parse skipped while the head grew
+            self.observe(b"")
         if self.reason is None and self._layout is not None and set(self._found) != set(self._wanted):
             missing = sorted(set(self._wanted) - set(self._found))
             self.reason = f"no data block found for entries {missing[:5]}"
