@@ -8,8 +8,6 @@ whatever the database size.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +18,6 @@ from pgkeep.pipeline.crypto import Encryptor, Recipient
 from pgkeep.storage.base import ObjectWriter
 
 CHUNK = 1 << 20
-PIPE_SIZE = 1 << 20  # Linux's default pipe (64 KiB) stalls pg_dump whenever we compress
 TAIL = 512
 PROGRESS_EVERY_S = 0.5
 
@@ -89,18 +86,11 @@ class CompressingSink:
             self._encryptor.abort()
 
 
-def enlarge_pipe(stream: IO[bytes]) -> None:
-    """Let the process writing into ``stream`` run up to PIPE_SIZE ahead of us (best effort:
-    the size is capped by /proc/sys/fs/pipe-max-size and the user's pipe quota)."""
-    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
-    if setpipe is not None:
-        with contextlib.suppress(OSError, ValueError):
-            fcntl.fcntl(stream.fileno(), setpipe, PIPE_SIZE)
-
-
 def pump(source: IO[bytes], sink: CompressingSink) -> None:
-    """Copy a pipe into ``sink`` with a reused buffer (no per-chunk allocation on read)."""
-    enlarge_pipe(source)
+    """Copy a pipe into ``sink`` with a reused buffer (no per-chunk allocation on read).
+
+    A child's pipes are already 1 MiB (``pgtools.process.Child``), so pg_dump runs ahead of us.
+    """
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     readinto = source.readinto  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ The private key is never needed: checksums cover the stored bytes.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,6 +67,7 @@ def rebuild_catalog(ctx: Context, storage: Storage | None = None) -> RebuildRepo
     """
     storage = storage or ctx.storage
     objects = {o.name: o for o in storage.list()}
+    names = sorted(objects)
     report = RebuildReport()
     described: set[str] = set()
     for manifest_name in sorted(n for n in objects if n.endswith(SUFFIX)):
@@ -90,8 +92,9 @@ def rebuild_catalog(ctx: Context, storage: Storage | None = None) -> RebuildRepo
         except VerificationError as exc:
             report.problems.append({**entry, "problem": exc.message})
             continue
-        row.keep = latest_keep(storage, filename, list(objects))
-        verified = latest_verification(storage, filename, list(objects))
+        companions = _starting_with(names, filename)
+        row.keep = latest_keep(storage, filename, companions)
+        verified = latest_verification(storage, filename, companions)
         if verified and verified.get("startedAt"):
             row.last_verified_at = datetime.fromisoformat(verified["startedAt"])
             row.last_verify_level = verified.get("level")
@@ -101,7 +104,7 @@ def rebuild_catalog(ctx: Context, storage: Storage | None = None) -> RebuildRepo
             session.commit()
         report.imported.append(entry)
         log.info("backup imported from its manifest", backup_id=entry["id"], file=filename)
-    for name in sorted(objects):
+    for name in names:
         if ARTIFACT_NAME.search(name) and name not in described:
             report.problems.append({
                 "filename": name,
@@ -139,3 +142,11 @@ def _check_files(storage: Storage, objects: dict[str, ObjectInfo], manifest: dic
         except (VerificationError, ObjectNotFoundError) as exc:
             return exc.message
     return None
+
+
+def _starting_with(names: list[str], prefix: str) -> list[str]:
+    """The entries of sorted ``names`` that start with ``prefix`` (a contiguous run)."""
+    start = end = bisect.bisect_left(names, prefix)
+    while end < len(names) and names[end].startswith(prefix):
+        end += 1
+    return names[start:end]
