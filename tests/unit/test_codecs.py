@@ -71,6 +71,40 @@ def test_concatenated_frames_are_all_read(compression: Compression) -> None:
 
 
 @pytest.mark.parametrize("compression", COMPRESSED)
+def test_pieces_stay_small_however_far_a_chunk_expands(compression: Compression) -> None:
+    # 64 MiB of blanks stores in a few KiB (zstd) or 64 KiB (gzip): one stored chunk
+    # must still come out in bounded pieces, or memory grows with the data.
+    blanks = b" " * (64 << 20)
+    stored = compress(blanks, compression, piece=1 << 20)
+    assert len(stored) < 1 << 20
+    sizes = []
+    total = hashlib.sha256()
+    for piece in codecs.decompress([stored], compression, limit=1 << 20):
+        sizes.append(len(piece))
+        total.update(piece)
+    assert max(sizes) <= 1 << 20
+    assert sum(sizes) == len(blanks)
+    assert total.digest() == hashlib.sha256(blanks).digest()
+
+
+@pytest.mark.parametrize("compression", COMPRESSED)
+@pytest.mark.parametrize("limit", [1, 7, 4096])
+def test_small_limits_still_round_trip_every_frame(compression: Compression, limit: int) -> None:
+    data = PAYLOAD[:30_000]
+    stored = compress(data, compression) + compress(b"second frame\n", compression)
+    pieces = list(codecs.decompress(chunks(stored, 1000), compression, limit=limit))
+    assert max(len(p) for p in pieces) <= limit
+    assert b"".join(pieces) == data + b"second frame\n"
+
+
+@pytest.mark.parametrize("compression", COMPRESSED)
+def test_truncation_is_caught_with_small_limits(compression: Compression) -> None:
+    stored = compress(PAYLOAD[:30_000], compression)
+    with pytest.raises(VerificationError, match=r"truncated|corrupt"):
+        b"".join(codecs.decompress([stored[:-3]], compression, limit=100))
+
+
+@pytest.mark.parametrize("compression", COMPRESSED)
 @pytest.mark.parametrize("keep", [0.999, 0.5, 0.01])
 def test_truncated_stream_is_an_error(compression: Compression, keep: float) -> None:
     stored = compress(PAYLOAD, compression)

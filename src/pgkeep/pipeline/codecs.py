@@ -4,17 +4,32 @@ pgkeep compresses in its own pipeline (not with pg_dump's ``-Z``): every
 client version then gets zstd, and compression, hashing and writing happen
 in one pass. Decompression checks that the stream ended cleanly: a
 truncated artifact is an error, never a silently short restore.
+
+Decompression yields at most ``DECOMPRESS_CHUNK`` bytes at a time, however
+far a stored chunk expands: one megabyte of zstd can hold a gigabyte of
+blank padding, and a codec that returns all of it at once would make the
+process's memory grow with the data's compressibility. python-zstandard's
+streaming decompressor has no output bound (and its bounded readers do not
+report a frame cut short), so decompression uses ``compression.zstd``
+(Python 3.14's standard library; the ``backports.zstd`` package before
+that), whose API is zlib's: ``decompress(data, max_length)``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import zstandard
+
+if sys.version_info >= (3, 14):
+    from compression import zstd as std_zstd
+else:
+    from backports import zstd as std_zstd
 
 from pgkeep.config import Compression
 from pgkeep.errors import VerificationError
@@ -22,6 +37,7 @@ from pgkeep.errors import VerificationError
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_JOB_SIZE = 2 << 20
+DECOMPRESS_CHUNK = 1 << 20  # the most bytes decompress() yields at once
 
 
 class Compressor(Protocol):
@@ -72,19 +88,77 @@ def detect(head: bytes) -> Compression:
     return Compression.NONE
 
 
-def decompress(chunks: Iterable[bytes], compression: Compression) -> Iterator[bytes]:
+class _Decoder(Protocol):
+    """One frame (zstd) or member (gzip); ``pieces`` never yields more than ``limit`` bytes."""
+
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]: ...
+
+
+class _ZstdDecoder:
+    """One zstd frame."""
+
+    def __init__(self) -> None:
+        self._d = std_zstd.ZstdDecompressor()
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]:
+        while True:
+            out = self._d.decompress(data, limit)
+            data = b""
+            if out:
+                yield out
+            if self._d.eof or self._d.needs_input:
+                return
+
+
+class _GzipDecoder:
+    """One gzip member. zlib keeps input it could not decode yet in ``unconsumed_tail``."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(31)
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]:
+        while True:
+            out = self._d.decompress(data, limit)
+            data = self._d.unconsumed_tail
+            if out:
+                yield out
+            if self._d.eof or (not data and len(out) < limit):
+                return  # a full piece may leave output held back: ask again
+
+
+def decompress(
+    chunks: Iterable[bytes], compression: Compression, *, limit: int = DECOMPRESS_CHUNK
+) -> Generator[bytes, None, None]:
     """Decompress a stream of (possibly several concatenated) frames or members.
 
-    Raises :class:`VerificationError` if the data is corrupt or ends mid-frame.
+    Yields pieces of at most ``limit`` bytes. Raises :class:`VerificationError`
+    if the data is corrupt or ends mid-frame.
     """
     if compression is Compression.NONE:
         yield from chunks
         return
-    make = (
-        (lambda: zstandard.ZstdDecompressor().decompressobj())
-        if compression is Compression.ZSTD
-        else (lambda: zlib.decompressobj(31))
-    )
+    make: type[_Decoder] = _ZstdDecoder if compression is Compression.ZSTD else _GzipDecoder
     d = make()
     started = False
     try:
@@ -92,17 +166,13 @@ def decompress(chunks: Iterable[bytes], compression: Compression) -> Iterator[by
             data = chunk
             while data:
                 started = True
-                out = d.decompress(data)
-                if out:
-                    yield out
+                yield from d.pieces(data, limit)
                 data = b""
                 if d.eof:
                     data = d.unused_data
                     d = make()
                     started = bool(data)
-    except (zstandard.ZstdError, zlib.error) as exc:
+    except (std_zstd.ZstdError, zlib.error) as exc:
         raise VerificationError(f"the {compression.value} stream is corrupt: {exc}") from None
     if started:
-        raise VerificationError(
-            f"the {compression.value} stream is truncated (it ends in the middle of a frame)"
-        )
+        raise VerificationError(f"the {compression.value} stream is truncated (it ends in the middle of a frame)")

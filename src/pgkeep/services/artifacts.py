@@ -14,13 +14,10 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
-
-import zstandard
 
 from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.config import Compression, DumpFormat, Settings
@@ -135,36 +132,40 @@ def artifact_for_file(path: Path, checksum: str | None = None, identity_file: Pa
     else:
         fmt = DumpFormat.PLAIN
     return Artifact(
-        path.name, opener, fmt, compression, checksum, path.stat().st_size,
-        encryption=encryption, identity_file=identity_file,
+        path.name,
+        opener,
+        fmt,
+        compression,
+        checksum,
+        path.stat().st_size,
+        encryption=encryption,
+        identity_file=identity_file,
     )
 
 
 def _decrypt_head(head: bytes, keys: crypto.Keys, name: str) -> bytes:
     """The first plaintext bytes of an age file, from its first stored bytes."""
-    out = b""
-    pieces = crypto.decrypt([head], keys, name)
-    try:
-        for piece in pieces:
-            out += piece
-            if len(out) >= SNIFF_BYTES:
-                break
-    except VerificationError:
-        pass  # a short file ends mid-chunk here; scan() judges the whole file
-    finally:
-        pieces.close()
-    return out
+    return _first_bytes(crypto.decrypt([head], keys, name), SNIFF_BYTES)
 
 
 def _decompress_head(head: bytes, compression: Compression) -> bytes:
+    """The first plaintext bytes of a compressed file, from its first stored bytes."""
+    return _first_bytes(codecs.decompress([head], compression, limit=SNIFF_BYTES), SNIFF_BYTES)
+
+
+def _first_bytes(pieces: Generator[bytes, None, None], n: int) -> bytes:
+    """Up to ``n`` bytes from a decoder fed only a file's head (which it may call cut short)."""
+    out = b""
     try:
-        if compression is Compression.ZSTD:
-            return zstandard.ZstdDecompressor().decompressobj().decompress(head)[:SNIFF_BYTES]
-        if compression is Compression.GZIP:
-            return zlib.decompressobj(31).decompress(head, SNIFF_BYTES)
-    except (zstandard.ZstdError, zlib.error):
-        return b""
-    return head
+        for piece in pieces:
+            out += piece
+            if len(out) >= n:
+                break
+    except VerificationError:
+        pass  # the head ends mid-chunk or mid-frame; scan() judges the whole file
+    finally:
+        pieces.close()
+    return out[:n]
 
 
 class HashingReader:
@@ -320,9 +321,7 @@ def _collect_lines(stream: IO[bytes], out: list[str]) -> threading.Thread:
 def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = None, *, whole: bool = True) -> None:
     """Feed the archive to ``pg_restore --list``; with ``whole``, decompress to its end even
     after pg_restore stopped reading (it stops after the TOC), so the stream is checked too."""
-    child = Child(
-        pg_restore_list_argv(tool), env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    child = Child(pg_restore_list_argv(tool), env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert child.proc.stdin is not None and child.proc.stdout is not None
     lines: list[str] = []
     reader = _collect_lines(child.proc.stdout, lines)
@@ -396,9 +395,7 @@ def _check_directory(data: Iterator[bytes], tool: Tool, toc: list[str] | None = 
             pass
         if not found_toc:
             raise VerificationError("the directory archive has no toc.dat")
-        result = subprocess.run(
-            pg_restore_list_argv(tool, Path(tmp)), capture_output=True, text=True, check=False
-        )
+        result = subprocess.run(pg_restore_list_argv(tool, Path(tmp)), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise VerificationError(f"the archive is not readable: {result.stderr.strip()}")
         if toc is not None:
