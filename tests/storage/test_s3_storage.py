@@ -163,9 +163,7 @@ def test_missing_bucket_fails_at_once_naming_the_bucket(devs3: DevS3) -> None:
         ("no-such-key", "whatever", "InvalidAccessKeyId"),
     ],
 )
-def test_bad_credentials_are_permanent(
-    devs3: DevS3, access_key: str | None, secret_key: str, code: str
-) -> None:
+def test_bad_credentials_are_permanent(devs3: DevS3, access_key: str | None, secret_key: str, code: str) -> None:
     settings = s3_settings(
         devs3,
         s3_access_key_id=access_key or devs3.access_key,
@@ -215,9 +213,7 @@ def test_standard_aws_environment_is_honoured(
     assert read(storage, "env.dump") == b"from the environment"
 
 
-def test_pgkeep_variables_configure_the_client(
-    devs3: DevS3, aws_env_only: pytest.MonkeyPatch
-) -> None:
+def test_pgkeep_variables_configure_the_client(devs3: DevS3, aws_env_only: pytest.MonkeyPatch) -> None:
     for name, value in {
         "PGKEEP_S3_ENDPOINT_URL": devs3.endpoint_url,
         "PGKEEP_S3_REGION": devs3.region,
@@ -304,9 +300,7 @@ def via(proxy: FlakyProxy, devs3: DevS3, **overrides: Any) -> Storage:
     return open_storage(f"s3://{BUCKET}/{unique()}", settings)
 
 
-def test_throttling_and_dropped_connections_are_retried(
-    proxy: FlakyProxy, devs3: DevS3
-) -> None:
+def test_throttling_and_dropped_connections_are_retried(proxy: FlakyProxy, devs3: DevS3) -> None:
     storage = via(proxy, devs3, s3_max_attempts=3)
     data = data_of(12 * MIB)
     proxy.arm("throttle", times=2, marker=b"HEAD ")  # the early name check: 3rd try passes
@@ -334,9 +328,7 @@ def test_too_many_transient_failures_give_up(proxy: FlakyProxy, devs3: DevS3) ->
 
 
 @pytest.mark.parametrize("size", [100, 12 * MIB], ids=["put", "multipart"])
-def test_a_lost_success_response_is_recognised(
-    proxy: FlakyProxy, devs3: DevS3, size: int
-) -> None:
+def test_a_lost_success_response_is_recognised(proxy: FlakyProxy, devs3: DevS3, size: int) -> None:
     # The server stores the object but the answer is lost; botocore sends the request
     # again, which now fails (412: the name is taken, or the upload is gone). The writer
     # must see that the object there is its own, not someone else's.
@@ -348,6 +340,32 @@ def test_a_lost_success_response_is_recognised(
     write(storage, "lost.dump", data)
     assert proxy.hits == {"lose": 1}
     assert read(storage, "lost.dump") == data
+
+
+@pytest.mark.parametrize("size", [100, 6 * MIB])
+def test_bytes_changed_on_the_way_are_refused_and_nothing_is_stored(devs3: DevS3, size: int) -> None:
+    # Every part (and every small object) carries its SHA-256; a byte flipped after
+    # the request was signed, as by a faulty network card or proxy, must be refused
+    # by the server, not stored under the backup's name.
+    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3))
+    client = unwrap(storage).client
+    flipped: list[str] = []
+
+    def flip_a_byte(request: Any, **_: Any) -> None:
+        body = request.body.read() if hasattr(request.body, "read") else bytes(request.body or b"")
+        if body:
+            changed = bytearray(body)
+            changed[len(body) // 2] ^= 0x01
+            request.body = bytes(changed)
+            flipped.append(request.url)
+
+    client.meta.events.register("before-send.s3.UploadPart", flip_a_byte)
+    client.meta.events.register("before-send.s3.PutObject", flip_a_byte)
+    with pytest.raises(StorageError):
+        write(storage, "flipped.dump", data_of(size))
+    assert flipped
+    assert storage.list() == []
+    assert uploads(unwrap(storage)) == []
 
 
 def test_a_download_cut_short_is_a_storage_error(proxy: FlakyProxy, devs3: DevS3) -> None:
