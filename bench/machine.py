@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 from bench.cluster import PG_BIN_DIR
@@ -62,6 +63,10 @@ def versions(server_version: str) -> dict[str, str]:
         "pgkeep": _dist_version("pgkeep"),
         "python": platform.python_version(),
         "zstandard": _dist_version("zstandard"),
+        # Decompression's zstd binding: the standard library's from Python 3.14.
+        "zstd_decompression": (
+            "compression.zstd" if sys.version_info >= (3, 14) else f"backports.zstd {_dist_version('backports.zstd')}"
+        ),
         "psycopg": _dist_version("psycopg"),
         "gzip": _first_line(["gzip", "--version"]),
         "pgbackrest": _first_line(["pgbackrest", "version"]).replace("missing", "pgBackRest not installed"),

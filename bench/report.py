@@ -234,7 +234,8 @@ def header_markdown(meta: dict[str, Any]) -> str:
             f"Linux {m['kernel']}.",
             "",
             f"Versions: PostgreSQL server {v['postgresql_server']}, {v['pg_dump']}, "
-            f"pgkeep {v['pgkeep']}, Python {v['python']}, zstandard {v['zstandard']}, "
+            f"pgkeep {v['pgkeep']}, Python {v['python']}, zstandard {v['zstandard']} "
+            f"(decompression: {v.get('zstd_decompression', 'zstandard')}), "
             f"psycopg {v['psycopg']}, {v['gzip']}, {v.get('pgbackrest', 'pgBackRest: not recorded')}.",
             "",
             f"Settings: `python -m bench {s['command_line']}` (repeat {s['repeat']}, jobs N = "
