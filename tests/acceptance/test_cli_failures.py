@@ -113,9 +113,14 @@ def test_second_backup_process_is_refused_with_its_own_exit_code(
 def test_children_die_with_a_killed_pgkeep(blocked_cli_backup: BlockedBackup) -> None:
     proc = blocked_cli_backup.proc
     [pg_dump] = wait_for(lambda: child_pids(proc.pid, "pg_dump"), "the pg_dump child")
+    environ = Path(f"/proc/{pg_dump}/environ").read_bytes().split(b"\0")
+    [passfile] = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"PGPASSFILE=")]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     wait_for(lambda: process_gone(pg_dump), "pg_dump to die with its parent")
+    # No cleanup ran, and no password is left on disk: the passfile never had a name
+    # pg_dump used (it reads an inherited descriptor).
+    assert passfile.startswith("/dev/fd/") or not Path(passfile).exists(), passfile
 
 
 @pytest.fixture

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from pgkeep.config import DumpFormat
 from pgkeep.pgtools.binaries import Tool
 from pgkeep.pgtools.commands import pg_dump_argv, psql_argv
-from pgkeep.pgtools.conninfo import Target, _passfile_escape, client_env
+from pgkeep.pgtools.conninfo import Target, _passfile_escape, client_env, passed_fds
+from pgkeep.pgtools.process import Child
 
 AWKWARD = "p@ss:w/o%r'd\" $x \\y"
 
@@ -22,18 +27,26 @@ def test_passfile_escaping() -> None:
     assert _passfile_escape(AWKWARD) == "p@ss\\:w/o%r'd\" $x \\\\y"
 
 
-def test_passfile_is_private_and_removed(tmp_path: Path) -> None:
+def passfile_dirs() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("pgkeep-pass-")}
+
+
+def test_passfile_is_private_and_has_no_name() -> None:
     target = Target(params={"host": "db", "dbname": "app"}, password=AWKWARD)
     base = {"PATH": "/usr/bin", "PGPASSWORD": "leaked-from-caller"}
+    before = passfile_dirs()
     with client_env(target, base) as env:
-        passfile = Path(env["PGPASSFILE"])
-        assert passfile.read_text() == "*:*:*:*:p@ss\\:w/o%r'd\" $x \\\\y\n"
-        assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
-        assert stat.S_IMODE(passfile.parent.stat().st_mode) == 0o700
+        passfile = env["PGPASSFILE"]
+        assert passfile.startswith("/dev/fd/")
+        (fd,) = passed_fds(env)
+        assert Path(passfile).read_text() == "*:*:*:*:p@ss\\:w/o%r'd\" $x \\\\y\n"
+        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
+        assert os.fstat(fd).st_nlink == 0  # no name anywhere: nothing to leave behind
+        assert passfile_dirs() == before
         assert "PGPASSWORD" not in env
         assert all(AWKWARD not in value for value in env.values())
-    assert not passfile.exists()
-    assert not passfile.parent.exists()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed again
 
 
 def test_passfile_is_private_whatever_the_umask() -> None:
@@ -41,11 +54,22 @@ def test_passfile_is_private_whatever_the_umask() -> None:
     old = os.umask(0)
     try:
         with client_env(target, {}) as env:
-            passfile = Path(env["PGPASSFILE"])
-            assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
-            assert stat.S_IMODE(passfile.parent.stat().st_mode) == 0o700
+            (fd,) = passed_fds(env)
+            assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_only_children_given_the_descriptor_can_read_the_passfile() -> None:
+    with client_env(Target(params={}, password="secret"), {"PATH": os.environ["PATH"]}) as env:
+        child = Child(["cat", env["PGPASSFILE"]], env=env, stdout=subprocess.PIPE)
+        assert child.proc.stdout is not None
+        assert child.proc.stdout.read() == b"*:*:*:*:secret\n"
+        assert child.wait() == 0
+        # Any other process of ours (no pass_fds) does not inherit it.
+        other = subprocess.run(["cat", env["PGPASSFILE"]], env=env, capture_output=True, check=False)
+        assert other.returncode != 0
+        assert b"secret" not in other.stdout
 
 
 def test_no_password_means_no_passfile() -> None:

@@ -1,7 +1,7 @@
 """Connection targets: parse libpq URLs once, keep the password apart.
 
 The password never goes on a command line: child processes get the
-connection string without it plus a private passfile (see :func:`client_env`).
+connection string without it plus a private, unnamed passfile (see :func:`client_env`).
 """
 
 from __future__ import annotations
@@ -91,11 +91,15 @@ def _passfile_escape(value: str) -> str:
 def client_env(target: Target, base: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
     """Environment for a libpq client process connecting to ``target``.
 
-    The password is written to a 0600 passfile in a private temporary
-    directory that is removed afterwards; /proc/<pid>/cmdline and the
-    environment never show it. (A password with a newline cannot be stored
-    in a passfile; it falls back to PGPASSWORD, which only the same OS user
-    can read.)
+    The password goes into a 0600 passfile that has no name: it is created in
+    a private temporary directory, and the file and directory are removed
+    before any child starts. The child reaches it through an open descriptor,
+    ``PGPASSFILE=/dev/fd/N``, which it must inherit (:func:`passed_fds`;
+    :class:`pgkeep.pgtools.process.Child` does that). So nothing is left on
+    disk even if pgkeep is killed with SIGKILL, and /proc/<pid>/cmdline and
+    the environment never show the password. (A password with a newline
+    cannot be stored in a passfile; it falls back to PGPASSWORD, which only
+    the same OS user can read.)
     """
     env = dict(os.environ if base is None else base)
     env.pop("PGPASSWORD", None)
@@ -106,16 +110,39 @@ def client_env(target: Target, base: dict[str, str] | None = None) -> Iterator[d
         env["PGPASSWORD"] = target.password
         yield env
         return
+    fd = _unnamed_passfile("*:*:*:*:" + _passfile_escape(target.password) + "\n")
+    try:
+        env["PGPASSFILE"] = f"{_FD_PATH}{fd}"
+        yield env
+    finally:
+        os.close(fd)
+
+
+_FD_PATH = "/dev/fd/"
+
+
+def _unnamed_passfile(content: str) -> int:
+    """A descriptor of a 0600 file holding ``content`` whose name is already gone."""
     tmpdir = Path(tempfile.mkdtemp(prefix="pgkeep-pass-"))
     path = tmpdir / "pgpass"
     try:
         fd = create_private_file(path)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("*:*:*:*:" + _passfile_escape(target.password) + "\n")
-        env["PGPASSFILE"] = str(path)
-        yield env
+        try:
+            os.write(fd, content.encode("utf-8"))
+        except BaseException:
+            os.close(fd)
+            raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         with contextlib.suppress(OSError):
             tmpdir.rmdir()
+    return fd
+
+
+def passed_fds(env: dict[str, str]) -> tuple[int, ...]:
+    """The descriptors a child started with ``env`` (from :func:`client_env`) must inherit."""
+    passfile = env.get("PGPASSFILE", "")
+    if passfile.startswith(_FD_PATH) and passfile[len(_FD_PATH) :].isdigit():
+        return (int(passfile[len(_FD_PATH) :]),)
+    return ()

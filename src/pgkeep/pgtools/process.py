@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import IO
 
+from pgkeep.pgtools.conninfo import passed_fds
+
 PR_SET_PDEATHSIG = 1
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
@@ -92,6 +94,7 @@ class Child:
             bufsize=0,
             preexec_fn=_die_with_parent(os.getpid()),
             close_fds=True,
+            pass_fds=passed_fds(env),  # the passfile's descriptor, if any
         )
         enlarge_pipe(self.proc.stdout)
         enlarge_pipe(self.proc.stdin)

@@ -38,7 +38,7 @@ from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.archive_offsets import OffsetRecorder
 from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.commands import pg_restore_script_argv, psql_argv
-from pgkeep.pgtools.conninfo import Target, client_env
+from pgkeep.pgtools.conninfo import Target, client_env, passed_fds
 from pgkeep.pgtools.process import Child
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
@@ -408,7 +408,9 @@ def apply_globals(ctx: Context, artifact: Artifact, target: Target, server_major
     argv = psql_argv(psql, target, single_transaction=False)
     argv = [a for a in argv if a != "--set=ON_ERROR_STOP=1"]
     with client_env(target) as env:
-        result = subprocess.run(argv, input=b"\n".join(lines), env=env, capture_output=True, check=False)
+        result = subprocess.run(
+            argv, input=b"\n".join(lines), env=env, pass_fds=passed_fds(env), capture_output=True, check=False
+        )
     errors = [
         target.scrub(e)
         for e in result.stderr.decode("utf-8", "replace").splitlines()
