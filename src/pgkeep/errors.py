@@ -27,8 +27,13 @@ class ExitCode(IntEnum):
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 operation failed; 2 bad arguments; 3 unknown backup or file; "
     "4 a backup of this database is already in progress; 5 verification failed; "
-    "6 configuration error; 7 restore not confirmed; 8 backup not in a usable state."
+    "6 configuration error; 7 restore not confirmed; 8 backup not in a usable state; "
+    "130 interrupted (Ctrl-C); 143 terminated (SIGTERM), after the same clean-up."
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be (``pgkeep.cli.main``), so the same clean-up runs."""
 
 
 class PgkeepError(Exception):

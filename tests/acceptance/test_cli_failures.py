@@ -110,6 +110,24 @@ def test_second_backup_process_is_refused_with_its_own_exit_code(
     assert dir_entries(backups_dir) == stored_files(rows[0].filename)
 
 
+def test_sigterm_aborts_a_backup_cleanly(
+    blocked_cli_backup: BlockedBackup, backups_dir: Path, catalog: Context
+) -> None:
+    # A supervisor's stop (systemd, timeout, Kubernetes): the same clean-up as Ctrl-C,
+    # not a dead process whose row waits for crash recovery.
+    proc = blocked_cli_backup.proc
+    [pg_dump] = wait_for(lambda: child_pids(proc.pid, "pg_dump"), "the pg_dump child")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+    wait_for(lambda: process_gone(pg_dump), "pg_dump to be stopped")
+    [row] = backup_rows(catalog)
+    assert row.status is BackupStatus.FAILED
+    assert row.error_message == "terminated (SIGTERM)"
+    assert dir_entries(backups_dir) == []
+
+
 def test_children_die_with_a_killed_pgkeep(blocked_cli_backup: BlockedBackup) -> None:
     proc = blocked_cli_backup.proc
     [pg_dump] = wait_for(lambda: child_pids(proc.pid, "pg_dump"), "the pg_dump child")

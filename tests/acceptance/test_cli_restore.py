@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import psycopg
 from cli_runner import Cli, assert_one_clear_line
 
-from helpers import DbHandle, fake_old_pg_dump_dir, get_row, make_context, schema_snapshot
+from helpers import (
+    DbHandle,
+    fake_old_pg_dump_dir,
+    get_row,
+    make_context,
+    schema_snapshot,
+    table_locked,
+    wait_for,
+)
 from pgkeep.config import DumpFormat
 from pgkeep.errors import BackupFailedError, ExitCode
 from pgkeep.fingerprint import fingerprint
@@ -28,9 +37,7 @@ def state(db: DbHandle) -> tuple[object, object]:
     return fingerprint(db.conninfo), schema_snapshot(db.conninfo)
 
 
-def test_restore_without_yes_and_without_a_terminal_refuses(
-    cli: Cli, tmp_path: Path, source_db: DbHandle
-) -> None:
+def test_restore_without_yes_and_without_a_terminal_refuses(cli: Cli, tmp_path: Path, source_db: DbHandle) -> None:
     backup_id, _ = take_backup(tmp_path, source_db)
     with psycopg.connect(source_db.conninfo) as conn:
         conn.execute("DELETE FROM summaries")
@@ -67,9 +74,7 @@ def test_restore_of_a_corrupt_backup_is_refused_and_changes_nothing(
     assert state(source_db) == before
 
 
-def test_restore_failing_halfway_exits_non_zero_with_the_cause(
-    cli: Cli, tmp_path: Path, source_db: DbHandle
-) -> None:
+def test_restore_failing_halfway_exits_non_zero_with_the_cause(cli: Cli, tmp_path: Path, source_db: DbHandle) -> None:
     with psycopg.connect(source_db.conninfo) as conn:
         # A CHECK reading another table: loading aa_child fails while zz_ref is still empty.
         conn.execute(
@@ -92,9 +97,7 @@ def test_restore_failing_halfway_exits_non_zero_with_the_cause(
     assert state(source_db) == before
 
 
-def test_restore_of_a_failed_backup_is_refused(
-    cli: Cli, tmp_path: Path, source_db: DbHandle
-) -> None:
+def test_restore_of_a_failed_backup_is_refused(cli: Cli, tmp_path: Path, source_db: DbHandle) -> None:
     ctx = make_context(tmp_path, source_db.url, pg_bin_dir=fake_old_pg_dump_dir(tmp_path / "bin"))
     try:
         try:
@@ -107,3 +110,34 @@ def test_restore_of_a_failed_backup_is_refused(
     result = cli.run("restore", failed_id, "--yes")
     assert_one_clear_line(result, ExitCode.CONFLICT, "FAILED", "only COMPLETED")
     assert state(source_db) == before
+
+
+def blocked_backend(conninfo: str, dbname: str) -> int | None:
+    """Server pid of a session of ``dbname`` waiting for a lock, if any."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", (dbname,)
+        ).fetchone()
+    return int(row[0]) if row else None
+
+
+def test_sigterm_mid_restore_rolls_back_and_exits_143(
+    cli: Cli, tmp_path: Path, source_db: DbHandle, empty_db: DbHandle
+) -> None:
+    backup_id, _ = take_backup(tmp_path, source_db)
+    with psycopg.connect(empty_db.conninfo) as conn:
+        conn.execute("CREATE TABLE lock_me (id int)")
+    before = state(empty_db)
+    # The restore's first statement drops lock_me: it waits while we hold a lock on it.
+    with table_locked(empty_db.conninfo, "lock_me", "ACCESS SHARE"):
+        proc = cli.popen("restore", backup_id, "--yes", "--no-safety-backup", "--target-url", empty_db.url)
+        wait_for(
+            lambda: proc.poll() is not None or blocked_backend(source_db.conninfo, empty_db.name),
+            "the restore to wait for the lock",
+        )
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+    assert state(empty_db) == before  # rolled back: nothing of the backup, lock_me still there

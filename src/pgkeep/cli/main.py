@@ -11,16 +11,17 @@ import atexit
 import json
 import logging
 import os
+import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import typer
 from rich.console import Console
 
 from pgkeep.config import load_settings
-from pgkeep.errors import EXIT_CODES_HELP, ExitCode, PgkeepError
+from pgkeep.errors import EXIT_CODES_HELP, ExitCode, PgkeepError, Terminated
 
 if TYPE_CHECKING:
     from pgkeep.services.context import Context
@@ -155,8 +156,36 @@ def _register_commands(argv: list[str]) -> None:
         importlib.import_module(f"pgkeep.cli.{module}")
 
 
+# Commands that keep SIGTERM as it is: PostgreSQL tells its own shutdown from
+# an archive_command or restore_command killed by SIGTERM (wal-push, wal-fetch),
+# and serve and worker shut down gracefully on it themselves.
+_OWN_SIGTERM = frozenset({"wal-push", "wal-fetch", "archive", "serve", "worker"})
+
+
+_signalled: list[int] = []  # SIGTERM, once received (typer hides the interrupt's cause)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    _signalled.append(signum)
+    raise Terminated
+
+
+def _aborted() -> NoReturn:
+    """Exit after an interrupt: Ctrl-C (130) or SIGTERM (143), once the clean-up ran."""
+    if _signalled:
+        err_console.print("error: terminated (SIGTERM)")
+        sys.exit(128 + signal.SIGTERM)
+    err_console.print("error: interrupted")
+    sys.exit(130)
+
+
 def _run() -> None:
     _register_commands(sys.argv)
+    if sys.argv[1:2] and sys.argv[1] not in _OWN_SIGTERM:
+        # A supervisor's stop (systemd, cron's timeout, Kubernetes) aborts a backup or
+        # restore the way Ctrl-C does: children killed, partial files and uploads
+        # removed, the row marked FAILED, a restore rolled back.
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
     # Commands report errors themselves, as one line; log records stay quiet
     # unless a long-running command (worker, serve) configures logging.
@@ -164,6 +193,8 @@ def _run() -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(prog_name="pgkeep", standalone_mode=False)
+        if rv == 130:  # typer's answer to a KeyboardInterrupt (or Terminated)
+            _aborted()
         sys.exit(rv if isinstance(rv, int) else 0)
     except PgkeepError as exc:
         err_console.print(f"error: {exc}", markup=False)
@@ -174,8 +205,7 @@ def _run() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except _ABORTS:
-        err_console.print("error: interrupted")
-        sys.exit(130)
+        _aborted()
     except Exception as exc:
         if os.environ.get("PGKEEP_DEBUG"):
             raise

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import psycopg
 from psycopg import sql
 
@@ -75,19 +78,58 @@ def user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
 
 def table_counts(target: Target, snapshot: str | None) -> dict[str, int]:
     """Exact row counts of every user table, inside ``snapshot`` when given."""
-    with psycopg.connect(target.connect_conninfo(), application_name="pgkeep-counts") as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        if snapshot:
-            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        counts: dict[str, int] = {}
-        for schema, table in user_tables(conn):
-            q = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            row = conn.execute(q).fetchone()
-            counts[f"{schema}.{table}"] = int(row[0]) if row else 0
-        conn.rollback()
-        return counts
+    return TableCounter(target, snapshot).run()
+
+
+class TableCounter:
+    """:func:`table_counts` that another thread can stop (:meth:`cancel`).
+
+    A backup counts beside pg_dump; when the backup fails or is interrupted,
+    the count must not hold its clean-up until every table is scanned (or,
+    behind a lock, forever): cancel sends PostgreSQL a cancel request.
+    """
+
+    def __init__(self, target: Target, snapshot: str | None) -> None:
+        self._target = target
+        self._snapshot = snapshot
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+        self._cancelled = False
+
+    def run(self) -> dict[str, int]:
+        with psycopg.connect(self._target.connect_conninfo(), application_name="pgkeep-counts") as conn:
+            with self._lock:
+                self._check()
+                self._conn = conn
+            try:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                if self._snapshot:
+                    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
+                counts: dict[str, int] = {}
+                for schema, table in user_tables(conn):
+                    self._check()
+                    q = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
+                        sql.Identifier(schema), sql.Identifier(table)
+                    )
+                    row = conn.execute(q).fetchone()
+                    counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+                conn.rollback()
+                return counts
+            finally:
+                with self._lock:
+                    self._conn = None
+
+    def cancel(self) -> None:
+        """Stop counting: the running query is cancelled, no further table is counted."""
+        with self._lock:
+            self._cancelled = True
+            if self._conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.cancel_safe(timeout=5)
+
+    def _check(self) -> None:
+        if self._cancelled:
+            raise PgkeepError("counting rows was cancelled")
 
 
 def database_size(conn: psycopg.Connection) -> int:

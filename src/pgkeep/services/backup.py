@@ -30,7 +30,7 @@ import psycopg
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, utcnow
 from pgkeep.config import Compression, DumpFormat
-from pgkeep.errors import BackupFailedError, BackupInProgressError, PgkeepError
+from pgkeep.errors import BackupFailedError, BackupInProgressError, PgkeepError, Terminated
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import Tool, find_tool
@@ -276,6 +276,8 @@ def _failed(message: str, backup_id: str, hint: str | None) -> BackupFailedError
 
 def describe_failure(exc: BaseException) -> str:
     """The cause of a failed backup, for its row's error_message (never a password)."""
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM)"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (SIGINT)"
     if isinstance(exc, PgkeepError):
@@ -318,14 +320,20 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
 
     # Counting scans every table: it runs beside pg_dump, in the same snapshot,
     # so the counts describe exactly the dumped data without doubling the time.
+    counter = pgserver.TableCounter(target, snapshot)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgkeep-counts") as pool:
-        counts_future: Future[dict[str, int]] = pool.submit(pgserver.table_counts, target, snapshot)
-        # Outside the try: if the name is taken, nothing of ours is stored and nothing may be removed.
-        writer = storage.open_writer(row.filename)
+        counts_future: Future[dict[str, int]] = pool.submit(counter.run)
         try:
-            return _store(ctx, conn, job, writer, snapshot, db_size, counts_future, on_progress)
+            # Outside the inner try: if the name is taken, nothing of ours is stored and
+            # nothing may be removed.
+            writer = storage.open_writer(row.filename)
+            try:
+                return _store(ctx, conn, job, writer, snapshot, db_size, counts_future, on_progress)
+            except BaseException:
+                _discard(ctx, storage, row)
+                raise
         except BaseException:
-            _discard(ctx, storage, row)
+            counter.cancel()  # the pool's exit waits for the count: stop it first
             raise
 
 
