@@ -89,62 +89,30 @@ def detect(head: bytes) -> Compression:
 
 
 class _Decoder(Protocol):
-    """One frame (zstd) or member (gzip); ``pieces`` never yields more than ``limit`` bytes."""
+    """One zstd frame (compression.zstd) or gzip member (zlib): they share this API."""
 
     @property
     def eof(self) -> bool: ...
     @property
     def unused_data(self) -> bytes: ...
 
-    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]: ...
+    def decompress(self, data: bytes, max_length: int, /) -> bytes: ...
 
 
-class _ZstdDecoder:
-    """One zstd frame."""
-
-    def __init__(self) -> None:
-        self._d = std_zstd.ZstdDecompressor()
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._d.unused_data
-
-    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]:
-        while True:
-            out = self._d.decompress(data, limit)
-            data = b""
-            if out:
-                yield out
-            if self._d.eof or self._d.needs_input:
-                return
+def _new_decoder(compression: Compression) -> _Decoder:
+    return std_zstd.ZstdDecompressor() if compression is Compression.ZSTD else zlib.decompressobj(31)
 
 
-class _GzipDecoder:
-    """One gzip member. zlib keeps input it could not decode yet in ``unconsumed_tail``."""
-
-    def __init__(self) -> None:
-        self._d = zlib.decompressobj(31)
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._d.unused_data
-
-    def pieces(self, data: bytes, limit: int) -> Iterator[bytes]:
-        while True:
-            out = self._d.decompress(data, limit)
-            data = self._d.unconsumed_tail
-            if out:
-                yield out
-            if self._d.eof or (not data and len(out) < limit):
-                return  # a full piece may leave output held back: ask again
+def _pieces(d: _Decoder, data: bytes, limit: int) -> Iterator[bytes]:
+    """What ``data`` decodes to, up to the frame's end, in pieces of at most ``limit`` bytes."""
+    while True:
+        out = d.decompress(data, limit)
+        if out:
+            yield out
+        # zlib keeps input it could not decode yet outside (unconsumed_tail), zstd inside.
+        data = getattr(d, "unconsumed_tail", b"")
+        if d.eof or (not data and len(out) < limit):
+            return  # a full piece may leave output held back: ask again
 
 
 def decompress(
@@ -158,19 +126,18 @@ def decompress(
     if compression is Compression.NONE:
         yield from chunks
         return
-    make: type[_Decoder] = _ZstdDecoder if compression is Compression.ZSTD else _GzipDecoder
-    d = make()
+    d = _new_decoder(compression)
     started = False
     try:
         for chunk in chunks:
             data = chunk
             while data:
                 started = True
-                yield from d.pieces(data, limit)
+                yield from _pieces(d, data, limit)
                 data = b""
                 if d.eof:
                     data = d.unused_data
-                    d = make()
+                    d = _new_decoder(compression)
                     started = bool(data)
     except (std_zstd.ZstdError, zlib.error) as exc:
         raise VerificationError(f"the {compression.value} stream is corrupt: {exc}") from None
