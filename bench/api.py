@@ -65,9 +65,7 @@ CATALOG_DB = "pgkeep_catalog"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The API benchmark's options (``--api`` selects it instead of the backup/restore run)."""
     g = p.add_argument_group("admin API benchmark (--api)")
-    g.add_argument(
-        "--api", action="store_true", help="measure the admin API's latency instead of backups and restores"
-    )
+    g.add_argument("--api", action="store_true", help="measure the admin API's latency instead of backups and restores")
     g.add_argument("--api-rows", type=int, default=ROWS, help=f"catalog rows (default {ROWS:,})")
     g.add_argument(
         "--api-requests", type=int, default=REQUESTS, help=f"measured requests per endpoint (default {REQUESTS})"
@@ -113,7 +111,10 @@ class Server:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [_pgkeep(), "serve", "--port", str(self.port), "--no-scheduler"],
-            cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
@@ -193,14 +194,18 @@ def run_catalog(
             result.others_load["reads"] = meter.others_load(mark)
             for r in result.reads:
                 s = r.summary()
-                log(f"{backend}: {r.key}: p50 {s['p50_ms'] or 0:.1f} ms, p95 {s['p95_ms'] or 0:.1f} ms"
-                    + (f" FAILED {r.error}" if r.error else ""))
+                log(
+                    f"{backend}: {r.key}: p50 {s['p50_ms'] or 0:.1f} ms, p95 {s['p95_ms'] or 0:.1f} ms"
+                    + (f" FAILED {r.error}" if r.error else "")
+                )
             mark = meter.start()
             result.backup = measure_async_backups(client, token, args.api_backups)
             result.others_load["backups"] = meter.others_load(mark)
             s = result.backup.summary()
-            log(f"{backend}: backup-async: p50 {s['p50_ms'] or 0:.1f} ms, p95 {s['p95_ms'] or 0:.1f} ms"
-                + (f" FAILED {result.backup.error}" if result.backup.error else ""))
+            log(
+                f"{backend}: backup-async: p50 {s['p50_ms'] or 0:.1f} ms, p95 {s['p95_ms'] or 0:.1f} ms"
+                + (f" FAILED {result.backup.error}" if result.backup.error else "")
+            )
     finally:
         server.stop()
         if "Traceback" in server.log_path.read_text(errors="replace"):

@@ -24,8 +24,18 @@ from pgkeep.catalog.models import BackupStatus, BackupType
 
 DATABASES = ("app", "billing", "analytics", "auth", "notes", "search", "events", "crm")
 TABLES = (
-    "organizations", "users", "meetings", "meeting_participants", "transcripts", "summaries",
-    "invoices", "payments", "sessions", "audit_events", "tags", "attachments",
+    "organizations",
+    "users",
+    "meetings",
+    "meeting_participants",
+    "transcripts",
+    "summaries",
+    "invoices",
+    "payments",
+    "sessions",
+    "audit_events",
+    "tags",
+    "attachments",
 )
 # (kind, type, weight): most rows are scheduled logical backups, as in a catalog a cron fills.
 KINDS_TYPES = (
@@ -44,7 +54,14 @@ STATUSES = (
     (BackupStatus.FAILED, 10),
 )
 PHYSICAL_COLUMNS = (
-    "timeline", "start_lsn", "end_lsn", "backup_start_at", "backup_end_at", "wal_start", "wal_end", "parent_id",
+    "timeline",
+    "start_lsn",
+    "end_lsn",
+    "backup_start_at",
+    "backup_end_at",
+    "wal_start",
+    "wal_end",
+    "parent_id",
 )
 FAILURES = (
     "pg_dump exited with status 1: pg_dump: error: connection to server lost",
@@ -89,13 +106,18 @@ def generate_rows(count: int, seed: int, now: datetime) -> Iterator[dict[str, An
             if kind == "logical":
                 counts = {t: rng.randrange(0, 5_000_000) for t in rng.sample(TABLES, rng.randrange(4, len(TABLES)))}
                 meta |= {
-                    "tableCounts": counts, "tableCount": len(counts), "databaseSize": size * 4,
-                    "pgDumpVersion": "pg_dump (PostgreSQL) 15.18", "format": "custom",
+                    "tableCounts": counts,
+                    "tableCount": len(counts),
+                    "databaseSize": size * 4,
+                    "pgDumpVersion": "pg_dump (PostgreSQL) 15.18",
+                    "format": "custom",
                 }
             else:
                 meta |= {
-                    "incremental": backup_type is BackupType.INCREMENTAL, "systemIdentifier": "7441128503416543272",
-                    "walSegmentSize": 16_777_216, "pgBasebackupVersion": "15.18",
+                    "incremental": backup_type is BackupType.INCREMENTAL,
+                    "systemIdentifier": "7441128503416543272",
+                    "walSegmentSize": 16_777_216,
+                    "pgBasebackupVersion": "15.18",
                     "pgManifest": {"files": rng.randrange(900, 3000), "checksumAlgorithm": "CRC32C"},
                 }
         ended = None if status is BackupStatus.IN_PROGRESS else started + timedelta(milliseconds=duration_ms)
@@ -132,9 +154,13 @@ def generate_rows(count: int, seed: int, now: datetime) -> Iterator[dict[str, An
         if kind == "physical" and done:
             lsn = f"{i // 1000:X}/{rng.getrandbits(28):X}"
             row |= {
-                "timeline": 1, "start_lsn": lsn, "end_lsn": lsn, "backup_start_at": started,
+                "timeline": 1,
+                "start_lsn": lsn,
+                "end_lsn": lsn,
+                "backup_start_at": started,
                 "backup_end_at": started + timedelta(milliseconds=duration_ms),
-                "wal_start": f"00000001{i // 256:08X}{i % 256:08X}", "wal_end": f"00000001{i // 256:08X}{i % 256:08X}",
+                "wal_start": f"00000001{i // 256:08X}{i % 256:08X}",
+                "wal_end": f"00000001{i // 256:08X}{i % 256:08X}",
             }
         yield row
 
@@ -146,16 +172,18 @@ def verifications_for(backups: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if b["last_verified_at"] is None:
             continue
         drill = i % 639 == 0  # a multiple of 3: every third backup is verified
-        out.append({
-            "id": str(uuid.UUID(int=uuid.UUID(b["id"]).int ^ 1, version=4)),
-            "backup_id": b["id"],
-            "level": "restore" if drill else "archive",
-            "valid": True,
-            "message": "restored into a scratch database; row counts match" if drill else "checksum and archive OK",
-            "details": {"tables": b["metadata"].get("tableCount")},
-            "started_at": b["last_verified_at"],
-            "duration_ms": 4_000,
-        })
+        out.append(
+            {
+                "id": str(uuid.UUID(int=uuid.UUID(b["id"]).int ^ 1, version=4)),
+                "backup_id": b["id"],
+                "level": "restore" if drill else "archive",
+                "valid": True,
+                "message": "restored into a scratch database; row counts match" if drill else "checksum and archive OK",
+                "details": {"tables": b["metadata"].get("tableCount")},
+                "started_at": b["last_verified_at"],
+                "duration_ms": 4_000,
+            }
+        )
     return out
 
 

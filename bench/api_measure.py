@@ -126,8 +126,10 @@ def endpoints(ids: list[str], pages: int) -> list[Endpoint]:
         Endpoint("list-status", f"`GET {b}?status=FAILED`", lambda _: f"{b}?status=FAILED", t),
         Endpoint("list-type", f"`GET {b}?type=MANUAL`", lambda _: f"{b}?type=MANUAL", t),
         Endpoint(
-            "list-type-status", f"`GET {b}?type=SCHEDULED&status=COMPLETED`",
-            lambda _: f"{b}?type=SCHEDULED&status=COMPLETED", t,
+            "list-type-status",
+            f"`GET {b}?type=SCHEDULED&status=COMPLETED`",
+            lambda _: f"{b}?type=SCHEDULED&status=COMPLETED",
+            t,
         ),
         Endpoint("list-kind", f"`GET {b}?kind=physical`", lambda _: f"{b}?kind=physical", t),
         Endpoint("list-kind-logical", f"`GET {b}?kind=logical`", lambda _: f"{b}?kind=logical", t),
@@ -146,9 +148,7 @@ def _get(client: httpx.Client, ep: Endpoint, n: int, token: str) -> float:
     return elapsed
 
 
-def measure_reads(
-    client: httpx.Client, eps: list[Endpoint], token: str, requests: int, warmup: int
-) -> list[Latency]:
+def measure_reads(client: httpx.Client, eps: list[Endpoint], token: str, requests: int, warmup: int) -> list[Latency]:
     results = {ep.key: Latency(ep.key, ep.label, ep.target_ms) for ep in eps}
     for n in range(warmup):
         for ep in eps:

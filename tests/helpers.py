@@ -159,9 +159,7 @@ def wait_for(predicate: Callable[[], T | None], what: str, timeout: float = WAIT
 
 
 @contextlib.contextmanager
-def table_locked(
-    conninfo: str, table: str = "users", mode: str = "ACCESS EXCLUSIVE"
-) -> Iterator[psycopg.Connection]:
+def table_locked(conninfo: str, table: str = "users", mode: str = "ACCESS EXCLUSIVE") -> Iterator[psycopg.Connection]:
     """Hold a lock on ``table`` until the block exits.
 
     ACCESS EXCLUSIVE blocks a pg_dump started meanwhile: the backup stays mid-run,
@@ -234,9 +232,7 @@ def truncating_pg_dump_dir(root: Path, nbytes: int = 65536) -> Path:
     real = PG15_BIN_DIR / "pg_dump"
     write_script(
         root / "pg_dump",
-        f'if [ "$1" = "--version" ]; then exec {real} --version; fi\n'
-        f'{real} "$@" | head -c {nbytes}\n'
-        "kill -KILL $$\n",
+        f'if [ "$1" = "--version" ]; then exec {real} --version; fi\n{real} "$@" | head -c {nbytes}\nkill -KILL $$\n',
     )
     return root
 
@@ -288,4 +284,3 @@ def open_pipes() -> int:
         with contextlib.suppress(OSError):  # the descriptor of the listing itself, closed meanwhile
             count += fd.readlink().name.startswith("pipe:")
     return count
-

@@ -69,8 +69,12 @@ def run_demo(console: Console, *, keep: bool = False) -> bool:
 def _walkthrough(console: Console, ctx: Context, cluster: DevCluster, work: Path) -> bool:
     console.print("[bold]3.[/] Taking a backup (custom format, zstd)")
     with Progress(
-        SpinnerColumn(), TextColumn("backing up"), DownloadColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        SpinnerColumn(),
+        TextColumn("backing up"),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as bar:
         task = bar.add_task("backup", total=None)
         result = create_backup(ctx, progress=lambda n: bar.update(task, completed=n))

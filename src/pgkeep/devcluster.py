@@ -152,9 +152,7 @@ class DevCluster:
     host: str = HOST
     superuser: str = SUPERUSER
 
-    def __init__(
-        self, bin_dir: Path, base_dir: Path, superuser_password: str, *, owns_base_dir: bool
-    ) -> None:
+    def __init__(self, bin_dir: Path, base_dir: Path, superuser_password: str, *, owns_base_dir: bool) -> None:
         self.bin_dir = bin_dir
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
@@ -226,9 +224,7 @@ class DevCluster:
 
     # -- connection strings -----------------------------------------------------------
 
-    def url(
-        self, dbname: str = "postgres", user: str | None = None, password: str | None = None
-    ) -> str:
+    def url(self, dbname: str = "postgres", user: str | None = None, password: str | None = None) -> str:
         """A ``postgresql://`` URL over TCP, every part percent-encoded.
 
         ``user`` defaults to the superuser; ``password`` defaults to the
@@ -244,9 +240,7 @@ class DevCluster:
 
     def admin_conninfo(self, dbname: str = "postgres") -> str:
         """A psycopg conninfo for the superuser over the unix socket (trust auth)."""
-        return make_conninfo(
-            host=str(self.socket_dir), port=self.port, user=self.superuser, dbname=dbname
-        )
+        return make_conninfo(host=str(self.socket_dir), port=self.port, user=self.superuser, dbname=dbname)
 
     # -- SQL helpers ------------------------------------------------------------------
 
@@ -270,9 +264,7 @@ class DevCluster:
         with psycopg.connect(self.admin_conninfo(dbname), autocommit=True) as conn:
             return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
-    def create_database(
-        self, name: str, template: str | None = None, owner: str | None = None
-    ) -> None:
+    def create_database(self, name: str, template: str | None = None, owner: str | None = None) -> None:
         """``CREATE DATABASE``, optionally cloned from ``template`` and owned by ``owner``."""
         stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template is not None:
@@ -406,9 +398,7 @@ class DevCluster:
         for attempt in range(1, _START_ATTEMPTS + 1):
             self.port = free_ports(1)[0]
             self._write_conf(extra_conf)
-            result = self._run(
-                ["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "start"]
-            )
+            result = self._run(["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "start"])
             if result.returncode == 0:
                 self._wait_ready()
                 return

@@ -98,9 +98,7 @@ class DevS3:
     host: str = HOST
     region: str = REGION
 
-    def __init__(
-        self, weed: Path, base_dir: Path, access_key: str, secret_key: str, *, owns_base_dir: bool
-    ) -> None:
+    def __init__(self, weed: Path, base_dir: Path, access_key: str, secret_key: str, *, owns_base_dir: bool) -> None:
         self.weed = weed
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
@@ -246,9 +244,7 @@ class DevS3:
         return f"{HOST}:{self.ports['master.port']}.{self.ports['master.port.grpc']}"
 
     def _server_command(self) -> list[str]:
-        port_flags = [
-            f"-{name}={port}" for name, port in self.ports.items() if not name.startswith("volume.")
-        ]
+        port_flags = [f"-{name}={port}" for name, port in self.ports.items() if not name.startswith("volume.")]
         return [
             str(self.weed),
             f"-logdir={self.log_dir}",
@@ -368,9 +364,7 @@ class DevS3:
         self._wait_for("S3 to accept writes", can_write, timeout)
 
     def _log_tail(self) -> str:
-        return "".join(
-            log_tail(self.log_dir / name) for name in ("server.out", "volume.out", "weed.ERROR")
-        )
+        return "".join(log_tail(self.log_dir / name) for name in ("server.out", "volume.out", "weed.ERROR"))
 
     def _terminate(self, *, graceful: bool) -> None:
         procs, self._procs = self._procs, []

@@ -58,9 +58,7 @@ def _order_by(pk_columns: list[Any]) -> sql.Composable:
     if not pk_columns:
         return sql.SQL('t::text COLLATE "C"')
     parts = [
-        sql.SQL('{} COLLATE "C"').format(sql.Identifier(name))
-        if collatable
-        else sql.Identifier(name)
+        sql.SQL('{} COLLATE "C"').format(sql.Identifier(name)) if collatable else sql.Identifier(name)
         for name, collatable in pk_columns
     ]
     return sql.SQL(", ").join(parts)
@@ -96,9 +94,7 @@ def fingerprint(conninfo: str) -> Fingerprint:
     return result
 
 
-def diff_fingerprints(
-    a: Fingerprint, b: Fingerprint, *, a_label: str = "first", b_label: str = "second"
-) -> list[str]:
+def diff_fingerprints(a: Fingerprint, b: Fingerprint, *, a_label: str = "first", b_label: str = "second") -> list[str]:
     """Describe how two fingerprints differ, one line per table; empty when equal."""
     differences: list[str] = []
     for key in sorted(a.keys() | b.keys()):
@@ -107,9 +103,7 @@ def diff_fingerprints(
         elif key not in a:
             differences.append(f"{key}: only in {b_label} ({b[key][0]} rows)")
         elif a[key][0] != b[key][0]:
-            differences.append(
-                f"{key}: row count {a[key][0]} in {a_label}, {b[key][0]} in {b_label}"
-            )
+            differences.append(f"{key}: row count {a[key][0]} in {a_label}, {b[key][0]} in {b_label}")
         elif a[key][1] != b[key][1]:
             differences.append(f"{key}: content differs (both have {a[key][0]} rows)")
     return differences

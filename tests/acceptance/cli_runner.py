@@ -29,11 +29,7 @@ class Cli:
         return [str(PGKEEP), *args]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        base = {
-            k: v
-            for k, v in os.environ.items()
-            if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")
-        }
+        base = {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
         return {**base, **self.env, **(extra or {})}
 
     def run(

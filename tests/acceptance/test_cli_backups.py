@@ -105,8 +105,20 @@ def test_list_and_show(offline_cli: Cli, tmp_path: Path, source_db: DbHandle) ->
     assert scheduled["pagination"] == {"page": 1, "limit": 20, "total": 1, "pages": 1}
 
     assert shown == scheduled["backups"][0]  # one backup object, as in the list
-    for key in ("id", "filename", "size", "type", "status", "storageUrl", "checksum", "metadata",
-                "startedAt", "completedAt", "expiresAt", "errorMessage"):
+    for key in (
+        "id",
+        "filename",
+        "size",
+        "type",
+        "status",
+        "storageUrl",
+        "checksum",
+        "metadata",
+        "startedAt",
+        "completedAt",
+        "expiresAt",
+        "errorMessage",
+    ):
         assert key in shown
     assert shown["type"] == "SCHEDULED"
 

@@ -78,8 +78,7 @@ def blocked_cli_backup(cli: Cli, source_db: DbHandle) -> Iterator[BlockedBackup]
         proc = cli.popen("backup", "--json")
         try:
             wait_for(
-                lambda: proc.poll() is not None
-                or blocked_pg_dump_backend(source_db.conninfo, source_db.name),
+                lambda: proc.poll() is not None or blocked_pg_dump_backend(source_db.conninfo, source_db.name),
                 "pgkeep's pg_dump to wait for the lock",
             )
             assert proc.poll() is None, proc.communicate()
@@ -98,9 +97,7 @@ def test_second_backup_process_is_refused_with_its_own_exit_code(
     blocked_cli_backup: BlockedBackup,
 ) -> None:
     second = cli.run("backup")
-    assert_one_clear_line(
-        second, ExitCode.BUSY, f"a backup of {source_db.name} is already in progress"
-    )
+    assert_one_clear_line(second, ExitCode.BUSY, f"a backup of {source_db.name} is already in progress")
     assert [r.status for r in backup_rows(catalog)] == [BackupStatus.IN_PROGRESS]  # the first's
 
     first = blocked_cli_backup.finish()
@@ -151,9 +148,7 @@ def empty_pg_catalog(pg15: DevCluster) -> Iterator[str]:
         pg15.drop_database(name)
 
 
-def test_postgresql_catalog_behind_is_refused_until_db_upgrade(
-    offline_cli: Cli, empty_pg_catalog: str
-) -> None:
+def test_postgresql_catalog_behind_is_refused_until_db_upgrade(offline_cli: Cli, empty_pg_catalog: str) -> None:
     env = {"PGKEEP_CATALOG_URL": empty_pg_catalog}
     refused = offline_cli.run("list", env=env)
     assert_one_clear_line(refused, ExitCode.CONFIG, "pgkeep db upgrade")

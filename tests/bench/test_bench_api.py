@@ -17,8 +17,18 @@ from bench_runner import run_bench
 
 CATALOGS = ["sqlite", "postgresql"]
 READS = {
-    "healthz", "me", "list", "list-100", "list-deep", "list-status", "list-type", "list-type-status",
-    "list-kind", "list-kind-logical", "get", "summary",
+    "healthz",
+    "me",
+    "list",
+    "list-100",
+    "list-deep",
+    "list-status",
+    "list-type",
+    "list-type-status",
+    "list-kind",
+    "list-kind-logical",
+    "get",
+    "summary",
 }
 LISTS = {k for k in READS if k.startswith("list")}
 

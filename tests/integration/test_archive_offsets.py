@@ -63,13 +63,16 @@ def offsets_db(empty_db: DbHandle) -> DbHandle:
     an empty table, a sequence and a materialized view: the entries with and without data."""
     with psycopg.connect(empty_db.conninfo) as conn:
         conn.execute("CREATE TABLE many (id int PRIMARY KEY, note text)")
-        conn.execute("INSERT INTO many SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END "
-                     "FROM generate_series(1, 20000) g")
+        conn.execute(
+            "INSERT INTO many SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END "
+            "FROM generate_series(1, 20000) g"
+        )
         conn.execute("CREATE TABLE long_rows (id int, body text)")
         conn.execute("INSERT INTO long_rows SELECT g, repeat(md5(g::text), 2000) FROM generate_series(1, 40) g")
         conn.execute("CREATE TABLE docs (doc jsonb)")
-        conn.execute("INSERT INTO docs SELECT jsonb_build_object('k', g, 'tab', E'a\\tb') "
-                     "FROM generate_series(1, 300) g")
+        conn.execute(
+            "INSERT INTO docs SELECT jsonb_build_object('k', g, 'tab', E'a\\tb') FROM generate_series(1, 300) g"
+        )
         conn.execute("CREATE TABLE nothing (i int)")
         conn.execute("CREATE SEQUENCE counter START 42")
         conn.execute("CREATE MATERIALIZED VIEW many_count AS SELECT count(*) FROM many")
@@ -102,8 +105,7 @@ def test_a_patched_archive_restores_in_parallel(tmp_path: Path, offsets_db: DbHa
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
     subprocess.run(
-        [str(PG15_BIN_DIR / "pg_restore"), f"--dbname={source_db.conninfo}", "--jobs=2", "--exit-on-error",
-         str(path)],
+        [str(PG15_BIN_DIR / "pg_restore"), f"--dbname={source_db.conninfo}", "--jobs=2", "--exit-on-error", str(path)],
         check=True,
     )
     with psycopg.connect(source_db.conninfo) as conn:

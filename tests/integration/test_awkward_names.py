@@ -80,9 +80,7 @@ def test_awkward_database_round_trip(
     assert weird_rows(empty_db.conninfo) == weird_rows(awkward_db.conninfo)
 
 
-def test_restore_over_the_awkward_database_itself(
-    awkward_ctx: Context, awkward_db: DbHandle
-) -> None:
+def test_restore_over_the_awkward_database_itself(awkward_ctx: Context, awkward_db: DbHandle) -> None:
     original = weird_rows(awkward_db.conninfo)
     original_schema = schema_snapshot(awkward_db.conninfo)
     result = create_backup(awkward_ctx)

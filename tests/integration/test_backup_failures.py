@@ -87,9 +87,7 @@ class BackupThread:
 
 
 @pytest.fixture
-def blocked_backup(
-    ctx: Context, source_db: DbHandle
-) -> Iterator[tuple[BackupThread, psycopg.Connection]]:
+def blocked_backup(ctx: Context, source_db: DbHandle) -> Iterator[tuple[BackupThread, psycopg.Connection]]:
     """A backup whose pg_dump waits for a table lock: mid-run until the lock goes."""
     with table_locked(source_db.conninfo) as lock:
         running = BackupThread(lambda: create_backup(ctx))
@@ -100,9 +98,7 @@ def blocked_backup(
         yield running, lock
 
 
-def test_pg_dump_killed_mid_stream(
-    tmp_path: Path, source_db: DbHandle, backups_dir: Path
-) -> None:
+def test_pg_dump_killed_mid_stream(tmp_path: Path, source_db: DbHandle, backups_dir: Path) -> None:
     # The real pg_dump, cut off after 64 kB of output and then SIGKILLed.
     ctx = make_context(tmp_path, source_db.url, pg_bin_dir=truncating_pg_dump_dir(tmp_path / "bin"))
     try:
@@ -146,17 +142,13 @@ def test_backend_terminated(
     assert "terminating connection due to administrator command" in row.error_message
 
 
-def test_wrong_password(
-    tmp_path: Path, pg15: DevCluster, source_db: DbHandle, backups_dir: Path
-) -> None:
+def test_wrong_password(tmp_path: Path, pg15: DevCluster, source_db: DbHandle, backups_dir: Path) -> None:
     wrong = pg15.superuser_password + "!"
     ctx = make_context(tmp_path, pg15.url(source_db.name, password=wrong))
     try:
         with pytest.raises(BackupFailedError) as info:
             create_backup(ctx)
-        row = assert_failed_cleanly(
-            ctx, backups_dir, info.value, "password authentication failed", "cannot connect"
-        )
+        row = assert_failed_cleanly(ctx, backups_dir, info.value, "password authentication failed", "cannot connect")
     finally:
         ctx.close()
     for secret in (wrong, quote(wrong, safe=""), pg15.superuser_password):
@@ -179,25 +171,19 @@ def test_unreachable_server(tmp_path: Path, backups_dir: Path) -> None:
     assert "secret-pw" not in str(row.error_message)
 
 
-def test_pg_dump_older_than_the_server(
-    tmp_path: Path, source_db: DbHandle, backups_dir: Path
-) -> None:
+def test_pg_dump_older_than_the_server(tmp_path: Path, source_db: DbHandle, backups_dir: Path) -> None:
     bin_dir = fake_old_pg_dump_dir(tmp_path / "bin", "14.1")
     ctx = make_context(tmp_path, source_db.url, pg_bin_dir=bin_dir)
     try:
         with pytest.raises(BackupFailedError) as info:
             create_backup(ctx)
-        assert_failed_cleanly(
-            ctx, backups_dir, info.value, "PostgreSQL 15", "14.1", exit_code=ExitCode.CONFIG
-        )
+        assert_failed_cleanly(ctx, backups_dir, info.value, "PostgreSQL 15", "14.1", exit_code=ExitCode.CONFIG)
     finally:
         ctx.close()
     assert "PGKEEP_PG_BIN_DIR" in str(info.value)  # the hint says how to fix it
 
 
-def test_a_failed_backup_does_not_block_the_next(
-    tmp_path: Path, source_db: DbHandle, backups_dir: Path
-) -> None:
+def test_a_failed_backup_does_not_block_the_next(tmp_path: Path, source_db: DbHandle, backups_dir: Path) -> None:
     # The advisory lock and the temporary file go away with the failure.
     dying = make_context(tmp_path, source_db.url, pg_bin_dir=truncating_pg_dump_dir(tmp_path / "bin"))
     try:

@@ -184,9 +184,7 @@ def test_same_millisecond_backups_keep_their_own_files(
     assert get_row(ctx, failed.id).status is BackupStatus.DELETED
 
 
-def test_backup_of_a_database_with_quoted_table_names_only(
-    ctx: Context, source_db: DbHandle
-) -> None:
+def test_backup_of_a_database_with_quoted_table_names_only(ctx: Context, source_db: DbHandle) -> None:
     # Counting uses quoted identifiers: names with quotes, dots and spaces work.
     name = 'a "b".c d'
     with psycopg.connect(source_db.conninfo) as conn:

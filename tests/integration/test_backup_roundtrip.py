@@ -126,9 +126,7 @@ def test_restore_twice_over_the_same_database(ctx: Context, source_db: DbHandle)
     assert open_pipes() == pipes
 
 
-def test_parallel_restore_into_a_new_database(
-    ctx: Context, source_db: DbHandle, empty_db: DbHandle
-) -> None:
+def test_parallel_restore_into_a_new_database(ctx: Context, source_db: DbHandle, empty_db: DbHandle) -> None:
     backup_id = backup_and_check(ctx, DumpFormat.DIRECTORY, Compression.ZSTD)
     restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(target_url=empty_db.url, jobs=2))
     assert diff_fingerprints(fingerprint(source_db.conninfo), fingerprint(empty_db.conninfo)) == []
@@ -168,9 +166,7 @@ CREATE FOREIGN TABLE kinds_ft (a int) SERVER dummy_srv;
 """
 
 
-def test_restore_over_the_live_database_with_many_object_kinds(
-    ctx: Context, source_db: DbHandle
-) -> None:
+def test_restore_over_the_live_database_with_many_object_kinds(ctx: Context, source_db: DbHandle) -> None:
     with psycopg.connect(source_db.conninfo) as conn:
         conn.execute(MANY_KINDS)
     before = fingerprint(source_db.conninfo)

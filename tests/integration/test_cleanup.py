@@ -22,8 +22,9 @@ PGKEEP = str(Path(sys.executable).parent / "pgkeep")
 def _age(ctx: Context, backup_id: str, days: int) -> None:
     """Pretend the backup was taken ``days`` ago and expired yesterday."""
     with ctx.catalog.session() as session:
-        repo.update_backup(session, backup_id, started_at=utcnow() - timedelta(days=days),
-                           expires_at=utcnow() - timedelta(days=1))
+        repo.update_backup(
+            session, backup_id, started_at=utcnow() - timedelta(days=days), expires_at=utcnow() - timedelta(days=1)
+        )
 
 
 def _filename(ctx: Context, backup_id: str) -> str:
@@ -67,9 +68,16 @@ def test_cleanup_follows_the_plan_and_the_safety_rules(tmp_path: Path, source_db
 
 def test_cli_keep_and_cleanup_dry_run_json(tmp_path: Path, source_db: DbHandle) -> None:
     settings = make_settings(tmp_path, source_db.url)
-    env = {**os.environ, "DATABASE_URL": source_db.url, "PGKEEP_CATALOG_URL": settings.catalog_url,
-           "PGKEEP_STORAGE_URL": settings.storage_url, "PGKEEP_STATE_DIR": str(settings.state_dir),
-           "PGKEEP_RETENTION_DAILY": "0", "PGKEEP_RETENTION_WEEKLY": "0", "PGKEEP_RETENTION_MONTHLY": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": source_db.url,
+        "PGKEEP_CATALOG_URL": settings.catalog_url,
+        "PGKEEP_STORAGE_URL": settings.storage_url,
+        "PGKEEP_STATE_DIR": str(settings.state_dir),
+        "PGKEEP_RETENTION_DAILY": "0",
+        "PGKEEP_RETENTION_WEEKLY": "0",
+        "PGKEEP_RETENTION_MONTHLY": "0",
+    }
     ctx = Context.build(settings)
     try:
         first, second = create_backup(ctx).id, create_backup(ctx).id

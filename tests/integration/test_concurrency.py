@@ -59,9 +59,7 @@ def test_two_backups_at_once_one_completes_one_is_refused(
     assert dir_entries(backups_dir) == stored_files(outcome[0].filename)
 
 
-def test_the_lock_is_per_database(
-    ctx: Context, source_db: DbHandle, empty_db: DbHandle, tmp_path: Path
-) -> None:
+def test_the_lock_is_per_database(ctx: Context, source_db: DbHandle, empty_db: DbHandle, tmp_path: Path) -> None:
     other = make_context(tmp_path / "other", empty_db.url)
     try:
         with table_locked(source_db.conninfo) as lock:

@@ -86,9 +86,7 @@ def test_damage_after_the_toc_is_caught_while_loading_and_rolled_back(
     assert open_pipes() == pipes  # the pipe held shut against psql's COMMIT is closed too
 
 
-def test_corrupt_catalogued_file_restored_by_path_is_refused(
-    ctx: Context, source_db: DbHandle
-) -> None:
+def test_corrupt_catalogued_file_restored_by_path_is_refused(ctx: Context, source_db: DbHandle) -> None:
     backup_id = create_backup(ctx, fmt=DumpFormat.PLAIN, compression=Compression.GZIP).id
     change(source_db)
     before = fingerprint(source_db.conninfo)
@@ -99,9 +97,7 @@ def test_corrupt_catalogued_file_restored_by_path_is_refused(
     assert fingerprint(source_db.conninfo) == before
 
 
-def test_truncated_file_fails_verify_even_without_a_checksum(
-    ctx: Context, source_db: DbHandle, tmp_path: Path
-) -> None:
+def test_truncated_file_fails_verify_even_without_a_checksum(ctx: Context, source_db: DbHandle, tmp_path: Path) -> None:
     backup_id = create_backup(ctx, fmt=DumpFormat.CUSTOM, compression=Compression.ZSTD).id
     data = stored_path(ctx, backup_id).read_bytes()
     loose = tmp_path / "copy.dump.zst"  # not in the catalog: no checksum to compare with

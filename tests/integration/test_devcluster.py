@@ -36,9 +36,7 @@ def test_cluster_is_pg15_on_loopback_only(pg15: DevCluster) -> None:
 
 def test_awkward_password_works_over_tcp(source_db: DbHandle) -> None:
     with psycopg.connect(source_db.url) as conn:
-        row = conn.execute(
-            "SELECT current_user, current_database(), host(inet_server_addr())"
-        ).fetchone()
+        row = conn.execute("SELECT current_user, current_database(), host(inet_server_addr())").fetchone()
     # inet_server_addr() is NULL over a unix socket: a value proves TCP (scram auth).
     assert row == ("postgres", source_db.name, "127.0.0.1")
 
@@ -85,12 +83,8 @@ def test_sample_row_counts_are_as_designed(source_db: DbHandle) -> None:
         )
         for table in SAMPLE_TABLES
     }
-    non_ascii_users = scalar(
-        source_db.conninfo, "SELECT count(*) FROM users WHERE display_name ~ '[^\\x01-\\x7f]'"
-    )
-    next_user_id = scalar(
-        source_db.conninfo, "SELECT nextval(pg_get_serial_sequence('users', 'id'))"
-    )
+    non_ascii_users = scalar(source_db.conninfo, "SELECT count(*) FROM users WHERE display_name ~ '[^\\x01-\\x7f]'")
+    next_user_id = scalar(source_db.conninfo, "SELECT nextval(pg_get_serial_sequence('users', 'id'))")
     assert counts == expected_row_counts(1)
     assert non_ascii_users > 0
     assert next_user_id == 501  # identity sequences were moved past the explicit ids
@@ -104,9 +98,7 @@ def test_sample_scale_multiplies_rows(empty_db: DbHandle) -> None:
     }
 
 
-def test_fingerprint_of_clone_equals_template(
-    pg15: DevCluster, template_db: str, source_db: DbHandle
-) -> None:
+def test_fingerprint_of_clone_equals_template(pg15: DevCluster, template_db: str, source_db: DbHandle) -> None:
     template_prints = fingerprint(pg15.admin_conninfo(template_db))
     clone_prints = fingerprint(source_db.url)
     assert set(template_prints) == {f"public.{t}" for t in SAMPLE_TABLES} | {WEIRD_KEY}
@@ -129,9 +121,7 @@ def test_modified_row_changes_only_that_tables_fingerprint(source_db: DbHandle) 
     after = fingerprint(source_db.conninfo)
     assert after["public.users"][0] == before["public.users"][0]
     assert after["public.users"][1] != before["public.users"][1]
-    assert diff_fingerprints(before, after) == [
-        "public.users: content differs (both have 500 rows)"
-    ]
+    assert diff_fingerprints(before, after) == ["public.users: content differs (both have 500 rows)"]
 
 
 def test_changes_in_quoted_table_and_deletes_are_detected(source_db: DbHandle) -> None:

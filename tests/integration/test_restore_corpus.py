@@ -316,9 +316,16 @@ def test_corpus_has_every_object_kind(corpus_template: DbHandle, corpus_baseline
     assert corpus_baseline.matviews["corpus.never_refreshed"] == (False, 0, "")
     assert 424242 in corpus_baseline.large_objects
     # Partition leaves, inheritance children and awkward names are all fingerprinted.
-    for table in ("corpus.measurements_2025_temp", "corpus.measurements_default", "public.orders_rest",
-                  "corpus.amphibians", "Ünïcødé Schema.Order", "corpus.items", "public.items",
-                  "corpus.zero_columns"):
+    for table in (
+        "corpus.measurements_2025_temp",
+        "corpus.measurements_default",
+        "public.orders_rest",
+        "corpus.amphibians",
+        "Ünïcødé Schema.Order",
+        "corpus.items",
+        "public.items",
+        "corpus.zero_columns",
+    ):
         assert corpus_baseline.tables[table][0] > 0, table
 
 
@@ -327,20 +334,27 @@ MUTATIONS = {
     "row text": ("UPDATE corpus.all_types SET txt = txt || ' ' WHERE id = 1", "tables"),
     "one byte of a bytea": (r"UPDATE corpus.all_types SET raw = '\x00ff00deadbeef01' WHERE id = 1", "tables"),
     "row moved between partitions": (
-        "UPDATE corpus.measurements SET taken_on = '2023-06-01' WHERE taken_on = '2022-06-01'", "tables"),
+        "UPDATE corpus.measurements SET taken_on = '2023-06-01' WHERE taken_on = '2022-06-01'",
+        "tables",
+    ),
     "duplicate row removed": (
-        "DELETE FROM public.no_pk WHERE ctid = (SELECT min(ctid) FROM public.no_pk WHERE b = 'dup')", "tables"),
+        "DELETE FROM public.no_pk WHERE ctid = (SELECT min(ctid) FROM public.no_pk WHERE b = 'dup')",
+        "tables",
+    ),
     "sequence is_called": ("SELECT setval('corpus.seq_not_called', 7, true)", "sequences"),
     "large object content": (r"SELECT lo_put(424242, 0, '\x01')", "large_objects"),
     "matview populated": ("REFRESH MATERIALIZED VIEW corpus.never_refreshed", "matviews"),
     "matview rows": (
         "UPDATE corpus.gadgets SET price = 11 WHERE id = 2; REFRESH MATERIALIZED VIEW corpus.gadget_snapshot",
-        "matviews"),
+        "matviews",
+    ),
     "column comment": ("COMMENT ON COLUMN corpus.all_types.num IS 'changed'", "schema"),
     "trigger enabled": ("ALTER TABLE corpus.gadgets ENABLE TRIGGER gadgets_refuse", "schema"),
     "not valid constraint validated": (
         "UPDATE corpus.assemblies SET qty = 1 WHERE qty <= 0; "
-        "ALTER TABLE corpus.assemblies VALIDATE CONSTRAINT qty_positive", "schema"),
+        "ALTER TABLE corpus.assemblies VALIDATE CONSTRAINT qty_positive",
+        "schema",
+    ),
     "extension moved": ("ALTER EXTENSION hstore SET SCHEMA ext", "extensions"),
 }
 
@@ -382,8 +396,9 @@ def test_round_trip_gives_back_the_corpus(
     assert_same_state(corpus_baseline, source)
     result = create_backup(corpus_ctx, fmt=fmt, compression=compression, jobs=backup_jobs)
 
-    restore(corpus_ctx, resolve_backup(corpus_ctx, result.id),
-            RestoreOptions(target_url=empty_db.url, jobs=restore_jobs))
+    restore(
+        corpus_ctx, resolve_backup(corpus_ctx, result.id), RestoreOptions(target_url=empty_db.url, jobs=restore_jobs)
+    )
 
     assert_same_state(source, corpus_state(empty_db))
 
@@ -412,8 +427,11 @@ def test_atomic_restore_over_a_database_with_different_content(
     assert "tables" in diff_states(source, before)
 
     with psycopg.connect(empty_db.conninfo, autocommit=True) as idle:  # a session the swap must end
-        outcome = restore(corpus_ctx, resolve_backup(corpus_ctx, result.id),
-                          RestoreOptions(target_url=empty_db.url, atomic=True, safety_backup=True))
+        outcome = restore(
+            corpus_ctx,
+            resolve_backup(corpus_ctx, result.id),
+            RestoreOptions(target_url=empty_db.url, atomic=True, safety_backup=True),
+        )
         with pytest.raises(psycopg.OperationalError):
             idle.execute("SELECT 1")
 
@@ -473,8 +491,13 @@ ALL_PARTS = {part.name for part in fields(CorpusState)}
         pytest.param(MODIFICATIONS, ALL_PARTS, DumpFormat.PLAIN, 1, id="modified-plain"),
         pytest.param(MODIFICATIONS, ALL_PARTS, DumpFormat.DIRECTORY, 2, id="modified-directory-parallel-restore"),
         pytest.param(PUBLIC_DROPPED, ALL_PARTS - {"large_objects"}, DumpFormat.CUSTOM, 1, id="public-dropped-custom"),
-        pytest.param(PUBLIC_DROPPED, ALL_PARTS - {"large_objects"}, DumpFormat.CUSTOM, 2,
-                     id="public-dropped-custom-parallel-restore"),
+        pytest.param(
+            PUBLIC_DROPPED,
+            ALL_PARTS - {"large_objects"},
+            DumpFormat.CUSTOM,
+            2,
+            id="public-dropped-custom-parallel-restore",
+        ),
     ],
 )
 def test_restore_over_a_modified_live_copy_gives_back_the_corpus(
@@ -491,8 +514,9 @@ def test_restore_over_a_modified_live_copy_gives_back_the_corpus(
     pg15.execute(modification, dbname=corpus_db.name)
     assert diff_states(source, corpus_state(corpus_db)).keys() == changed_parts
 
-    outcome = restore(corpus_ctx, resolve_backup(corpus_ctx, result.id),
-                      RestoreOptions(target_url=corpus_db.url, jobs=jobs))
+    outcome = restore(
+        corpus_ctx, resolve_backup(corpus_ctx, result.id), RestoreOptions(target_url=corpus_db.url, jobs=jobs)
+    )
 
     assert_same_state(source, corpus_state(corpus_db))
     assert outcome.safety_backup_id is not None

@@ -44,7 +44,6 @@ def snapshot(db: DbHandle) -> tuple[object, object]:
     return fingerprint(db.conninfo), schema_snapshot(db.conninfo)
 
 
-
 @pytest.mark.parametrize("fmt", [DumpFormat.CUSTOM, DumpFormat.PLAIN], ids=lambda v: v.value)
 def test_restore_failing_halfway_leaves_the_target_unchanged(
     ctx: Context, source_db: DbHandle, empty_db: DbHandle, fmt: DumpFormat
@@ -97,9 +96,7 @@ def test_restore_with_a_missing_role_fails_and_changes_nothing(
     assert restored == fingerprint(source_db.conninfo)
 
 
-def test_only_completed_backups_can_be_restored(
-    ctx: Context, tmp_path: Path, source_db: DbHandle
-) -> None:
+def test_only_completed_backups_can_be_restored(ctx: Context, tmp_path: Path, source_db: DbHandle) -> None:
     refused = make_context(tmp_path, source_db.url, pg_bin_dir=fake_old_pg_dump_dir(tmp_path / "bin"))
     try:
         with pytest.raises(BackupFailedError) as info:

@@ -128,9 +128,7 @@ class KillingStorage:
         return Writer()
 
 
-def test_server_killed_in_the_middle_of_a_backup(
-    tmp_path: Path, big_db: DbHandle, fragile_s3: DevS3
-) -> None:
+def test_server_killed_in_the_middle_of_a_backup(tmp_path: Path, big_db: DbHandle, fragile_s3: DevS3) -> None:
     ctx = s3_context(tmp_path, big_db, fragile_s3)
     try:
         killing = KillingStorage(ctx.storage, fragile_s3, after=11 * MIB)
@@ -157,9 +155,7 @@ def test_server_killed_in_the_middle_of_a_backup(
         ctx.close()
 
 
-def test_server_down_when_verify_or_restore_starts(
-    s3_ctx: Context, source_db: DbHandle, fragile_s3: DevS3
-) -> None:
+def test_server_down_when_verify_or_restore_starts(s3_ctx: Context, source_db: DbHandle, fragile_s3: DevS3) -> None:
     result = create_backup(s3_ctx)
     with psycopg.connect(source_db.conninfo) as conn:
         conn.execute("UPDATE users SET display_name = 'after the backup' WHERE id <= 3")
@@ -180,9 +176,7 @@ def test_server_down_when_verify_or_restore_starts(
     assert manage.verify_backup(s3_ctx, result.id).valid
 
 
-def test_tampered_object_fails_verify_and_restore_is_refused(
-    s3_ctx: Context, empty_db: DbHandle, devs3: DevS3
-) -> None:
+def test_tampered_object_fails_verify_and_restore_is_refused(s3_ctx: Context, empty_db: DbHandle, devs3: DevS3) -> None:
     result = create_backup(s3_ctx)
     storage, name = locate(result.storage_url or "", s3_ctx.settings)
     with storage.open_reader(name) as reader:

@@ -74,8 +74,12 @@ def test_two_processes_sharing_a_catalog_produce_one_backup_per_tick(tmp_path: P
         "print(out.status)\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, json.dumps(settings), TICK.isoformat()],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(settings), TICK.isoformat()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     statuses = sorted(p.communicate(timeout=120)[0].strip() for p in procs)

@@ -21,8 +21,19 @@ from pgkeep.devcluster import DevCluster
 from pgkeep.errors import CatalogOutdatedError, ExitCode
 
 SPEC_COLUMNS = {
-    "id", "filename", "size", "type", "status", "storage_url", "checksum", "metadata",
-    "started_at", "completed_at", "expires_at", "created_by_id", "error_message",
+    "id",
+    "filename",
+    "size",
+    "type",
+    "status",
+    "storage_url",
+    "checksum",
+    "metadata",
+    "started_at",
+    "completed_at",
+    "expires_at",
+    "created_by_id",
+    "error_message",
 }
 SPEC_INDEXES = {
     "database_backups_status_idx",
@@ -59,9 +70,7 @@ def check_fresh_upgrade_matches_models(engine: Engine) -> None:
     assert {c["name"] for c in inspector.get_columns("database_backups")} >= SPEC_COLUMNS
     assert {i["name"] for i in inspector.get_indexes("database_backups")} >= SPEC_INDEXES
     uniques = inspector.get_unique_constraints("database_backups")
-    assert [u["column_names"] for u in uniques if u["name"] == "database_backups_filename_key"] == [
-        ["filename"]
-    ]
+    assert [u["column_names"] for u in uniques if u["name"] == "database_backups_filename_key"] == [["filename"]]
 
 
 def test_fresh_upgrade_on_sqlite_matches_models(tmp_path: Path) -> None:

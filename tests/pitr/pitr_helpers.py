@@ -132,15 +132,26 @@ def server_now(cluster: DevCluster) -> Any:
     return cluster.query("SELECT clock_timestamp()")[0][0]
 
 
-def run_pgkeep(*args: str, env: dict[str, str] | None = None, user: str | None = None, cwd: Path | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_pgkeep(
+    *args: str,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
     command = [str(PGKEEP), *args]
     if user:
         command = ["runuser", "-u", user, "--", *command]
     return subprocess.run(
-        command, env={**base, **(env or {}), "NO_COLOR": "1"}, cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+        command,
+        env={**base, **(env or {}), "NO_COLOR": "1"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -47,9 +47,20 @@ def pg18_archiving(
 
 def pgbench(arch: Archiving, *args: str) -> None:
     subprocess.run(
-        [str(arch.cluster.bin_dir / "pgbench"), "-h", str(arch.cluster.socket_dir), "-p", str(arch.cluster.port),
-         "-U", "postgres", *args, APP_DB],
-        check=True, capture_output=True, timeout=120,
+        [
+            str(arch.cluster.bin_dir / "pgbench"),
+            "-h",
+            str(arch.cluster.socket_dir),
+            "-p",
+            str(arch.cluster.port),
+            "-U",
+            "postgres",
+            *args,
+            APP_DB,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
 
 

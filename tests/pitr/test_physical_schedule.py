@@ -27,8 +27,11 @@ def test_physical_jobs_are_scheduled_only_when_their_cron_is_set(pg15_archiving:
     assert [s.name for s in job_specs(ctx)] == ["backup", "cleanup", "drill"]
     both = with_settings(ctx, physical_backup_cron="30 1 * * *", physical_incremental_cron="30 13 * * *")
     assert {s.name: s.cron for s in job_specs(both)} == {
-        "backup": "0 2 * * *", "cleanup": "0 3 * * *", "drill": "0 4 * * 0",
-        "physical-backup": "30 1 * * *", "physical-incremental": "30 13 * * *",
+        "backup": "0 2 * * *",
+        "cleanup": "0 3 * * *",
+        "drill": "0 4 * * 0",
+        "physical-backup": "30 1 * * *",
+        "physical-incremental": "30 13 * * *",
     }
     assert load_settings(PGKEEP_PHYSICAL_BACKUP_CRON="").physical_backup_cron == ""
     try:

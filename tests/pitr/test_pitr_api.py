@@ -83,12 +83,17 @@ def env(pg15_archiving: Archiving) -> Iterator[Env]:
     root.mkdir(mode=0o700)
     give_to_server_user(root)  # the restored servers run as the server's OS user and must reach their directory
     # The same catalog and storage as the cluster's context, plus a root for restored data directories.
-    ctx = Context(settings=arch.ctx.settings.model_copy(update={"pitr_data_root": root}),
-                  catalog=arch.ctx.catalog, storage=arch.ctx.storage)
+    ctx = Context(
+        settings=arch.ctx.settings.model_copy(update={"pitr_data_root": root}),
+        catalog=arch.ctx.catalog,
+        storage=arch.ctx.storage,
+    )
     tokens = {role.value: admin.create_token(arch.ctx, f"pitr {role.value}", role).token for role in Role}
     app = create_app(ctx)
-    with TestClient(app, raise_server_exceptions=False) as client, \
-            TestClient(create_app(arch.ctx), raise_server_exceptions=False) as unconfigured:
+    with (
+        TestClient(app, raise_server_exceptions=False) as client,
+        TestClient(create_app(arch.ctx), raise_server_exceptions=False) as unconfigured,
+    ):
         yield Env(arch, ctx, client, app.state.pgkeep_api, unconfigured, root, tokens)
 
 
@@ -168,9 +173,7 @@ def audit(env: Env, **where: Any) -> list[AuditLog]:
 # --- physical backups ---------------------------------------------------------------------------
 
 
-def test_physical_backups_from_the_api_are_listed_with_their_kind_and_wal_positions(
-    env: Env, history: History
-) -> None:
+def test_physical_backups_from_the_api_are_listed_with_their_kind_and_wal_positions(env: Env, history: History) -> None:
     listed = env.get("/backups?limit=100", role="viewer")
     assert listed.status_code == 200, listed.text
     by_id = {b["id"]: b for b in listed.json()["backups"]}
@@ -198,8 +201,9 @@ def test_an_incremental_backup_before_postgresql_17_is_a_clear_4xx(env: Env, his
 
 def test_a_dry_run_returns_the_plan_and_writes_nothing(env: Env, history: History) -> None:
     before = sorted(env.root.iterdir())
-    response = env.post("/pitr-restores", {"toTime": history.at_time.isoformat(), "directory": "dry", "dryRun": True,
-                                           "start": True})
+    response = env.post(
+        "/pitr-restores", {"toTime": history.at_time.isoformat(), "directory": "dry", "dryRun": True, "start": True}
+    )
     assert response.status_code == 200, response.text
     plan = response.json()
     assert plan["dryRun"] is True and plan["directory"] == "dry" and plan["dataDir"] == str(env.root / "dry")
@@ -233,8 +237,9 @@ def test_restore_to_a_time_starts_a_server_with_that_moments_data(
 def test_an_async_restore_to_an_lsn_leaves_a_server_that_outlives_the_job_thread(
     env: Env, history: History, cleanup_restores: None
 ) -> None:
-    response = env.post("/pitr-restores", {"toLsn": history.at_lsn, "directory": "by-lsn", "start": True},
-                        Prefer="respond-async")
+    response = env.post(
+        "/pitr-restores", {"toLsn": history.at_lsn, "directory": "by-lsn", "start": True}, Prefer="respond-async"
+    )
     assert response.status_code == 202, response.text
     assert response.headers["Preference-Applied"] == "respond-async"
     job = wait_done(env, response.headers["Location"])
@@ -246,8 +251,7 @@ def test_an_async_restore_to_an_lsn_leaves_a_server_that_outlives_the_job_thread
     pid = postmaster.postmaster_pid(data_dir)
     assert pid is not None and postmaster.running(pid)
     assert_same(history.fp_lsn, restored_fingerprint(env, job["result"]["port"]))
-    outcomes = [e.outcome for e in audit(env, action="backup.restore")
-                if (e.details or {}).get("jobId") == job["id"]]
+    outcomes = [e.outcome for e in audit(env, action="backup.restore") if (e.details or {}).get("jobId") == job["id"]]
     assert outcomes == ["started", "success"]
 
 
@@ -272,19 +276,29 @@ def test_refusals_are_problems_and_write_nothing(env: Env, history: History) -> 
     before = sorted(env.root.iterdir())
     at = history.at_time.isoformat()
 
-    assert_problem(env.post("/pitr-restores", {"latest": True, "directory": "occupied"}), 409,
-                   "data_directory_exists", "not an empty directory")
+    assert_problem(
+        env.post("/pitr-restores", {"latest": True, "directory": "occupied"}),
+        409,
+        "data_directory_exists",
+        "not an empty directory",
+    )
     for bad in ("..", "a/b", "../escape", ".hidden", "/abs", ""):
         assert_problem(env.post("/pitr-restores", {"latest": True, "directory": bad}), 422, "validation_error")
     not_configured = env.unconfigured.post(f"{API}/pitr-restores", json={"latest": True}, headers=env.headers())
     assert_problem(not_configured, 409, "pitr_not_configured")
     assert "PGKEEP_PITR_DATA_ROOT" in not_configured.json()["hint"]
-    assert_problem(env.post("/pitr-restores", {"toTime": "2001-01-01T00:00:00Z"}), 422, "invalid_request",
-                   "older than the oldest physical backup")
-    assert_problem(env.post("/pitr-restores", {"toLsn": "FF/0"}), 422, "invalid_request",
-                   "later than the end of the archived WAL")
-    assert_problem(env.post("/pitr-restores", {"toTime": at, "dryRun": True, "backupId": history.sync_id[:8]}),
-                   404, "not_found")
+    assert_problem(
+        env.post("/pitr-restores", {"toTime": "2001-01-01T00:00:00Z"}),
+        422,
+        "invalid_request",
+        "older than the oldest physical backup",
+    )
+    assert_problem(
+        env.post("/pitr-restores", {"toLsn": "FF/0"}), 422, "invalid_request", "later than the end of the archived WAL"
+    )
+    assert_problem(
+        env.post("/pitr-restores", {"toTime": at, "dryRun": True, "backupId": history.sync_id[:8]}), 404, "not_found"
+    )
     assert_problem(env.post("/pitr-restores", {}), 422, "validation_error", "exactly one recovery target")
     assert_problem(env.post("/pitr-restores", {"toTime": at, "latest": True}), 422, "validation_error")
     assert_problem(env.post("/pitr-restores", {"toTime": "tuesday"}), 422, "validation_error", "ISO 8601")
@@ -292,12 +306,14 @@ def test_refusals_are_problems_and_write_nothing(env: Env, history: History) -> 
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert_problem(env.post("/pitr-restores", {"latest": True, "start": True, "port": port}), 409,
-                       "port_in_use")
+        assert_problem(env.post("/pitr-restores", {"latest": True, "start": True, "port": port}), 409, "port_in_use")
     assert sorted(env.root.iterdir()) == before
     assert (occupied / "PG_VERSION").read_text() == "15\n"
-    failures = [e for e in audit(env, action="backup.restore", outcome="failure")
-                if (e.error or {}).get("code") == "pitr_not_configured"]
+    failures = [
+        e
+        for e in audit(env, action="backup.restore", outcome="failure")
+        if (e.error or {}).get("code") == "pitr_not_configured"
+    ]
     assert failures
 
 

@@ -97,8 +97,18 @@ def test_to_xid_without_backup_uses_the_backup_that_ended_before_it(
     chosen = plan(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(to_xid=str(two_backups.xid))))
     assert [row.id for row in chosen.chain] == [two_backups.older]
     # The command line, as an operator runs it.
-    proc = run_pgkeep("restore", "--kind", "physical", "--data-dir", str(data_dir), "--to-xid", str(two_backups.xid),
-                      "--start", "--json", env=arch.env())
+    proc = run_pgkeep(
+        "restore",
+        "--kind",
+        "physical",
+        "--data-dir",
+        str(data_dir),
+        "--to-xid",
+        str(two_backups.xid),
+        "--start",
+        "--json",
+        env=arch.env(),
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["backupId"] == two_backups.older and report["targetReached"] is True
@@ -122,8 +132,6 @@ def test_an_xid_before_the_named_backup_fails_loudly_with_the_way_out(
 ) -> None:
     target = RecoveryTarget.parse(to_xid=str(two_backups.xid))
     with pytest.raises(RestoreFailedError) as info:
-        restore_physical(
-            pg15_archiving.ctx, PitrOptions(data_dir, target, backup_id=two_backups.newer, start=True)
-        )
+        restore_physical(pg15_archiving.ctx, PitrOptions(data_dir, target, backup_id=two_backups.newer, start=True))
     assert "recovery stopped before reaching the target" in info.value.message
     assert "--backup an older one" in (info.value.hint or "")

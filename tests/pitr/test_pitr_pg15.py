@@ -54,9 +54,20 @@ class History:
 
 def pgbench(arch: Archiving, *args: str) -> None:
     subprocess.run(
-        [str(PG15_BIN_DIR / "pgbench"), "-h", str(arch.cluster.socket_dir), "-p", str(arch.cluster.port),
-         "-U", "postgres", *args, APP_DB],
-        check=True, capture_output=True, timeout=120,
+        [
+            str(PG15_BIN_DIR / "pgbench"),
+            "-h",
+            str(arch.cluster.socket_dir),
+            "-p",
+            str(arch.cluster.port),
+            "-U",
+            "postgres",
+            *args,
+            APP_DB,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
 
 
@@ -166,14 +177,26 @@ def test_cli_restores_the_latest_state_and_reports_it(
     pg15_archiving: Archiving, history: History, restored: Path
 ) -> None:
     """The command line, as an operator runs it: --latest --start --json."""
-    proc = run_pgkeep("restore", "--kind", "physical", "--data-dir", str(restored), "--latest", "--start", "--json",
-                      env=pg15_archiving.env())
+    proc = run_pgkeep(
+        "restore",
+        "--kind",
+        "physical",
+        "--data-dir",
+        str(restored),
+        "--latest",
+        "--start",
+        "--json",
+        env=pg15_archiving.env(),
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["targetReached"] is True and report["started"] is True
     assert report["backupId"] == history.backup_id and report["reachedLsn"]
     conninfo = psycopg.conninfo.make_conninfo(
-        host="127.0.0.1", port=report["port"], user="postgres", password=pg15_archiving.cluster.superuser_password,
+        host="127.0.0.1",
+        port=report["port"],
+        user="postgres",
+        password=pg15_archiving.cluster.superuser_password,
         dbname=APP_DB,
     )
     assert_same(history.fp_final, fingerprint(conninfo))
@@ -195,8 +218,10 @@ def test_refusals_come_before_anything_is_written(pg15_archiving: Archiving, his
 
     row_time = history.at_time
     refused(RecoveryTarget.parse(to_time="2001-01-01T00:00:00Z"), "older than the oldest physical backup")
-    refused(RecoveryTarget.parse(to_time=(row_time.replace(year=row_time.year + 1)).isoformat()),
-            "later than the end of the archived WAL")
+    refused(
+        RecoveryTarget.parse(to_time=(row_time.replace(year=row_time.year + 1)).isoformat()),
+        "later than the end of the archived WAL",
+    )
     refused(RecoveryTarget.parse(to_lsn="FF/0"), "later than the end of the archived WAL")
     refused(RecoveryTarget.parse(to_lsn="0/10"), "older than the oldest physical backup")
     occupied = pg15_archiving.new_dir("occupied")

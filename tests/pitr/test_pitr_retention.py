@@ -46,16 +46,33 @@ def test_cleanup_keeps_the_window_and_removes_older_wal(pg15_archiving: Archivin
     now = utcnow()
     with arch.ctx.catalog.session() as session:
         for backup_id, age in ((a, timedelta(days=3)), (b, timedelta(days=2)), (c, timedelta(hours=1))):
-            repo.update_backup(session, backup_id, started_at=now - age, backup_start_at=now - age,
-                               backup_end_at=now - age + timedelta(seconds=5), expires_at=now - timedelta(minutes=1))
-    ctx = make_context(tmp_path, arch.url, catalog_url=arch.ctx.settings.catalog_url, storage_url=arch.storage_url,
-                       pg_bin_dir=PG15_BIN_DIR, retention_daily=0, retention_weekly=0, retention_monthly=0,
-                       recovery_window_days=1)
+            repo.update_backup(
+                session,
+                backup_id,
+                started_at=now - age,
+                backup_start_at=now - age,
+                backup_end_at=now - age + timedelta(seconds=5),
+                expires_at=now - timedelta(minutes=1),
+            )
+    ctx = make_context(
+        tmp_path,
+        arch.url,
+        catalog_url=arch.ctx.settings.catalog_url,
+        storage_url=arch.storage_url,
+        pg_bin_dir=PG15_BIN_DIR,
+        retention_daily=0,
+        retention_weekly=0,
+        retention_monthly=0,
+        recovery_window_days=1,
+    )
     try:
         b_start = get_row(ctx, b).wal_start
         assert b_start is not None
-        older = [f.obj.file for f in list_archive(ctx.storage) if segment_key(f.obj.file) < segment_key(b_start)
-                 and not f.obj.file.endswith(".history")]
+        older = [
+            f.obj.file
+            for f in list_archive(ctx.storage)
+            if segment_key(f.obj.file) < segment_key(b_start) and not f.obj.file.endswith(".history")
+        ]
         assert older, "the archive should hold WAL from before backup B"
 
         plan = cleanup_expired(ctx, dry_run=True)

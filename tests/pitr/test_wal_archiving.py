@@ -182,8 +182,13 @@ def test_a_damaged_wal_object_is_refused_and_stops_the_restore(
     assert "damaged" in run_pgkeep("wal-fetch", first_needed, str(tmp_path / "x"), env=env).stderr
     assert run_pgkeep("wal-fetch", "0000000100000000000000FF", str(tmp_path / "y"), env=env).returncode == 1
 
-    ctx = make_context(tmp_path / "ctx", arch.url, catalog_url=arch.ctx.settings.catalog_url,
-                       storage_url=f"file://{copy}", pg_bin_dir=PG15_BIN_DIR)
+    ctx = make_context(
+        tmp_path / "ctx",
+        arch.url,
+        catalog_url=arch.ctx.settings.catalog_url,
+        storage_url=f"file://{copy}",
+        pg_bin_dir=PG15_BIN_DIR,
+    )
     data_dir = arch.new_dir("from-damaged")
     try:
         with pytest.raises(RestoreFailedError) as info:

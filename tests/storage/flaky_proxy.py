@@ -169,9 +169,7 @@ class FlakyProxy:
                 client.close()
 
     @staticmethod
-    def _relay_body(
-        client: socket.socket, dst: socket.socket, buf: bytes, length: int, *, cut: bool
-    ) -> bytes:
+    def _relay_body(client: socket.socket, dst: socket.socket, buf: bytes, length: int, *, cut: bool) -> bytes:
         """Forward a ``length``-byte body; with ``cut``, reset the client halfway instead."""
         sent = 0
         while sent < length:

@@ -61,9 +61,7 @@ class Backend:
     def leftovers(self) -> list[str]:
         """Incomplete uploads or temp files: what a failed write must not leave."""
         if isinstance(self.raw, S3Storage):
-            resp = self.raw.client.list_multipart_uploads(
-                Bucket=self.raw.bucket, Prefix=self.raw.key_for("")
-            )
+            resp = self.raw.client.list_multipart_uploads(Bucket=self.raw.bucket, Prefix=self.raw.key_for(""))
             return [u["Key"] for u in resp.get("Uploads", [])]
         if not self.raw.root.exists():
             return []

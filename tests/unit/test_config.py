@@ -82,9 +82,7 @@ def test_invalid_storage_url_from_the_environment(monkeypatch: pytest.MonkeyPatc
         ("PGKEEP_ZSTD_LEVEL", "99"),
     ],
 )
-def test_other_invalid_settings_are_named(
-    monkeypatch: pytest.MonkeyPatch, env: str, value: str
-) -> None:
+def test_other_invalid_settings_are_named(monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
     monkeypatch.setenv(env, value)
     with pytest.raises(ConfigError, match=env):
         load_settings()

@@ -174,7 +174,8 @@ def test_a_storage_error_downstream_keeps_its_identity() -> None:
     identity = x25519.Identity.generate()
     with pytest.raises(StorageError) as caught:
         sink = CompressingSink(
-            FullWriter(), codecs.compressor(Compression.NONE, codecs.CodecOptions()),
+            FullWriter(),
+            codecs.compressor(Compression.NONE, codecs.CodecOptions()),
             recipients=[identity.to_public()],
         )
         sink.write(os.urandom(MIB))

@@ -30,16 +30,11 @@ def test_timestamp_is_the_specs_iso_string_with_separators_replaced() -> None:
     # new Date('2026-11-26T02:00:00.000Z').toISOString().replace(/[:.]/g, '-')
     assert filename_timestamp(datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)) == "2026-11-26T02-00-00-000Z"
     # Milliseconds are truncated, not rounded, as toISOString does.
-    assert (
-        filename_timestamp(datetime(2026, 1, 2, 3, 4, 5, 678_999, tzinfo=UTC))
-        == "2026-01-02T03-04-05-678Z"
-    )
+    assert filename_timestamp(datetime(2026, 1, 2, 3, 4, 5, 678_999, tzinfo=UTC)) == "2026-01-02T03-04-05-678Z"
 
 
 @pytest.mark.parametrize(("fmt", "compression"), list(EXTENSIONS))
-def test_extension_for_every_format_and_compression(
-    fmt: DumpFormat, compression: Compression
-) -> None:
+def test_extension_for_every_format_and_compression(fmt: DumpFormat, compression: Compression) -> None:
     assert artifact_extension(fmt, compression) == EXTENSIONS[(fmt, compression)]
 
 

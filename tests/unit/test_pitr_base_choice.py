@@ -20,9 +20,13 @@ def backup(backup_id: str, hours: int, next_xid: Any = None) -> DatabaseBackup:
     if next_xid is not None:
         physical["nextXid"] = next_xid
     return DatabaseBackup(
-        id=backup_id, status=BackupStatus.COMPLETED, kind="physical",
-        started_at=T0 + timedelta(hours=hours, minutes=-5), backup_end_at=T0 + timedelta(hours=hours),
-        end_lsn=physical["end_lsn"], metadata_={"physical": physical},
+        id=backup_id,
+        status=BackupStatus.COMPLETED,
+        kind="physical",
+        started_at=T0 + timedelta(hours=hours, minutes=-5),
+        backup_end_at=T0 + timedelta(hours=hours),
+        end_lsn=physical["end_lsn"],
+        metadata_={"physical": physical},
     )
 
 

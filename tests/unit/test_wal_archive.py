@@ -48,8 +48,12 @@ def test_lsn_and_segment_arithmetic() -> None:
 
 
 def test_wal_file_names_and_object_names() -> None:
-    for good in ("000000010000000000000003", "00000002.history", "000000010000000000000003.00000028.backup",
-                 "000000010000000000000003.partial"):
+    for good in (
+        "000000010000000000000003",
+        "00000002.history",
+        "000000010000000000000003.00000028.backup",
+        "000000010000000000000003.partial",
+    ):
         assert check_wal_file_name(good) == good
     for bad in ("00000001000000000000000", "../000000010000000000000003", "x.history", "000000010000000000000003/"):
         with pytest.raises(InvalidRequestError):
@@ -89,8 +93,11 @@ def test_encrypted_push_needs_the_key_to_fetch(tmp_path: Path) -> None:
     key_file = write(tmp_path, "key.txt", f"{identity}\n".encode())
     storage = MemoryStorage()
     data = b"wal" * 100_000
-    archive.push(storage, write(tmp_path, "000000010000000000000002", data),
-                 recipients=parse_recipients(str(identity.to_public())))
+    archive.push(
+        storage,
+        write(tmp_path, "000000010000000000000002", data),
+        recipients=parse_recipients(str(identity.to_public())),
+    )
     (obj,) = storage.list("wal-")
     assert obj.name.endswith(".zst.age")
     archive.fetch(storage, "000000010000000000000002", tmp_path / "out", identity_file=key_file)
@@ -129,8 +136,13 @@ def test_fetch_missing_is_not_found_and_damage_is_verification(tmp_path: Path) -
 
 
 def test_find_holes_across_timelines() -> None:
-    names = ["000000010000000000000002", "000000010000000000000003", "000000010000000000000005",
-             "000000020000000000000006", "000000020000000000000008"]
+    names = [
+        "000000010000000000000002",
+        "000000010000000000000003",
+        "000000010000000000000005",
+        "000000020000000000000006",
+        "000000020000000000000008",
+    ]
     assert find_holes(names, None, MB16) == ["000000010000000000000004", "000000020000000000000007"]
     assert find_holes(names, "000000010000000000000001", MB16)[0] == "000000010000000000000001"
     assert find_holes(names[:2], None, MB16) == []
@@ -148,8 +160,7 @@ def test_archive_status_reports_newest_age_and_holes() -> None:
         assert obj is not None
         return ArchivedFile(obj, ObjectInfo(obj.name, 10, now - timedelta(minutes=minutes_ago)))
 
-    files = [entry("000000010000000000000002", 30), entry("000000010000000000000004", 5),
-             entry("00000002.history", 1)]
+    files = [entry("000000010000000000000002", 30), entry("000000010000000000000004", 5), entry("00000002.history", 1)]
     status = archive_status(files, start="000000010000000000000002", segment_size=MB16, now=now)
     assert status.newest == "000000010000000000000004" and status.age_seconds == 300
     assert status.holes == ["000000010000000000000003"] and not status.ok
@@ -160,8 +171,12 @@ def test_archive_status_reports_newest_age_and_holes() -> None:
 def test_tar_sniffer_keeps_named_members_and_passes_everything_on() -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in (("base/1/123", b"x" * 10_000), ("backup_label", b"START WAL LOCATION: 0/2000028\n"),
-                           ("global/pg_control", b"y" * 8192), ("backup_manifest", b'{"WAL-Ranges": []}')):
+        for name, data in (
+            ("base/1/123", b"x" * 10_000),
+            ("backup_label", b"START WAL LOCATION: 0/2000028\n"),
+            ("global/pg_control", b"y" * 8192),
+            ("backup_manifest", b'{"WAL-Ranges": []}'),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -171,7 +186,9 @@ def test_tar_sniffer_keeps_named_members_and_passes_everything_on() -> None:
     for i in range(0, len(stream), 777):  # chunk boundaries anywhere, headers split included
         sniffer.write(stream[i : i + 777])
     assert bytes(out) == stream and sniffer.ended
-    assert sniffer.members == {"backup_label": b"START WAL LOCATION: 0/2000028\n",
-                               "backup_manifest": b'{"WAL-Ranges": []}'}
+    assert sniffer.members == {
+        "backup_label": b"START WAL LOCATION: 0/2000028\n",
+        "backup_manifest": b'{"WAL-Ranges": []}',
+    }
     with pytest.raises(ValueError, match="not a tar"):
         TarSniffer(set(), lambda _: None).write(b"\x01" * 512)

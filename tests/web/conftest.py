@@ -126,9 +126,11 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     # A refused HTTP status is logged as a console error too; those are expected (401, 403, 409 ...).
     new_page.on(
         "console",
-        lambda msg: errors.messages.append(msg.text)
-        if msg.type == "error" and "Failed to load resource" not in msg.text
-        else None,
+        lambda msg: (
+            errors.messages.append(msg.text)
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
     )
     try:
         yield new_page

@@ -69,11 +69,16 @@ def test_filters_and_pages(page: Page, server: Server) -> None:
     try:
         with ctx.catalog.session() as session:
             for i in range(23):
-                session.add(DatabaseBackup(
-                    filename=f"seeded-{run}-{i}.dump", type=BackupType.SCHEDULED, status=BackupStatus.FAILED,
-                    started_at=datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=i),
-                    expires_at=datetime.now(UTC) + timedelta(days=3650), error_message="seeded: connection refused",
-                ))
+                session.add(
+                    DatabaseBackup(
+                        filename=f"seeded-{run}-{i}.dump",
+                        type=BackupType.SCHEDULED,
+                        status=BackupStatus.FAILED,
+                        started_at=datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=i),
+                        expires_at=datetime.now(UTC) + timedelta(days=3650),
+                        error_message="seeded: connection refused",
+                    )
+                )
             session.commit()
     finally:
         ctx.close()

@@ -83,8 +83,13 @@ def create_app(source: Settings | Context, *, scheduler: bool = False) -> FastAP
 
     registry = build_registry(ctx)
 
-    @app.get("/metrics", tags=["health"], operation_id="metrics", summary="Prometheus metrics",
-             response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        operation_id="metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+    )
     def metrics() -> PlainTextResponse:
         """Prometheus text format, read from the catalog (no auth, like /healthz: counts and times only)."""
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)

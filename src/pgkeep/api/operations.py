@@ -186,7 +186,11 @@ def start_pitr(api: AdminApi, prepared: pitr_jobs.PreparedPitr, actor: Actor, re
             run_pitr(api, prepared, actor)
         except Exception as exc:
             audit_problem(
-                api, actor, RESTORE, problem_for(exc), resource_id=prepared.plan.backup_id,
+                api,
+                actor,
+                RESTORE,
+                problem_for(exc),
+                resource_id=prepared.plan.backup_id,
                 details=pitr_details(prepared),
             )
         finally:

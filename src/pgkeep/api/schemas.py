@@ -57,7 +57,7 @@ class CreateBackupRequest(_Request):
     def _incremental_is_physical(cls, value: str, info: ValidationInfo) -> str:
         # No ``kind`` in info.data: it was invalid itself and is reported already.
         if value == "INCREMENTAL" and info.data.get("kind", "physical") != "physical":
-            raise ValueError("INCREMENTAL backups are physical: add \"kind\": \"physical\"")
+            raise ValueError('INCREMENTAL backups are physical: add "kind": "physical"')
         return value
 
     def backup_type(self) -> str:

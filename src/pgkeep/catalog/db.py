@@ -138,8 +138,7 @@ def ensure_schema(engine: Engine) -> None:
                 upgrade(engine)
         return
     raise CatalogOutdatedError(
-        f"the catalog database is at schema revision {current or 'none'}, "
-        f"this pgkeep needs {head}",
+        f"the catalog database is at schema revision {current or 'none'}, this pgkeep needs {head}",
         hint="run `pgkeep db upgrade` to migrate the catalog",
     )
 

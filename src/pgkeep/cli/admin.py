@@ -44,9 +44,7 @@ def create_token(
         return
     out_console.print(f"Token {new.id} ({new.role.value}) for {new.name}:", markup=False)
     out_console.print(new.token, markup=False, soft_wrap=True)
-    err_console.print(
-        "Store it now: it cannot be shown again. Send it as `Authorization: Bearer ...`."
-    )
+    err_console.print("Store it now: it cannot be shown again. Send it as `Authorization: Bearer ...`.")
 
 
 @admin_app.command("list-tokens", epilog=EXIT_CODES_HELP)
@@ -60,8 +58,13 @@ def list_tokens(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for t in tokens:
         data = t.as_json()
         table.add_row(
-            t.id, t.name, t.role.value, data["prefix"], data["createdAt"],
-            data["lastUsedAt"] or "-", data["revokedAt"] or "-",
+            t.id,
+            t.name,
+            t.role.value,
+            data["prefix"],
+            data["createdAt"],
+            data["lastUsedAt"] or "-",
+            data["revokedAt"] or "-",
         )
     out_console.print(table)
 

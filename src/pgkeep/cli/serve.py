@@ -26,12 +26,8 @@ def _is_loopback(host: str) -> bool:
 @app.command(epilog=EXIT_CODES_HELP)
 def serve(
     ctx: typer.Context,
-    host: Annotated[
-        str, typer.Option("--host", envvar="PGKEEP_API_HOST", help="Address to listen on.")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", envvar="PGKEEP_API_PORT", min=0, max=65535, help="TCP port.")
-    ] = 8000,
+    host: Annotated[str, typer.Option("--host", envvar="PGKEEP_API_HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="PGKEEP_API_PORT", min=0, max=65535, help="TCP port.")] = 8000,
     no_scheduler: Annotated[
         bool, typer.Option("--no-scheduler", help="Do not run scheduled backups in this process.")
     ] = False,
@@ -55,13 +51,11 @@ def serve(
     context = state(ctx).context()
     if not any(t.revoked_at is None for t in admin.list_tokens(context)):
         err_console.print(
-            "note: no API token exists yet; create one with "
-            "`pgkeep admin create-token --name NAME --role admin`"
+            "note: no API token exists yet; create one with `pgkeep admin create-token --name NAME --role admin`"
         )
     if not _is_loopback(host):
         err_console.print(
-            f"warning: serving plain HTTP on {host}; tokens cross the network in clear "
-            "unless a TLS proxy is in front",
+            f"warning: serving plain HTTP on {host}; tokens cross the network in clear unless a TLS proxy is in front",
             markup=False,
         )
     configure_logging()

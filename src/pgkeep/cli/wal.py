@@ -151,9 +151,7 @@ def wal_push(
             open_storage(s.storage_url, s),
             path,
             compression=s.default_compression,
-            codec_options=CodecOptions(
-                zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level
-            ),
+            codec_options=CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level),
             recipients=parse_recipients(s.age_recipients),
         )
 
@@ -170,9 +168,7 @@ def wal_fetch(
     """
     try:
         settings = load_config(config)
-        wal.fetch(
-            open_storage(settings.storage_url, settings), file, path, identity_file=settings.age_identity_file
-        )
+        wal.fetch(open_storage(settings.storage_url, settings), file, path, identity_file=settings.age_identity_file)
     except wal.WalMissingError as exc:
         err_console.print(f"wal-fetch: {exc.message}", markup=False)
         raise typer.Exit(FETCH_NOT_FOUND) from None

@@ -32,9 +32,7 @@ class Tool:
 @lru_cache(maxsize=64)
 def tool_version(path: Path) -> tuple[str, int] | None:
     try:
-        out = subprocess.run(
-            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
-        ).stdout
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=20, check=False).stdout
     except OSError:
         return None
     m = _VERSION_RE.search(out)

@@ -107,8 +107,7 @@ def clear_database_sql(conn: psycopg.Connection) -> str:
         drop = sql.SQL("DROP FOREIGN DATA WRAPPER IF EXISTS {} CASCADE;")
         out.append(drop.format(sql.Identifier(name)).as_string(conn))
     for (name,) in q(
-        f"SELECT n.nspname FROM pg_namespace n WHERE NOT ({_SYSTEM_SCHEMA}) "
-        "AND n.nspname <> 'public' ORDER BY 1"
+        f"SELECT n.nspname FROM pg_namespace n WHERE NOT ({_SYSTEM_SCHEMA}) AND n.nspname <> 'public' ORDER BY 1"
     ):
         out.append(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE;").format(sql.Identifier(name)).as_string(conn))
     if q("SELECT 1 FROM pg_namespace WHERE nspname = 'public'"):

@@ -63,8 +63,14 @@ def _env() -> dict[str, str]:
 def run_as(argv: list[str], user: str | None, *, cwd: Path | None = None, timeout: float = 120) -> str:
     """Run a server binary (as ``user`` when root); RestoreFailedError with its output if it fails."""
     result = subprocess.run(
-        _command(argv, user), cwd=cwd, env=_env(), stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, timeout=timeout, check=False,
+        _command(argv, user),
+        cwd=cwd,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()[-LOG_TAIL_CHARS:]
@@ -74,8 +80,7 @@ def run_as(argv: list[str], user: str | None, *, cwd: Path | None = None, timeou
 
 def start(bin_dir: Path, data_dir: Path, log_file: Path, user: str | None) -> None:
     """Start the server in the background (``pg_ctl start`` without waiting: recovery may take long)."""
-    run_as([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-W", "start"], user,
-           cwd=data_dir)
+    run_as([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-W", "start"], user, cwd=data_dir)
 
 
 def stop(bin_dir: Path, data_dir: Path, user: str | None, mode: str = "fast") -> None:

@@ -33,9 +33,7 @@ ORDER BY 1, 2
 def connect(target: Target, *, autocommit: bool = True, operation: str = "connect") -> psycopg.Connection:
     """Connect or raise a PgkeepError that says why, without the password."""
     try:
-        return psycopg.connect(
-            target.connect_conninfo(), autocommit=autocommit, application_name="pgkeep"
-        )
+        return psycopg.connect(target.connect_conninfo(), autocommit=autocommit, application_name="pgkeep")
     except psycopg.Error as exc:
         raise PgkeepError(
             f"cannot connect to {target.describe()}: {target.scrub(str(exc).strip())}",
@@ -108,9 +106,7 @@ class TableCounter:
                 counts: dict[str, int] = {}
                 for schema, table in user_tables(conn):
                     self._check()
-                    q = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
-                        sql.Identifier(schema), sql.Identifier(table)
-                    )
+                    q = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
                     row = conn.execute(q).fetchone()
                     counts[f"{schema}.{table}"] = int(row[0]) if row else 0
                 conn.rollback()

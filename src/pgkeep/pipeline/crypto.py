@@ -40,7 +40,14 @@ RECIPIENTS_SETTING = "PGKEEP_AGE_RECIPIENTS"
 IDENTITY_SETTING = "PGKEEP_AGE_IDENTITY_FILE"
 
 __all__ = [
-    "Encryptor", "Identity", "Keys", "Recipient", "decrypt", "fingerprint", "load_identities", "parse_recipients",
+    "Encryptor",
+    "Identity",
+    "Keys",
+    "Recipient",
+    "decrypt",
+    "fingerprint",
+    "load_identities",
+    "parse_recipients",
 ]
 
 

@@ -104,9 +104,7 @@ def _newest_completed(rows: Sequence[BackupInfo]) -> list[str]:
     return list(newest.values())
 
 
-def _gfs_reasons(
-    rows: Sequence[BackupInfo], policy: RetentionPolicy, now: datetime
-) -> dict[str, list[str]]:
+def _gfs_reasons(rows: Sequence[BackupInfo], policy: RetentionPolicy, now: datetime) -> dict[str, list[str]]:
     # A backup started after `now` (clock skew between hosts) would open a bucket
     # later than now's and use up one of the N; it is kept anyway until it expires.
     groups: dict[str | None, list[BackupInfo]] = defaultdict(list)
@@ -141,9 +139,7 @@ def _unexpired_reason(b: BackupInfo, now: datetime, zone: ZoneInfo) -> str | Non
     return None
 
 
-def _keep_dependencies(
-    rows: Sequence[BackupInfo], reasons: dict[str, list[str]], gone: set[str]
-) -> list[str]:
+def _keep_dependencies(rows: Sequence[BackupInfo], reasons: dict[str, list[str]], gone: set[str]) -> list[str]:
     """Keep what kept backups depend on, transitively; return warnings for broken chains."""
     by_id = {b.id: b for b in rows}
     dependents: dict[str, set[str]] = defaultdict(set)

@@ -32,9 +32,7 @@ class PhysicalBackup:
     wal_start: str  # its first WAL segment file name
 
 
-def recovery_window_pins(
-    backups: Sequence[PhysicalBackup], window: timedelta, now: datetime
-) -> dict[str, str]:
+def recovery_window_pins(backups: Sequence[PhysicalBackup], window: timedelta, now: datetime) -> dict[str, str]:
     """``{backup id: reason}`` for the backups a recovery window of ``window`` needs (none if 0)."""
     require_aware(now, "now")
     if window <= timedelta(0) or not backups:

@@ -126,8 +126,13 @@ class Worker:
                 misfire_grace_time=self.ctx.settings.schedule_grace_seconds or None,
             )
         self.scheduler.add_job(
-            self._check_freshness, "interval", minutes=FRESHNESS_EVERY_MIN, id="freshness",
-            max_instances=1, coalesce=True, next_run_time=utcnow(),
+            self._check_freshness,
+            "interval",
+            minutes=FRESHNESS_EVERY_MIN,
+            id="freshness",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
         )
         self.scheduler.start()
         log.info("worker started: %s", ", ".join(f"{s.name} '{s.cron}'" for s in job_specs(self.ctx)))

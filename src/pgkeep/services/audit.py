@@ -134,9 +134,7 @@ def list_logs(
     if until is not None:
         conditions.append(AuditLog.created_at < until)
     with ctx.catalog.session() as session:
-        total = int(
-            session.scalar(select(func.count()).select_from(AuditLog).where(*conditions)) or 0
-        )
+        total = int(session.scalar(select(func.count()).select_from(AuditLog).where(*conditions)) or 0)
         rows = session.scalars(
             select(AuditLog)
             .where(*conditions)

@@ -195,8 +195,16 @@ def create_backup(
         # added a suffix): crash recovery finds partial files through it.
         with ctx.catalog.session() as session:
             row = repo.update_backup(session, row.id, storage_url=storage.url_for(row.filename))
-        log.info("backup started", backup_id=row.id, type=backup_type.value, phase="dump",
-                 file=row.filename, target=target.describe(), format=fmt.value, compression=compression.value)
+        log.info(
+            "backup started",
+            backup_id=row.id,
+            type=backup_type.value,
+            phase="dump",
+            file=row.filename,
+            target=target.describe(),
+            format=fmt.value,
+            compression=compression.value,
+        )
         if on_started:
             on_started(row.id)
         try:
@@ -349,7 +357,12 @@ def _store(
 ) -> BackupResult:
     """Dump into ``writer``, commit, write the manifest, mark the row COMPLETED."""
     target, tool, row, fmt, compression, storage = (
-        job.target, job.tool, job.row, job.fmt, job.compression, job.storage
+        job.target,
+        job.tool,
+        job.row,
+        job.fmt,
+        job.compression,
+        job.storage,
     )
     sink: CompressingSink | None = None
     try:
@@ -401,8 +414,16 @@ def _store(
     write_manifest(storage, manifest_for(row))
     with ctx.catalog.session() as session:
         done = repo.update_backup(session, row.id, **final)
-    log.info("backup completed", backup_id=done.id, type=done.type.value, phase="completed",
-             duration_ms=duration, size=done.size, raw_size=sink.raw_bytes, tables=len(counts))
+    log.info(
+        "backup completed",
+        backup_id=done.id,
+        type=done.type.value,
+        phase="completed",
+        duration_ms=duration,
+        size=done.size,
+        raw_size=sink.raw_bytes,
+        tables=len(counts),
+    )
     return BackupResult(done.id, done.filename, done.size, checksum, duration, done.storage_url)
 
 
@@ -443,7 +464,10 @@ def _dump_globals(
         writer.abort()
         raise
     info: dict[str, Any] = {
-        "filename": name, "checksum": checksum, "size": sink.stored_bytes, "rolePasswords": superuser
+        "filename": name,
+        "checksum": checksum,
+        "size": sink.stored_bytes,
+        "rolePasswords": superuser,
     }
     if recipients:
         info["encryption"] = crypto.ENCRYPTION
@@ -507,4 +531,3 @@ def _dump_directory(
                 tar.add(path, arcname=path.name, recursive=False)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-

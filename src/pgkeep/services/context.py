@@ -49,8 +49,11 @@ class Context:
     def retention_policy(self) -> RetentionPolicy:
         s = self.settings
         return RetentionPolicy(
-            daily=s.retention_daily, weekly=s.retention_weekly, monthly=s.retention_monthly,
-            yearly=s.retention_yearly, tz=s.retention_tz,
+            daily=s.retention_daily,
+            weekly=s.retention_weekly,
+            monthly=s.retention_monthly,
+            yearly=s.retention_yearly,
+            tz=s.retention_tz,
         )
 
     @property

@@ -99,8 +99,13 @@ class CleanupResult:
 
 def _info(row: DatabaseBackup) -> BackupInfo:
     return BackupInfo(
-        id=row.id, type=row.type.value, status=Status(row.status.value), started_at=row.started_at,
-        expires_at=row.expires_at, keep=bool(row.keep), database_name=row.database_name,
+        id=row.id,
+        type=row.type.value,
+        status=Status(row.status.value),
+        started_at=row.started_at,
+        expires_at=row.expires_at,
+        keep=bool(row.keep),
+        database_name=row.database_name,
         depends_on=row.parent_id,  # an incremental physical backup needs its base
     )
 
@@ -134,8 +139,10 @@ def cleanup_expired(
         for backup_id in plan.delete_ids:
             row = session.get(DatabaseBackup, backup_id)
             # Re-checked: the row may have changed since planning (kept, deleted, ...).
-            if row is None or row.keep or row.status not in (
-                BackupStatus.COMPLETED, BackupStatus.FAILED, BackupStatus.EXPIRED
+            if (
+                row is None
+                or row.keep
+                or row.status not in (BackupStatus.COMPLETED, BackupStatus.FAILED, BackupStatus.EXPIRED)
             ):
                 continue
             if dry_run:

@@ -151,8 +151,16 @@ def create_physical_backup(
         with ctx.catalog.session() as session:
             row = repo.insert_unique(session, row, make_name)
             row = repo.update_backup(session, row.id, storage_url=storage.url_for(row.filename))
-        log.info("backup started", backup_id=row.id, type=backup_type.value, kind=KIND, phase="basebackup",
-                 filename=row.filename, target=target.describe(), compression=compression.value)
+        log.info(
+            "backup started",
+            backup_id=row.id,
+            type=backup_type.value,
+            kind=KIND,
+            phase="basebackup",
+            filename=row.filename,
+            target=target.describe(),
+            compression=compression.value,
+        )
         if on_started:
             on_started(row.id)
         try:
@@ -162,14 +170,23 @@ def create_physical_backup(
             message = describe_failure(exc)
             with contextlib.suppress(Exception), ctx.catalog.session() as session:
                 repo.update_backup(
-                    session, row.id, status=BackupStatus.FAILED, error_message=message, completed_at=utcnow(),
+                    session,
+                    row.id,
+                    status=BackupStatus.FAILED,
+                    error_message=message,
+                    completed_at=utcnow(),
                     duration_ms=int((time.monotonic() - t0) * 1000),
                 )
-            log.error("backup failed", backup_id=row.id, type=backup_type.value, kind=KIND, phase="failed",
-                      error=message)
+            log.error(
+                "backup failed", backup_id=row.id, type=backup_type.value, kind=KIND, phase="failed", error=message
+            )
             ctx.notifier.send(
-                "backup.failed", f"backup {row.filename} of {row.database_name} FAILED: {message}",
-                backupId=row.id, type=backup_type.value, database=row.database_name, error=message,
+                "backup.failed",
+                f"backup {row.filename} of {row.database_name} FAILED: {message}",
+                backupId=row.id,
+                type=backup_type.value,
+                database=row.database_name,
+                error=message,
             )
             if isinstance(exc, Exception):
                 hint = exc.hint if isinstance(exc, PgkeepError) else None
@@ -282,8 +299,7 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
             backup_start = _server_now(conn)
             argv = basebackup_argv(job.tool, job.target, f"pgkeep {row.id}", incremental_manifest=parent_manifest)
             with client_env(job.target) as env:
-                child = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              scrub=job.target.scrub)
+                child = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, scrub=job.target.scrub)
                 try:
                     assert child.proc.stdout is not None
                     while chunk := child.proc.stdout.read(CHUNK):
@@ -355,9 +371,18 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
     write_manifest(storage, manifest_for(row))
     with ctx.catalog.session() as session:
         done = repo.update_backup(session, row.id, **final)
-    log.info("backup completed", backup_id=done.id, type=done.type.value, kind=KIND, phase="completed",
-             duration_ms=duration, size=done.size, raw_size=sink.raw_bytes, start_lsn=done.start_lsn,
-             end_lsn=done.end_lsn)
+    log.info(
+        "backup completed",
+        backup_id=done.id,
+        type=done.type.value,
+        kind=KIND,
+        phase="completed",
+        duration_ms=duration,
+        size=done.size,
+        raw_size=sink.raw_bytes,
+        start_lsn=done.start_lsn,
+        end_lsn=done.end_lsn,
+    )
     return BackupResult(done.id, done.filename, done.size, checksum, duration, done.storage_url)
 
 

@@ -46,13 +46,15 @@ def verify_physical(ctx: Context, row: DatabaseBackup, level: VerifyLevel) -> Ve
         if level is VerifyLevel.RESTORE:
             details.update(_restore_drill(ctx, row))
             if details["amcheck"].get("errors"):
-                return VerifyResult(False, f"restore drill failed: amcheck: {details['amcheck']['errors'][0]}",
-                                    level.value, details)
+                return VerifyResult(
+                    False, f"restore drill failed: amcheck: {details['amcheck']['errors'][0]}", level.value, details
+                )
             return VerifyResult(
                 True,
                 f"Restore drill passed: restored to {row.end_lsn}, started, "
                 f"{details['amcheck'].get('checked')} indexes checked by amcheck",
-                level.value, details,
+                level.value,
+                details,
             )
         return VerifyResult(True, "Backup verified successfully (pg_verifybackup with its WAL)", level.value, details)
     except VerificationError as exc:
@@ -109,8 +111,9 @@ def _restore_drill(ctx: Context, row: DatabaseBackup) -> dict[str, Any]:
         )
         assert result.port is not None
         target = ctx.target
-        scratch = type(target)(params={**target.params, "host": "127.0.0.1", "port": str(result.port)},
-                               password=target.password)
+        scratch = type(target)(
+            params={**target.params, "host": "127.0.0.1", "port": str(result.port)}, password=target.password
+        )
         return {"amcheck": _amcheck(scratch), "reachedLsn": result.reached_lsn}
     finally:
         major = int((row.server_version or "0").split(".")[0])

@@ -121,8 +121,11 @@ class RecoveryTarget:
         latest: bool = False,
     ) -> RecoveryTarget:
         """Exactly one target; none at all means ``latest`` (the end of the archive)."""
-        given = [k for k, v in (("--to-time", to_time), ("--to-lsn", to_lsn), ("--to-xid", to_xid),
-                                ("--to-name", to_name)) if v is not None]
+        given = [
+            k
+            for k, v in (("--to-time", to_time), ("--to-lsn", to_lsn), ("--to-xid", to_xid), ("--to-name", to_name))
+            if v is not None
+        ]
         if latest:
             given.append("--latest")
         if len(given) > 1:
@@ -355,20 +358,26 @@ def _choose(ctx: Context, options: PitrOptions) -> list[DatabaseBackup]:
         with ctx.catalog.session() as session:
             row = repo.get_backup(session, options.backup_id)
         if (row.kind or "logical") != PHYSICAL:
-            raise _refuse(f"backup {row.id} is a logical backup; --kind physical restores physical ones",
-                          hint="restore it with `pgkeep restore ID`")
+            raise _refuse(
+                f"backup {row.id} is a logical backup; --kind physical restores physical ones",
+                hint="restore it with `pgkeep restore ID`",
+            )
         if row.status is not BackupStatus.COMPLETED:
-            raise InvalidStateError(f"backup {row.id} is {row.status.value}; only COMPLETED backups restore",
-                                    backup_id=row.id)
+            raise InvalidStateError(
+                f"backup {row.id} is {row.status.value}; only COMPLETED backups restore", backup_id=row.id
+            )
         if not _usable(row, target):
-            raise _refuse(f"the target ({target.describe()}) is before the end of backup {row.id} "
-                          f"({format_end(row)}): it cannot be restored to an earlier moment",
-                          hint="choose an older backup, or omit --backup")
+            raise _refuse(
+                f"the target ({target.describe()}) is before the end of backup {row.id} "
+                f"({format_end(row)}): it cannot be restored to an earlier moment",
+                hint="choose an older backup, or omit --backup",
+            )
         return _chain(ctx, row)
     rows = [r for r in physical_backups(ctx) if r.backup_end_at and r.end_lsn]
     if not rows:
-        raise _refuse("the catalog has no COMPLETED physical backup",
-                      hint="take one with `pgkeep backup --kind physical`")
+        raise _refuse(
+            "the catalog has no COMPLETED physical backup", hint="take one with `pgkeep backup --kind physical`"
+        )
     usable = [r for r in rows if _usable(r, target)]
     if not usable:
         oldest = min(rows, key=_end)
@@ -486,8 +495,10 @@ def _check_archive(plan: _Plan, target: RecoveryTarget, files: list[ArchivedFile
     first = parse_segment(start, size)[1]
     segments = [f for f in files if f.obj.is_segment and parse_segment(f.obj.file, size)[1] >= first]
     if not segments:
-        raise _refuse(f"the WAL archive holds none of the WAL backup {last.id} needs (from {start})",
-                      hint="check that archive_command runs `pgkeep wal-push` into this PGKEEP_STORAGE_URL")
+        raise _refuse(
+            f"the WAL archive holds none of the WAL backup {last.id} needs (from {start})",
+            hint="check that archive_command runs `pgkeep wal-push` into this PGKEEP_STORAGE_URL",
+        )
     newest = max(segments, key=lambda f: (parse_segment(f.obj.file, size)[1], f.obj.file))
     newest_pos = parse_segment(newest.obj.file, size)[1]
     archive_end_lsn = (newest_pos + 1) * size
@@ -512,9 +523,7 @@ def _check_archive(plan: _Plan, target: RecoveryTarget, files: list[ArchivedFile
     needed = max(needed, parse_segment(last.wal_end, size)[1])
     if needed > newest_pos:
         raise _refuse(f"segment {last.wal_end}, needed to make backup {last.id} consistent, is not archived")
-    holes = find_holes(
-        (f.obj.file for f in segments if parse_segment(f.obj.file, size)[1] <= needed), start, size
-    )
+    holes = find_holes((f.obj.file for f in segments if parse_segment(f.obj.file, size)[1] <= needed), start, size)
     if holes:
         raise _refuse(
             f"the WAL archive has a hole between backup {last.id} and the target: {holes[0]} is missing"
@@ -553,8 +562,13 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
     data_dir = options.data_dir.absolute()
     last = the_plan.chain[-1]
     result = PitrResult(last.id, [r.id for r in the_plan.chain], data_dir, options.target)
-    log.info("physical restore started", backup_id=last.id, data_dir=str(data_dir),
-             target=options.target.describe(), chain=result.chain)
+    log.info(
+        "physical restore started",
+        backup_id=last.id,
+        data_dir=str(data_dir),
+        target=options.target.describe(),
+        chain=result.chain,
+    )
     with _claim(data_dir):
         created = not data_dir.exists()
         try:
@@ -569,8 +583,7 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
     if not options.start:
         result.message = (
             f"Restored backup {last.id} into {data_dir}; recovery to {options.target.describe()} "
-            f"runs when the server starts (pg_ctl -D {data_dir} start"
-            + (f", as OS user {user})" if user else ")")
+            f"runs when the server starts (pg_ctl -D {data_dir} start" + (f", as OS user {user})" if user else ")")
         )
         return result
     assert bin_dir is not None and port is not None
@@ -582,8 +595,14 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
         # Recovery is over: the settings file (it may hold storage credentials) is not needed again.
         with contextlib.suppress(OSError):
             (data_dir / RESTORE_ENV).unlink()
-    log.info("physical restore completed", backup_id=last.id, data_dir=str(data_dir), port=port,
-             reached_lsn=result.reached_lsn, target_reached=result.target_reached)
+    log.info(
+        "physical restore completed",
+        backup_id=last.id,
+        data_dir=str(data_dir),
+        port=port,
+        reached_lsn=result.reached_lsn,
+        target_reached=result.target_reached,
+    )
     return result
 
 
@@ -595,8 +614,9 @@ def pgkeep_executable() -> str:
     found = shutil.which("pgkeep")
     if found:
         return str(Path(found).absolute())
-    raise ConfigError("cannot find the pgkeep command for restore_command",
-                      hint="install pgkeep so that `pgkeep` is on PATH")
+    raise ConfigError(
+        "cannot find the pgkeep command for restore_command", hint="install pgkeep so that `pgkeep` is on PATH"
+    )
 
 
 def _empty(data_dir: Path, *, remove: bool) -> None:
@@ -673,8 +693,12 @@ def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path) -> None:
             part = staging / f"{i:03d}"
             unpack_backup(ctx, row, part)
             parts.append(str(part))
-        tool = find_tool("pg_combinebackup", the_plan.major, ctx.settings.pg_bin_dir,
-                         reason=f"combining an incremental chain of PostgreSQL {the_plan.major}")
+        tool = find_tool(
+            "pg_combinebackup",
+            the_plan.major,
+            ctx.settings.pg_bin_dir,
+            reason=f"combining an incremental chain of PostgreSQL {the_plan.major}",
+        )
         if data_dir.exists():
             data_dir.rmdir()
         postmaster.run_as([str(tool.path), *parts, "--output", str(data_dir)], None, timeout=24 * 3600)
@@ -755,8 +779,10 @@ _DEFAULT_CONF = {
 def _connect_target(source: Target | None, port: int) -> Target | None:
     if source is None:
         return None
-    return Target(params={**source.params, "host": "127.0.0.1", "port": str(port), "connect_timeout": "3"},
-                  password=source.password)
+    return Target(
+        params={**source.params, "host": "127.0.0.1", "port": str(port), "connect_timeout": "3"},
+        password=source.password,
+    )
 
 
 def _recovery_failure(log_file: Path) -> str:
@@ -764,7 +790,8 @@ def _recovery_failure(log_file: Path) -> str:
     # Our own connection attempts while the server starts are FATAL lines too: not the cause.
     noise = ("the database system is starting up", "not yet accepting connections", "Consistent recovery state")
     important = [
-        line for line in text.splitlines()
+        line
+        for line in text.splitlines()
         if ("FATAL:" in line or "PANIC:" in line) and not any(n in line for n in noise)
     ]
     fetch = [line for line in text.splitlines() if "wal-fetch" in line and "error" in line]
@@ -804,7 +831,9 @@ def _wait_for_recovery(
         if time.monotonic() > deadline:
             raise RestoreFailedError(
                 f"recovery did not finish within {options.wait_timeout_s:.0f} s; the server is still running",
-                operation="restore", backup_id=result.backup_id, hint=f"follow it in {result.log_file}",
+                operation="restore",
+                backup_id=result.backup_id,
+                hint=f"follow it in {result.log_file}",
             )
         time.sleep(0.2)
 

@@ -170,8 +170,7 @@ def data_dir_for(ctx: Context, directory: str) -> Path:
     # A symlink could point anywhere, even at a running cluster's parent: never follow one.
     if not stat.S_ISDIR(info.st_mode) or any(path.iterdir()):
         raise DataDirectoryTakenError(
-            f"directory {directory} exists and is not an empty directory; a point-in-time restore never "
-            "overwrites one",
+            f"directory {directory} exists and is not an empty directory; a point-in-time restore never overwrites one",
             operation="restore",
             hint="name a new directory, or omit it to let pgkeep choose one",
         )
@@ -201,9 +200,7 @@ def plan(ctx: Context, request: PitrRequest) -> PitrPlan:
     data_dir = data_dir_for(ctx, directory)
     if request.start and request.port is not None:
         _check_port(request.port)
-    options = PitrOptions(
-        data_dir, request.target, backup_id=request.backup_id, start=request.start, port=request.port
-    )
+    options = PitrOptions(data_dir, request.target, backup_id=request.backup_id, start=request.start, port=request.port)
     chosen = pitr.plan(ctx, options)
     checks = [
         f"data directory {directory} is {'empty' if data_dir.exists() else 'absent'}",

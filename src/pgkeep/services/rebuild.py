@@ -46,9 +46,8 @@ class RebuildReport:
     problems: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        message = (
-            f"Imported {len(self.imported)} backups, {len(self.already_present)} were already catalogued"
-            + (f", {len(self.problems)} reported (not imported)" if self.problems else "")
+        message = f"Imported {len(self.imported)} backups, {len(self.already_present)} were already catalogued" + (
+            f", {len(self.problems)} reported (not imported)" if self.problems else ""
         )
         return {
             "message": message,
@@ -106,20 +105,20 @@ def rebuild_catalog(ctx: Context, storage: Storage | None = None) -> RebuildRepo
         log.info("backup imported from its manifest", backup_id=entry["id"], file=filename)
     for name in names:
         if ARTIFACT_NAME.search(name) and name not in described:
-            report.problems.append({
-                "filename": name,
-                "id": None,
-                "problem": "no manifest: the backup never completed, or its manifest was lost; not imported",
-            })
+            report.problems.append(
+                {
+                    "filename": name,
+                    "id": None,
+                    "problem": "no manifest: the backup never completed, or its manifest was lost; not imported",
+                }
+            )
     return report
 
 
 def _catalogued(ctx: Context, backup_id: str, filename: str) -> bool:
     with ctx.catalog.session() as session:
         found = session.scalar(
-            select(DatabaseBackup.id).where(
-                (DatabaseBackup.id == backup_id) | (DatabaseBackup.filename == filename)
-            )
+            select(DatabaseBackup.id).where((DatabaseBackup.id == backup_id) | (DatabaseBackup.filename == filename))
         )
     return found is not None
 

@@ -53,7 +53,11 @@ def recover_interrupted(ctx: Context) -> list[str]:
             metadata[CLEANUP_PENDING] = True
         with ctx.catalog.session() as session:
             repo.update_backup(
-                session, row.id, status=BackupStatus.FAILED, error_message=DEAD_MESSAGE, completed_at=utcnow(),
+                session,
+                row.id,
+                status=BackupStatus.FAILED,
+                error_message=DEAD_MESSAGE,
+                completed_at=utcnow(),
                 metadata_=metadata,
             )
         recovered.append(row.id)

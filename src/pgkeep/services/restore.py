@@ -179,11 +179,7 @@ def restore(
         checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, toc=toc)
     if options.dry_run:
         return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True)
-    target = (
-        Target.from_url(options.target_url, "--target-url")
-        if options.target_url
-        else ctx.target
-    )
+    target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
     exists, has_data, major = _inspect_target(target)
     if toc and not options.restore_globals:
         with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
@@ -201,8 +197,9 @@ def restore(
     if confirm is not None and not confirm(plan):
         raise NotConfirmedError("restore cancelled: not confirmed", backup_id=artifact.backup_id)
     where = target.describe()
-    ctx.notifier.send("restore.started", f"restore of {artifact.name} into {where} started",
-                      backupId=artifact.backup_id, target=where)
+    ctx.notifier.send(
+        "restore.started", f"restore of {artifact.name} into {where} started", backupId=artifact.backup_id, target=where
+    )
     log.info("restore started", backup_id=artifact.backup_id, phase="restore", target=where)
     safety_id = None
     terminated = 0
@@ -237,8 +234,13 @@ def restore(
         if safety_id:
             reason += f" (the safety backup {safety_id} holds the previous contents)"
         log.error("restore failed", backup_id=artifact.backup_id, phase="failed", target=where, error=reason)
-        ctx.notifier.send("restore.failed", f"restore of {artifact.name} into {where} FAILED: {reason}",
-                          backupId=artifact.backup_id, target=where, error=reason)
+        ctx.notifier.send(
+            "restore.failed",
+            f"restore of {artifact.name} into {where} FAILED: {reason}",
+            backupId=artifact.backup_id,
+            target=where,
+            error=reason,
+        )
         if isinstance(exc, PgkeepError):
             exc.backup_id = artifact.backup_id
             if safety_id:
@@ -247,8 +249,12 @@ def restore(
     if safety_id:
         message += f"; safety backup of the previous contents: {safety_id}"
     log.info("restore completed", backup_id=artifact.backup_id, phase="completed", target=where)
-    ctx.notifier.send("restore.succeeded", f"restore of {artifact.name} into {where} succeeded",
-                      backupId=artifact.backup_id, target=where)
+    ctx.notifier.send(
+        "restore.succeeded",
+        f"restore of {artifact.name} into {where} succeeded",
+        backupId=artifact.backup_id,
+        target=where,
+    )
     return RestoreOutcome(message, checksum, False, safety_id, terminated)
 
 
@@ -340,11 +346,33 @@ def _restore_single_transaction(
                 script_argv = pg_restore_script_argv(
                     pg_restore, archive, no_owner=options.no_owner, no_acl=options.no_acl
                 )
-                _load_direct(artifact, reader, stored, archive, psql_argv(psql, target), script_argv,
-                             clear_sql, env, target, children)
+                _load_direct(
+                    artifact,
+                    reader,
+                    stored,
+                    archive,
+                    psql_argv(psql, target),
+                    script_argv,
+                    clear_sql,
+                    env,
+                    target,
+                    children,
+                )
             else:
-                _load_relay(artifact, reader, stored, archive, psql_argv(psql, target), pg_restore, options,
-                            clear_sql, server_major, env, target, children)
+                _load_relay(
+                    artifact,
+                    reader,
+                    stored,
+                    archive,
+                    psql_argv(psql, target),
+                    pg_restore,
+                    options,
+                    clear_sql,
+                    server_major,
+                    env,
+                    target,
+                    children,
+                )
     except BaseException as exc:
         for child in reversed(children):
             child.kill()
@@ -434,7 +462,7 @@ def _write_fd(fd: int, data: bytes) -> bool:
     view = memoryview(data)
     try:
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except BrokenPipeError:
         return False
     return True
@@ -552,8 +580,12 @@ def _restore_parallel(
         with client_env(target) as env:
             child = Child(
                 pg_restore_parallel_argv(
-                    pg_restore, target, archive, jobs=options.jobs,
-                    no_owner=options.no_owner, no_acl=options.no_acl,
+                    pg_restore,
+                    target,
+                    archive,
+                    jobs=options.jobs,
+                    no_owner=options.no_owner,
+                    no_acl=options.no_acl,
                 ),
                 env=env,
                 stdin=subprocess.DEVNULL,

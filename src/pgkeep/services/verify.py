@@ -116,8 +116,13 @@ def _record(ctx: Context, backup_id: str, result: VerifyResult, started: Any, du
     # Also beside the backup, so a catalog rebuilt from storage knows it was verified.
     if storage_url:
         record = {
-            "backupId": backup_id, "filename": filename, "level": result.level, "valid": result.valid,
-            "message": result.message, "startedAt": started.isoformat(), "durationMs": duration_ms,
+            "backupId": backup_id,
+            "filename": filename,
+            "level": result.level,
+            "valid": result.valid,
+            "message": result.message,
+            "startedAt": started.isoformat(),
+            "durationMs": duration_ms,
         }
         try:
             storage, _ = locate(storage_url, ctx.settings)

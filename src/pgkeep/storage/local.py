@@ -31,9 +31,7 @@ class LocalWriter:
         try:
             self._fd: int | None = create_private_file(self._tmp)
         except OSError as exc:
-            raise StorageError(
-                f"cannot create a file in {root}: {exc.strerror}", permanent=True
-            ) from None
+            raise StorageError(f"cannot create a file in {root}: {exc.strerror}", permanent=True) from None
 
     def _closed(self, what: str) -> StorageError:
         return StorageError(f"{what} on {self._final.name} after commit or abort", permanent=True)
@@ -103,9 +101,7 @@ class LocalStorage:
         try:
             return open(self.path_for(name), "rb")
         except FileNotFoundError:
-            raise ObjectNotFoundError(
-                f"backup file {name} not found in {self.root}"
-            ) from None
+            raise ObjectNotFoundError(f"backup file {name} not found in {self.root}") from None
         except OSError as exc:
             raise StorageError(f"cannot open {name}: {exc.strerror}") from None
 

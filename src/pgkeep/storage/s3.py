@@ -101,6 +101,7 @@ def part_size_for(number: int, base: int) -> int:
     """The size of part ``number`` (1-based): ``base``, doubled every PARTS_PER_STEP parts."""
     return min(base << ((number - 1) // PARTS_PER_STEP), MAX_PART_SIZE)
 
+
 # Codes where retrying cannot help: (what went wrong, how to fix it).
 _CREDENTIALS_HINT = (
     "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or PGKEEP_S3_ACCESS_KEY_ID / "
@@ -317,8 +318,7 @@ class S3Storage:
             if code in _PERMANENT:
                 cause, hint = _PERMANENT[code]
                 return StorageError(
-                    f"{action} {where} failed: {cause} ({code}, bucket {self.bucket!r} "
-                    f"at {self.endpoint})",
+                    f"{action} {where} failed: {cause} ({code}, bucket {self.bucket!r} at {self.endpoint})",
                     permanent=True,
                     hint=hint,
                 )
@@ -382,9 +382,7 @@ class S3Storage:
         try:
             return cast(
                 dict[str, Any],
-                self.client.head_object(
-                    Bucket=self.bucket, Key=self.key_for(name), ChecksumMode="ENABLED"
-                ),
+                self.client.head_object(Bucket=self.bucket, Key=self.key_for(name), ChecksumMode="ENABLED"),
             )
         except bce.ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
@@ -443,17 +441,13 @@ class S3Storage:
         check_name(name)
         key = self.key_for(name)
         removed = 0
-        pages = self.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.bucket, Prefix=key
-        )
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=key)
         try:
             for page in pages:
                 for upload in page.get("Uploads", []):
                     if upload["Key"] != key:
                         continue  # another name that merely starts with this one
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
-                    )
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
                     removed += 1
         except (bce.BotoCoreError, bce.ClientError) as exc:
             raise self.error(exc, "removing incomplete uploads of", name) from None
@@ -598,9 +592,7 @@ class S3Writer:
         self._shutdown_pool()
         if self._upload_id is not None:
             try:
-                self._s.client.abort_multipart_upload(
-                    Bucket=self._s.bucket, Key=self._key, UploadId=self._upload_id
-                )
+                self._s.client.abort_multipart_upload(Bucket=self._s.bucket, Key=self._key, UploadId=self._upload_id)
             except Exception as exc:  # never raise from cleanup
                 log.warning(
                     "could not abort the multipart upload of %s (%s); "
@@ -702,10 +694,7 @@ class S3Writer:
 
     def _complete(self) -> None:
         self._parts.sort(key=lambda p: p.number)
-        parts = [
-            {"PartNumber": p.number, "ETag": p.etag, "ChecksumSHA256": _b64(p.sha256)}
-            for p in self._parts
-        ]
+        parts = [{"PartNumber": p.number, "ETag": p.etag, "ChecksumSHA256": _b64(p.sha256)} for p in self._parts]
         try:
             self._s.client.complete_multipart_upload(
                 Bucket=self._s.bucket,
@@ -715,9 +704,7 @@ class S3Writer:
                 IfNoneMatch="*",
             )
         except (bce.BotoCoreError, bce.ClientError) as exc:
-            self._resolve_conflict(
-                exc, "completing the upload of", _multipart_etag([p.etag for p in self._parts])
-            )
+            self._resolve_conflict(exc, "completing the upload of", _multipart_etag([p.etag for p in self._parts]))
         self._completed = True
         self._upload_id = None  # nothing left to abort
 
@@ -755,8 +742,7 @@ class S3Writer:
             expected = _b64(composite)
         if str(reported).split("-")[0] != expected:
             raise StorageError(
-                f"{self._url}: the server's SHA-256 {reported} differs from the bytes sent "
-                f"({expected})",
+                f"{self._url}: the server's SHA-256 {reported} differs from the bytes sent ({expected})",
                 hint="retry the backup; if it persists, the server is corrupting data",
             )
 

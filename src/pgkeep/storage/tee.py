@@ -34,9 +34,7 @@ def _copy_error(exc: StorageError, url: str) -> StorageError:
 class TeeWriter:
     """Writes one stream to two writers; commits the copy only after the main one."""
 
-    def __init__(
-        self, main: ObjectWriter, copy: ObjectWriter, copy_url: str, delete_main: Callable[[], None]
-    ) -> None:
+    def __init__(self, main: ObjectWriter, copy: ObjectWriter, copy_url: str, delete_main: Callable[[], None]) -> None:
         self._main = main
         self._copy = copy
         self._copy_url = copy_url

@@ -93,15 +93,14 @@ class ArchiveStatus:
         }
 
 
-def archive_status(
-    files: list[ArchivedFile], *, start: str | None, segment_size: int, now: datetime
-) -> ArchiveStatus:
+def archive_status(files: list[ArchivedFile], *, start: str | None, segment_size: int, now: datetime) -> ArchiveStatus:
     """Summarize an archive listing; ``start`` is the oldest segment that must be there."""
     segments = [f for f in files if f.obj.is_segment]
     status = ArchiveStatus(oldest_needed=start, segments=len(segments), segment_size=segment_size)
     if start is not None:
-        segments = [f for f in segments if parse_segment(f.obj.file, segment_size)[1]
-                    >= parse_segment(start, segment_size)[1]]
+        segments = [
+            f for f in segments if parse_segment(f.obj.file, segment_size)[1] >= parse_segment(start, segment_size)[1]
+        ]
     if segments:
         newest = max(segments, key=lambda f: (parse_segment(f.obj.file, segment_size)[1], f.obj.file))
         status.newest = newest.obj.file

@@ -55,8 +55,14 @@ VERIFY_LEVELS = {
     VerifyLevel.RESTORE: "restore drill: also restore into a scratch database and compare row counts",
 }
 AUDIT_ACTIONS = [
-    "backup.create", "backup.verify", "backup.restore", "backup.delete", "backup.keep", "backup.cleanup",
-    "token.create", "token.revoke",
+    "backup.create",
+    "backup.verify",
+    "backup.restore",
+    "backup.delete",
+    "backup.keep",
+    "backup.cleanup",
+    "token.create",
+    "token.revoke",
 ]
 
 

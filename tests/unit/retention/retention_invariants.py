@@ -36,9 +36,9 @@ def check_invariants(backups: list[BackupInfo], plan: RetentionPlan, now: dateti
             assert not b.keep, f"{d.id} has the keep flag"
             assert d.id not in protected, f"{d.id} is its database's newest COMPLETED backup"
             assert b.status not in (Status.IN_PROGRESS, Status.PENDING), f"{d.id} is running"
-            assert b.status is Status.EXPIRED or (
-                b.expires_at is not None and b.expires_at < now
-            ), f"{d.id} is deleted before it expired"
+            assert b.status is Status.EXPIRED or (b.expires_at is not None and b.expires_at < now), (
+                f"{d.id} is deleted before it expired"
+            )
         if b.status is not Status.COMPLETED:
             gfs = [r for r in d.reasons if r.startswith(GFS_PREFIXES)]
             assert not gfs, f"{d.id} is {b.status} but counted as a kept copy: {gfs}"

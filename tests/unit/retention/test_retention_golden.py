@@ -39,9 +39,7 @@ def test_plan_matches_golden(name: str) -> None:
     assert path.exists(), f"no golden for {name}: run with PGKEEP_UPDATE_GOLDEN=1 and review it"
     golden = json.loads(path.read_text())
     changed = [
-        f"golden {old}\n  now   {new}"
-        for old, new in zip(golden["plan"], document["plan"], strict=False)
-        if old != new
+        f"golden {old}\n  now   {new}" for old, new in zip(golden["plan"], document["plan"], strict=False) if old != new
     ]
     assert not changed, f"{len(changed)} decision(s) changed in {name}:\n" + "\n".join(changed)
     assert golden == document

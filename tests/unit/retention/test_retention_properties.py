@@ -101,9 +101,7 @@ def test_safety_rules_hold_for_any_history(scenario: Scenario) -> None:
 
 @SETTINGS
 @given(st.data(), scenarios())
-def test_a_backup_is_not_deleted_at_the_instant_it_expires(
-    data: st.DataObject, scenario: Scenario
-) -> None:
+def test_a_backup_is_not_deleted_at_the_instant_it_expires(data: st.DataObject, scenario: Scenario) -> None:
     backups, policy, _ = scenario
     # EXPIRED rows are deletable whatever their date; DELETED ones are not planned.
     live = (Status.COMPLETED, Status.FAILED, Status.IN_PROGRESS, Status.PENDING)
@@ -117,9 +115,7 @@ def test_a_backup_is_not_deleted_at_the_instant_it_expires(
 
 @SETTINGS
 @given(st.data(), scenarios())
-def test_plan_is_deterministic_and_independent_of_input_order(
-    data: st.DataObject, scenario: Scenario
-) -> None:
+def test_plan_is_deterministic_and_independent_of_input_order(data: st.DataObject, scenario: Scenario) -> None:
     backups, policy, now = scenario
     shuffled = data.draw(st.permutations(backups))
     plan = plan_retention(backups, policy, now)
@@ -129,9 +125,7 @@ def test_plan_is_deterministic_and_independent_of_input_order(
 
 @SETTINGS
 @given(scenarios(), starts, st.booleans())
-def test_adding_a_failed_backup_changes_no_other_decision(
-    scenario: Scenario, started: datetime, expired: bool
-) -> None:
+def test_adding_a_failed_backup_changes_no_other_decision(scenario: Scenario, started: datetime, expired: bool) -> None:
     backups, policy, now = scenario
     failed = BackupInfo(
         id="zz-failed",

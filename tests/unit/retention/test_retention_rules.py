@@ -218,9 +218,7 @@ def test_duplicate_ids_and_self_dependencies_are_refused() -> None:
         backup("a", 1, depends_on="a")
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"daily": -1}, {"weekly": 1.5}, {"monthly": True}, {"yearly": "2"}]
-)
+@pytest.mark.parametrize("kwargs", [{"daily": -1}, {"weekly": 1.5}, {"monthly": True}, {"yearly": "2"}])
 def test_invalid_counts_are_a_config_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="whole number"):
         RetentionPolicy(**kwargs)  # type: ignore[arg-type]

@@ -123,9 +123,7 @@ def get_one(backup_id: BackupId, api: Api, _: Viewer) -> Any:
     return manage.get_backup(api.ctx, backup_id)
 
 
-def verify(
-    backup_id: BackupId, request: Request, api: Api, _: Operator, body: VerifyRequest | None = None
-) -> Any:
+def verify(backup_id: BackupId, request: Request, api: Api, _: Operator, body: VerifyRequest | None = None) -> Any:
     """Verify at ``level`` (default ``archive``: checksum and archive readable; ``restore``: a
     restore drill into a scratch database); ``valid: false`` says why not."""
     level = body.level if body is not None else "archive"
@@ -174,8 +172,12 @@ def restore(
             target_database=body.targetDatabase,
             requested_by=principal.id,
             options=RestoreOptions(
-                atomic=body.atomic, safety_backup=body.safetyBackup, tables=tuple(body.tables),
-                schemas=tuple(body.schemas), into_schema=body.intoSchema, no_owner=body.noOwner,
+                atomic=body.atomic,
+                safety_backup=body.safetyBackup,
+                tables=tuple(body.tables),
+                schemas=tuple(body.schemas),
+                into_schema=body.intoSchema,
+                no_owner=body.noOwner,
                 no_acl=body.noAcl,
             ),
         )
@@ -248,8 +250,9 @@ def set_keep(backup_id: BackupId, body: KeepRequest, request: Request, api: Api,
     """Mark a backup to keep (retention never deletes it) or release it."""
     request.state.audit_details = {"keep": body.keep}
     data = manage.set_keep(api.ctx, backup_id, body.keep, by=principal.id)
-    audit_event(api, actor_of(request), "backup.keep", AuditOutcome.SUCCESS, resource_id=backup_id,
-                details={"keep": body.keep})
+    audit_event(
+        api, actor_of(request), "backup.keep", AuditOutcome.SUCCESS, resource_id=backup_id, details={"keep": body.keep}
+    )
     return data
 
 

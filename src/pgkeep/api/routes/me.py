@@ -21,6 +21,13 @@ def me(principal: Viewer) -> Any:
 
 def register(router: APIRouter) -> None:
     router.add_api_route(
-        "/me", me, methods=["GET"], response_model=Me, operation_id="getMe", summary="The caller",
-        name="pgkeep_me", tags=["auth"], responses=problem_responses(401, 403),
+        "/me",
+        me,
+        methods=["GET"],
+        response_model=Me,
+        operation_id="getMe",
+        summary="The caller",
+        name="pgkeep_me",
+        tags=["auth"],
+        responses=problem_responses(401, 403),
     )

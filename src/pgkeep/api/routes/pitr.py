@@ -50,13 +50,20 @@ def create(body: PitrRestoreRequest, request: Request, api: Api, principal: Admi
     actor = actor_of(request)
     if body.dryRun:
         planned = pitr_jobs.plan(api.ctx, _service_request(body, body.directory))
-        audit_event(api, actor, ops.RESTORE, AuditOutcome.SUCCESS, resource_id=planned.backup_id,
-                    details=planned.details() | {"dryRun": True})
+        audit_event(
+            api,
+            actor,
+            ops.RESTORE,
+            AuditOutcome.SUCCESS,
+            resource_id=planned.backup_id,
+            details=planned.details() | {"dryRun": True},
+        )
         return JSONResponse(planned.as_json())
     directory = body.directory or pitr_jobs.new_directory_name()
     if not api.pitr_directories.take(directory):
         raise pitr_jobs.DataDirectoryTakenError(
-            f"another restore is writing directory {directory}", operation="restore",
+            f"another restore is writing directory {directory}",
+            operation="restore",
             hint="wait for it, or name another directory",
         )
     handed_over = False
@@ -64,8 +71,7 @@ def create(body: PitrRestoreRequest, request: Request, api: Api, principal: Admi
         prepared = pitr_jobs.prepare(api.ctx, _service_request(body, directory), requested_by=principal.id)
         details = ops.pitr_details(prepared)
         request.state.audit_details = details
-        audit_event(api, actor, ops.RESTORE, AuditOutcome.STARTED, resource_id=prepared.plan.backup_id,
-                    details=details)
+        audit_event(api, actor, ops.RESTORE, AuditOutcome.STARTED, resource_id=prepared.plan.backup_id, details=details)
         location = request.url_for(GET_PITR_JOB, job_id=prepared.job_id).path
         if wants_async(prefer):
             ops.start_pitr(api, prepared, actor, lambda: api.pitr_directories.release(directory))
@@ -105,8 +111,11 @@ def register(router: APIRouter) -> None:
         responses={
             200: {"description": "Dry run: the plan; nothing was written", "model": PitrPlan},
             201: {"description": "Restored (and, with start, recovered)", "headers": location},
-            202: {"description": "Accepted (Prefer: respond-async); poll Location", "model": PitrAccepted,
-                  "headers": location},
+            202: {
+                "description": "Accepted (Prefer: respond-async); poll Location",
+                "model": PitrAccepted,
+                "headers": location,
+            },
             **problem_responses(*AUTH_ERRORS, 404, 409, 422),
         },
     )

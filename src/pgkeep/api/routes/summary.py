@@ -118,8 +118,12 @@ def summarize(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
         ).all()
         running_backups = [
             {
-                "id": b.id, "type": b.type.value, "status": b.status.value, "startedAt": iso(b.started_at),
-                "bytesWritten": int(b.bytes_written or 0), "databaseName": b.database_name,
+                "id": b.id,
+                "type": b.type.value,
+                "status": b.status.value,
+                "startedAt": iso(b.started_at),
+                "bytesWritten": int(b.bytes_written or 0),
+                "databaseName": b.database_name,
             }
             for b in backups
         ]
@@ -143,9 +147,7 @@ def summarize(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def summary(
-    api: Annotated[AdminApi, Depends(get_api)], _: Annotated[Principal, Depends(require(Role.VIEWER))]
-) -> Any:
+def summary(api: Annotated[AdminApi, Depends(get_api)], _: Annotated[Principal, Depends(require(Role.VIEWER))]) -> Any:
     """Time since the last successful backup and restore drill (``stale`` past the alert window),
     and the backups and restores running now."""
     return summarize(api.ctx)
@@ -153,7 +155,13 @@ def summary(
 
 def register(router: APIRouter) -> None:
     router.add_api_route(
-        "/summary", summary, methods=["GET"], response_model=Summary, operation_id="getSummary",
-        summary="Recoverability at a glance", name="pgkeep_summary", tags=["dashboard"],
+        "/summary",
+        summary,
+        methods=["GET"],
+        response_model=Summary,
+        operation_id="getSummary",
+        summary="Recoverability at a glance",
+        name="pgkeep_summary",
+        tags=["dashboard"],
         responses=problem_responses(401, 403, 500),
     )

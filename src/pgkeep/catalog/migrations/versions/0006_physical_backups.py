@@ -33,7 +33,14 @@ def downgrade() -> None:
     op.drop_index("database_backups_kind_idx", table_name="database_backups")
     with op.batch_alter_table("database_backups") as batch:
         for column in (
-            "parent_id", "wal_end", "wal_start", "backup_end_at", "backup_start_at",
-            "end_lsn", "start_lsn", "timeline", "kind",
+            "parent_id",
+            "wal_end",
+            "wal_start",
+            "backup_end_at",
+            "backup_start_at",
+            "end_lsn",
+            "start_lsn",
+            "timeline",
+            "kind",
         ):
             batch.drop_column(column)
