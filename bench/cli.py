@@ -6,6 +6,7 @@ import argparse
 import fnmatch
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -213,7 +214,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Path]:
     storages = targets({m.storage for m in methods if m.storage} if wanted else set())
     cluster = BenchCluster.start(work, durable=args.fsync)
     try:
-        log(f"cluster up on port {cluster.dev.port}; work dir {work}")
+        log(f"cluster up on port {cluster.dev.port} (data dir {cluster.dev.data_dir}); work dir {work}")
         storage_env = setup_storages(storages, work)
         archivers = {m.archiver for m in methods if m.archiver} if wanted else set()
         physical = Physical.setup(cluster, work, args.jobs, archivers) if archivers else None
@@ -276,9 +277,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Path]:
                 shutil.rmtree(work, ignore_errors=True)
 
 
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks stop the cluster and the S3 server."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started = time.perf_counter()
     written = api.run(args, argv) if args.api else run(args, argv)
     log(f"done in {time.perf_counter() - started:.0f} s; wrote {', '.join(map(str, written))}")
