@@ -117,6 +117,8 @@ def test_restore_replaces_the_data(as_admin: TestClient, source_db: DbHandle) ->
     assert scalar(source_db.conninfo, "SELECT count(*) FROM summaries") == before
     job = as_admin.get(f"{API}/backups/{backup_id}/restores/{response.json()['jobId']}").json()
     assert job["status"] == "COMPLETED" and job["dryRun"] is False
+    size = as_admin.get(f"{API}/backups/{backup_id}").json()["size"]
+    assert job["bytesRead"] == job["totalBytes"] == size > 0
 
 
 def test_restore_into_another_database(as_admin: TestClient, source_db: DbHandle, empty_db: DbHandle) -> None:
@@ -183,6 +185,31 @@ def test_async_restore_answers_202_and_a_job_to_poll(as_admin: TestClient, sourc
     assert done["status"] == "COMPLETED", done
     assert done["message"].startswith(f"Database restored successfully into {source_db.name}")
     assert done["finishedAt"] is not None
+
+
+def test_a_running_restore_shows_how_much_of_the_backup_it_has_read(as_admin: TestClient, source_db: DbHandle) -> None:
+    backup = create(as_admin)["backup"]
+    # A reader of the table holds the restore at its first DROP, after it began reading.
+    with psycopg.connect(source_db.conninfo) as blocker:
+        blocker.execute("SELECT count(*) FROM summaries").fetchone()
+        response = as_admin.post(
+            f"{API}/backups/{backup['id']}/restore",
+            json={"dryRun": False, "confirmRestore": True},
+            headers={"Prefer": "respond-async"},
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+        assert response.json()["job"]["totalBytes"] == backup["size"]
+        running = wait_for(lambda: (r := as_admin.get(location).json())["bytesRead"] > 0 and r, "restore progress")
+        assert running["status"] == "IN_PROGRESS"
+        assert 0 < running["bytesRead"] <= running["totalBytes"] == backup["size"]
+        [shown] = as_admin.get(f"{API}/summary").json()["runningRestores"]
+        assert (shown["id"], shown["totalBytes"]) == (running["id"], backup["size"])
+        assert shown["bytesRead"] > 0
+        blocker.rollback()
+    done = wait_for(lambda: (r := as_admin.get(location).json())["status"] != "IN_PROGRESS" and r, "restore")
+    assert done["status"] == "COMPLETED", done
+    assert done["bytesRead"] == backup["size"]
 
 
 def test_health_and_readiness_need_no_token(client: TestClient) -> None:

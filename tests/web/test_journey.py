@@ -111,7 +111,16 @@ def test_an_admin_backs_up_verifies_restores_deletes_and_audits(page: Page, serv
     confirm.fill(server.db.name)
     expect(restore).to_be_enabled()
     screenshot(page, "04-restore-confirmation", full_page=False)
-    restore.click()
+    with psycopg.connect(server.db.conninfo) as blocker:
+        # A reader of users holds the restore at its first DROP: meanwhile it shows how far it read.
+        blocker.execute("SELECT count(*) FROM users").fetchone()
+        restore.click()
+        running = page.locator('#activity-list li[data-kind="restore"]')
+        expect(running.locator('[data-part="bytes"]')).to_contain_text(" read", timeout=SLOW_MS)
+        expect(running.locator('[data-part="bytes"]')).to_contain_text(" of ")
+        expect(running.locator("progress")).to_have_attribute("value", re.compile(r"^[1-9][0-9]*$"))
+        expect(running.locator("progress")).to_have_attribute("max", re.compile(r"^[1-9][0-9]*$"))
+        blocker.rollback()
     result = dialog.locator('[data-role="real-result"]')
     expect(result).to_contain_text("Restore finished", timeout=SLOW_MS)
     expect(restore).to_be_disabled()  # another restore needs another dry run

@@ -253,6 +253,12 @@ class RestoreJob(_Response):
     startedAt: str | None = None
     finishedAt: str | None = None
     requestedBy: str | None = None
+    bytesRead: int = Field(
+        0,
+        description="Progress: bytes of the stored backup read so far by the restore's current pass (a dry run "
+        "or a selective restore reads it twice, once to verify), updated about every second.",
+    )
+    totalBytes: int | None = Field(None, description="The stored backup's size: bytesRead's end.")
 
 
 class RestoreAccepted(_Response):

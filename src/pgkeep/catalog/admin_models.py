@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pgkeep.catalog.models import Base, UTCDateTime, new_id, utcnow
@@ -116,3 +116,6 @@ class RestoreJob(Base):
     requested_by: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default="logical", server_default="logical")
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Progress: bytes of the stored backup read by the restore's current pass, of total_bytes.
+    bytes_read: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    total_bytes: Mapped[int | None] = mapped_column(BigInteger)

@@ -52,9 +52,14 @@ class Artifact:
     encryption: str | None = None  # "age": the stored bytes are encrypted
     recipients: tuple[str, ...] = ()  # fingerprints of the keys it was encrypted to
     identity_file: Path | None = None  # PGKEEP_AGE_IDENTITY_FILE, to decrypt it
+    on_read: Callable[[int], None] | None = None  # progress: stored bytes read so far by the current pass
 
     def open(self) -> BinaryIO:
         return self.opener()
+
+    def reader(self) -> HashingReader:
+        """A pass over the stored bytes, hashed, counted and reported to ``on_read``."""
+        return HashingReader(self.open(), self.on_read)
 
     def _keys(self, what: str) -> crypto.Keys:
         return crypto.load_identities(self.identity_file, what, self.recipients)
@@ -171,9 +176,10 @@ def _first_bytes(pieces: Generator[bytes, None, None], n: int) -> bytes:
 class HashingReader:
     """Wraps a stored stream: hashes and counts every byte read through it."""
 
-    def __init__(self, reader: BinaryIO) -> None:
+    def __init__(self, reader: BinaryIO, on_read: Callable[[int], None] | None = None) -> None:
         self._reader = reader
         self._hash = hashlib.sha256()
+        self._on_read = on_read
         self.size = 0
 
     def chunks(self) -> Iterator[bytes]:
@@ -183,6 +189,8 @@ class HashingReader:
                 return
             self._hash.update(chunk)
             self.size += len(chunk)
+            if self._on_read is not None:
+                self._on_read(self.size)
             yield chunk
 
     def drain(self) -> None:
@@ -243,7 +251,7 @@ def scan(
     ``toc`` (if given) receives the archive's table of contents
     (``pg_restore --list`` lines), used to check owners before a restore.
     """
-    reader = HashingReader(artifact.open())
+    reader = artifact.reader()
     if not check_archive:
         try:
             reader.drain()
@@ -279,7 +287,7 @@ def read_toc(artifact: Artifact, *, pg_bin_dir: Path | None) -> list[str]:
     """
     if artifact.fmt is not DumpFormat.CUSTOM:
         raise ValueError(f"read_toc reads custom archives, not {artifact.fmt.value}")
-    reader = HashingReader(artifact.open())
+    reader = artifact.reader()
     toc: list[str] = []
     try:
         _check_custom(artifact.decoded(reader.chunks()), pg_restore_for(artifact, pg_bin_dir), toc, whole=False)

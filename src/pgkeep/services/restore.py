@@ -331,7 +331,7 @@ def _restore_single_transaction(
     clear_sql: str,
     server_major: int,
 ) -> None:
-    reader = HashingReader(artifact.open())
+    reader = artifact.reader()
     staging: Path | None = None
     children: list[Child] = []
     try:

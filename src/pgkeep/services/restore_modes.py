@@ -43,7 +43,6 @@ from pgkeep.pgtools.process import Child
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
     Artifact,
-    HashingReader,
     check_digest,
     explain_damage,
     extract_tar,
@@ -357,7 +356,7 @@ def rename_tables(script: Iterator[bytes], renames: dict[bytes, bytes]) -> Itera
 def stage_archive(artifact: Artifact, staging: Path) -> Path:
     """Decompress the archive to a private file (or directory) that pg_restore can seek in and
     read several times; the stored bytes are checked against the checksum on the way."""
-    reader = HashingReader(artifact.open())
+    reader = artifact.reader()
     try:
         stored = artifact.decoded(reader.chunks())
         if artifact.fmt is DumpFormat.DIRECTORY:

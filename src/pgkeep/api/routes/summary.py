@@ -54,6 +54,8 @@ class RunningRestore(_Response):
     backupId: str
     dryRun: bool
     startedAt: str | None = None
+    bytesRead: int = 0
+    totalBytes: int | None = None
 
 
 class Summary(_Response):
@@ -128,7 +130,15 @@ def summarize(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
             for b in backups
         ]
         running_restores = [
-            {"id": r.id, "kind": r.kind, "backupId": r.backup_id, "dryRun": r.dry_run, "startedAt": iso(r.started_at)}
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "backupId": r.backup_id,
+                "dryRun": r.dry_run,
+                "startedAt": iso(r.started_at),
+                "bytesRead": int(r.bytes_read or 0),
+                "totalBytes": r.total_bytes,
+            }
             for r in restores
         ]
     try:

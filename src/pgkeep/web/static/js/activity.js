@@ -96,8 +96,14 @@ export class Activity {
         h("li", { dataset: { kind: "restore", id: r.id, started: r.startedAt || "" } },
           h("span", { class: "what" }, `${r.dryRun ? "Dry-run restore" : "Restore"} of backup ${shortId(r.backupId)}`),
           h("span", { class: "badge IN_PROGRESS" }, "IN PROGRESS"),
+          h("span", { "data-part": "bytes" }, readSoFar(r)),
           h("span", {}, "elapsed ", h("span", { "data-part": "elapsed" }, this.elapsed(r.startedAt))),
-          h("progress", { "aria-label": `Restore ${shortId(r.id)} in progress` }),
+          // Determinate once the backup's size is known: how much of it this pass has read.
+          h("progress", {
+            "aria-label": `Restore ${shortId(r.id)} in progress`,
+            max: r.totalBytes || null,
+            value: r.totalBytes ? Math.min(r.bytesRead || 0, r.totalBytes) : null,
+          }),
         )),
     ];
     list.append(...items);
@@ -126,4 +132,10 @@ function renderFreshness(card, fresh, what) {
   card.querySelector('[data-part="verdict"]').textContent = stale
     ? `Overdue: older than the ${hours(fresh.windowHours)} alert window`
     : `OK: within the ${hours(fresh.windowHours)} alert window`;
+}
+
+/** "12.0 MiB of 40.0 MiB read": how far the current pass of a restore over its backup got. */
+function readSoFar(restore) {
+  const read = bytes(restore.bytesRead || 0);
+  return restore.totalBytes ? `${read} of ${bytes(restore.totalBytes)} read` : `${read} read`;
 }
