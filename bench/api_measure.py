@@ -135,6 +135,7 @@ def endpoints(ids: list[str], pages: int) -> list[Endpoint]:
         Endpoint("list-kind-logical", f"`GET {b}?kind=logical`", lambda _: f"{b}?kind=logical", t),
         Endpoint("get", f"`GET {b}/{{id}}`", lambda n: f"{b}/{ids[n % len(ids)]}"),
         Endpoint("summary", f"`GET {PREFIX}/summary` (the dashboard's header)", lambda _: f"{PREFIX}/summary"),
+        Endpoint("metrics", "`GET /metrics` (a Prometheus scrape, no auth)", lambda _: "/metrics", auth=False),
     ]
 
 

@@ -91,6 +91,7 @@ class DatabaseBackup(Base):
         Index("database_backups_type_status_started_at_idx", "type", "status", "started_at", "id"),
         Index("database_backups_kind_started_at_idx", "kind", "started_at", "id"),  # migration 0009
         Index("database_backups_completed_at_idx", "completed_at"),  # the last success
+        Index("database_backups_type_completed_at_idx", "type", "completed_at"),  # migration 0011: /metrics
         UniqueConstraint("filename", name="database_backups_filename_key"),
     )
 

@@ -41,13 +41,30 @@ def status(ctx: Context, now: datetime | None = None) -> ArchiveStatus:
     """Newest archived segment, its age, and holes since the oldest kept base backup.
 
     Without a physical backup in the catalog the check starts at the oldest
-    archived segment.
+    archived segment. Reads two columns, not whole rows: every Prometheus
+    scrape asks (building 10,000 row objects took a third of a second).
     """
-    rows = [r for r in physical_backups(ctx) if r.wal_start]
-    start = min((r.wal_start for r in rows if r.wal_start), key=segment_key, default=None)
-    return archive_status(
-        list_archive(ctx.storage), start=start, segment_size=segment_size_of(rows), now=now or utcnow()
+    completed = (
+        DatabaseBackup.kind == PHYSICAL,
+        DatabaseBackup.status == BackupStatus.COMPLETED,
+        DatabaseBackup.wal_start.is_not(None),
     )
+    segment_size = DEFAULT_SEGMENT_SIZE
+    with ctx.catalog.session() as session:
+        starts = session.scalars(select(DatabaseBackup.wal_start).where(*completed)).all()
+        newest_first = session.scalars(
+            select(DatabaseBackup.metadata_)
+            .where(*completed)
+            .order_by(DatabaseBackup.started_at.desc())
+            .execution_options(yield_per=64)
+        )
+        for metadata in newest_first:  # as segment_size_of: the newest backup that recorded it
+            if (metadata or {}).get("walSegmentSize"):
+                segment_size = int(metadata["walSegmentSize"])
+                break
+        newest_first.close()
+    start = min((w for w in starts if w), key=segment_key, default=None)
+    return archive_status(list_archive(ctx.storage), start=start, segment_size=segment_size, now=now or utcnow())
 
 
 def cleanup_wal(ctx: Context, kept_wal_starts: list[str], *, dry_run: bool = False) -> tuple[list[str], str | None]:
