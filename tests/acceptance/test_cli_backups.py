@@ -144,6 +144,12 @@ def test_verify(offline_cli: Cli, tmp_path: Path, source_db: DbHandle, backups_d
         ctx.close()
     ok = offline_cli.json("verify", backup.id)
     assert ok["valid"] is True and ok["message"] == "Backup verified successfully"
+    # On a terminal, a bar on stderr shows how much of the backup was read; --quiet hides it.
+    code, out, shown = offline_cli.run_on_a_terminal("verify", backup.id)
+    assert code == 0 and "verified successfully" in out, (out, shown)
+    assert "reading the backup" in shown and "reading the backup" not in out
+    code, out, shown = offline_cli.run_on_a_terminal("verify", backup.id, "--quiet")
+    assert code == 0 and "reading the backup" not in shown
 
     path = backups_dir / backup.filename
     data = bytearray(path.read_bytes())

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import signal
-import struct
-import subprocess
-import termios
 from pathlib import Path
 
 import psycopg
@@ -149,49 +143,18 @@ def test_sigterm_mid_restore_rolls_back_and_exits_143(
     assert state(empty_db) == before  # rolled back: nothing of the backup, lock_me still there
 
 
-def run_on_a_terminal(cli: Cli, *args: str) -> tuple[int, str, str]:
-    """Run pgkeep with stderr on a pseudo-terminal (stdout a pipe): (exit code, stdout, terminal bytes)."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-    proc = subprocess.Popen(
-        cli.command(*args),
-        cwd=cli.cwd,
-        env=cli.environment({"TERM": "xterm-256color"}),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-    )
-    os.close(terminal)
-    shown = bytearray()
-    try:
-        while True:
-            try:
-                data = os.read(controller, 65536)
-            except OSError:  # EIO: every process holding the terminal has exited
-                break
-            if not data:
-                break
-            shown += data
-    finally:
-        os.close(controller)
-    assert proc.stdout is not None
-    out = proc.stdout.read().decode()
-    proc.stdout.close()
-    return proc.wait(timeout=120), out, shown.decode(errors="replace")
-
-
 def test_a_restore_on_a_terminal_shows_how_much_of_the_backup_it_has_read(
     cli: Cli, tmp_path: Path, source_db: DbHandle, empty_db: DbHandle
 ) -> None:
     backup_id, _ = take_backup(tmp_path, source_db)
-    code, out, shown = run_on_a_terminal(cli, "restore", backup_id, "--yes", "--target-url", empty_db.url)
+    code, out, shown = cli.run_on_a_terminal("restore", backup_id, "--yes", "--target-url", empty_db.url)
     assert code == 0, (out, shown)
     assert "restored successfully" in out
     assert "reading the backup" in shown
     assert "reading the backup" not in out  # the bar goes to stderr only
     assert state(empty_db) == state(source_db)
 
-    code, out, shown = run_on_a_terminal(cli, "restore", backup_id, "--dry-run", "--quiet")
+    code, out, shown = cli.run_on_a_terminal("restore", backup_id, "--dry-run", "--quiet")
     assert code == 0, (out, shown)
     assert "Dry run" in out
     assert "reading the backup" not in shown

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from pgkeep.catalog.models import BackupStatus, BackupType
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
+from pgkeep.cli.progress import ReadProgress
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.errors import EXIT_CODES_HELP, ExitCode
 from pgkeep.services import manage
@@ -199,9 +200,14 @@ def verify(
         ),
     ] = LevelOpt.archive,
     as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Verify a backup. Exit 0 only when valid."""
-    result = manage.verify_backup(state(ctx).context(), backup_id, level.value)
+    context = state(ctx).context()
+    show_progress = not quiet and not as_json and err_console.is_terminal
+    size = manage.get_backup(context, backup_id).get("size") if show_progress else None
+    with ReadProgress(enabled=show_progress, total=int(size) if size else None, armed=True) as bar:
+        result = manage.verify_backup(context, backup_id, level.value, on_read=bar.update)
     if as_json:
         print_json(result.as_json())
     else:

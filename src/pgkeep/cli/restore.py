@@ -4,75 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from pgkeep.cli import physical as phys
 from pgkeep.cli.backups import KindOpt
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
+from pgkeep.cli.progress import ReadProgress
 from pgkeep.errors import EXIT_CODES_HELP, NotConfirmedError
 from pgkeep.services.pitr import PitrOptions, RecoveryTarget
 from pgkeep.services.restore import RestoreOptions, RestorePlan, resolve_backup, resolve_file, restore
-
-
-class ReadProgress:
-    """A transient bar on stderr of how much of the backup a restore has read.
-
-    It appears only once armed (after the confirmation prompt, never under it)
-    and at the first byte read after that, so the safety backup that may run
-    first shows no idle bar. Each pass over the backup starts it from 0 again.
-    """
-
-    def __init__(self, *, enabled: bool, total: int | None) -> None:
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("reading the backup"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            disable=not enabled,
-            transient=True,
-        )
-        self._total = total
-        self._task: TaskID | None = None
-        self._armed = False
-        self._lock = threading.Lock()
-
-    def arm(self) -> None:
-        self._armed = True
-
-    def update(self, nbytes: int) -> None:
-        if not self._armed:
-            return
-        with self._lock:
-            if self._task is None:
-                self._task = self._progress.add_task("restore", total=self._total)
-                self._progress.start()
-            self._progress.update(self._task, completed=nbytes)
-
-    def __enter__(self) -> ReadProgress:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._progress.stop()
 
 
 @app.command("restore", epilog=EXIT_CODES_HELP)

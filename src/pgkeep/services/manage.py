@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,9 +46,11 @@ def get_backup(ctx: Context, backup_id: str) -> dict[str, Any]:
         return backup_json(repo.get_backup(session, backup_id))
 
 
-def verify_backup(ctx: Context, backup_id: str, level: str = "archive") -> VerifyResult:
+def verify_backup(
+    ctx: Context, backup_id: str, level: str = "archive", on_read: Callable[[int], None] | None = None
+) -> VerifyResult:
     """Verify a backup at ``level`` (checksum, archive, restore); see services.verify."""
-    return _verify(ctx, backup_id, level)
+    return _verify(ctx, backup_id, level, on_read)
 
 
 def delete_backup(ctx: Context, backup_id: str) -> str:

@@ -15,8 +15,10 @@ Every verification is recorded (``backup_verifications``, and the backup's
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -56,8 +58,16 @@ class VerifyResult:
         return {"valid": self.valid, "message": self.message, "level": self.level, "details": self.details}
 
 
-def verify_backup(ctx: Context, backup_id: str, level: VerifyLevel | str = VerifyLevel.ARCHIVE) -> VerifyResult:
-    """Verify a COMPLETED backup at ``level`` and record the outcome."""
+def verify_backup(
+    ctx: Context,
+    backup_id: str,
+    level: VerifyLevel | str = VerifyLevel.ARCHIVE,
+    on_read: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Verify a COMPLETED backup at ``level`` and record the outcome.
+
+    ``on_read`` hears how much of a logical backup each pass has read (progress).
+    """
     level = VerifyLevel(level)
     with ctx.catalog.session() as session:
         row = repo.get_backup(session, backup_id)
@@ -67,7 +77,7 @@ def verify_backup(ctx: Context, backup_id: str, level: VerifyLevel | str = Verif
                 backup_id=backup_id,
             )
         physical = row if row.kind == "physical" else None
-        artifact = None if physical else artifact_for_row(row, ctx.settings)
+        artifact = None if physical else dataclasses.replace(artifact_for_row(row, ctx.settings), on_read=on_read)
         expected_counts = dict((row.metadata_ or {}).get("tableCounts") or {})
     started = utcnow()
     t0 = time.monotonic()

@@ -1,0 +1,66 @@
+"""A progress bar of how much of a stored backup a command has read (restore, verify)."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from pgkeep.cli.main import err_console
+
+
+class ReadProgress:
+    """A transient bar on stderr of how much of the stored backup has been read.
+
+    It appears only once armed (a restore arms it after its confirmation
+    prompt, never under it) and at the first byte read after that, so a
+    restore's safety backup shows no idle bar. Each pass over the backup
+    starts it from 0 again. Pass :meth:`update` as the artifact's ``on_read``.
+    """
+
+    def __init__(self, *, enabled: bool, total: int | None, armed: bool = False) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("reading the backup"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=not enabled,
+            transient=True,
+        )
+        self._total = total
+        self._task: TaskID | None = None
+        self._armed = armed
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def update(self, nbytes: int) -> None:
+        if not self._armed:
+            return
+        with self._lock:
+            if self._task is None:
+                self._task = self._progress.add_task("restore", total=self._total)
+                self._progress.start()
+            self._progress.update(self._task, completed=nbytes)
+
+    def __enter__(self) -> ReadProgress:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
