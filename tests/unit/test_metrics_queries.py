@@ -1,4 +1,5 @@
-"""The catalog metrics read by index walks, not scans, say what the plain definitions say.
+"""The catalog metrics read by index walks, not scans, say what the plain definitions say;
+the WAL archive is not listed again on every scrape.
 
 ``/metrics`` answers every Prometheus scrape: at 100,000 catalog rows its
 full scans and the archive check's row objects took 0.8 s, so they became
@@ -23,10 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import make_context
 from pgkeep.catalog.models import PHYSICAL, BackupStatus, BackupType, DatabaseBackup
+from pgkeep.errors import StorageError
+from pgkeep.observability import metrics
 from pgkeep.observability.metrics import build_registry
 from pgkeep.services import archive
 from pgkeep.services.context import Context
 from pgkeep.wal.naming import segment_key
+from pgkeep.wal.status import ArchiveStatus
 
 SUCCEEDED = (BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -130,3 +134,41 @@ def test_metrics_match_their_definitions_over_every_row(ctx: Context, seed: int)
     status = archive.status(ctx)
     assert status.oldest_needed == min((r.wal_start for r in completed if r.wal_start), key=segment_key)
     assert status.segment_size == archive.segment_size_of(completed)
+
+
+def test_the_wal_archive_is_listed_at_most_once_a_minute_and_its_age_is_always_current(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed_at = datetime.now(UTC) - timedelta(seconds=100)
+    calls: list[int] = []
+    failing = [True]
+
+    def fake_status(_ctx: Context) -> ArchiveStatus:
+        calls.append(1)
+        if failing[0]:
+            raise StorageError("storage unreachable")
+        return ArchiveStatus(newest="000000010000000000000005", newest_archived_at=listed_at)
+
+    monkeypatch.setattr(metrics, "archive_status", fake_status)
+    registry = build_registry(ctx)
+
+    def scrape() -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith("pgkeep_wal_archive")
+        }
+
+    assert scrape() == {}  # unreachable: no samples, so an absent-series alert fires
+    failing[0] = False
+    first = scrape()  # a failure is never kept: listed again at once
+    assert len(calls) == 2 and first["pgkeep_wal_archive_ok"] == 1.0
+    assert first["pgkeep_wal_archive_newest_age_seconds"] >= 100
+    second = scrape()
+    assert len(calls) == 2  # within the minute: the listing is reused
+    assert second["pgkeep_wal_archive_newest_age_seconds"] >= first["pgkeep_wal_archive_newest_age_seconds"]
+    monkeypatch.setattr(metrics, "ARCHIVE_LISTING_MAX_AGE_S", 0.0)
+    scrape()
+    assert len(calls) == 3

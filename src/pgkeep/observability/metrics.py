@@ -8,23 +8,41 @@ An alert such as "no successful backup for 26 hours" is:
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import String, cast, func, select
 
-from pgkeep.catalog.models import BackupStatus, BackupType, BackupVerification, DatabaseBackup, JobRun
+from pgkeep.catalog.models import BackupStatus, BackupType, BackupVerification, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import PgkeepError
 from pgkeep.services.archive import status as archive_status
 from pgkeep.services.context import Context
+from pgkeep.wal.status import ArchiveStatus
 
 _SUCCEEDED = [BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED]
+# The WAL archive's listing is one storage request per 1,000 segments (S3 LIST): a busy
+# archive is not listed again on every scrape, only when the last listing is this old.
+ARCHIVE_LISTING_MAX_AGE_S = 60.0
 
 
 class CatalogCollector(Collector):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._archive_lock = threading.Lock()
+        self._archive: tuple[float, ArchiveStatus] | None = None  # (monotonic time listed, status)
+
+    def archive_status(self) -> ArchiveStatus:
+        """The WAL archive's status, listed at most every ARCHIVE_LISTING_MAX_AGE_S (errors are never kept)."""
+        with self._archive_lock:
+            cached = self._archive
+            if cached is not None and time.monotonic() - cached[0] < ARCHIVE_LISTING_MAX_AGE_S:
+                return cached[1]
+            status = archive_status(self.ctx)  # raises PgkeepError: nothing cached, the next scrape retries
+            self._archive = (time.monotonic(), status)
+            return status
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         with self.ctx.catalog.session() as s:
@@ -130,30 +148,29 @@ class CatalogCollector(Collector):
             if drill is not None:
                 drill_time.add_metric([], drill.timestamp())
             yield drill_time
-        yield from _archive_metrics(self.ctx)
+        yield from self._archive_metrics()
 
+    def _archive_metrics(self) -> Iterator[GaugeMetricFamily]:
+        """The WAL archive's lag and holes (point-in-time recovery); no samples when nothing is archived.
 
-def _archive_metrics(ctx: Context) -> Iterator[GaugeMetricFamily]:
-    """The WAL archive's lag and holes (point-in-time recovery); no samples when nothing is archived.
-
-    Alert on ``pgkeep_wal_archive_newest_age_seconds > 3600`` (no WAL archived for an hour on a busy
-    server, or archive_timeout) and on ``pgkeep_wal_archive_ok == 0`` (a hole since the oldest kept
-    physical backup).
-    """
-    lag = GaugeMetricFamily(
-        "pgkeep_wal_archive_newest_age_seconds", "Seconds since the newest WAL segment was archived"
-    )
-    ok = GaugeMetricFamily("pgkeep_wal_archive_ok", "1 if the WAL archive has no hole since the oldest kept backup")
-    try:
-        status = archive_status(ctx)
-    except PgkeepError:
-        status = None  # storage unreachable: no sample, so an absent-series alert fires
-    if status is not None and (status.newest or status.oldest_needed):
-        if status.age_seconds is not None:
-            lag.add_metric([], status.age_seconds)
-        ok.add_metric([], 1.0 if status.ok else 0.0)
-    yield lag
-    yield ok
+        Alert on ``pgkeep_wal_archive_newest_age_seconds > 3600`` (no WAL archived for an hour on a busy
+        server, or archive_timeout) and on ``pgkeep_wal_archive_ok == 0`` (a hole since the oldest kept
+        physical backup).
+        """
+        lag = GaugeMetricFamily(
+            "pgkeep_wal_archive_newest_age_seconds", "Seconds since the newest WAL segment was archived"
+        )
+        ok = GaugeMetricFamily("pgkeep_wal_archive_ok", "1 if the WAL archive has no hole since the oldest kept backup")
+        try:
+            status = self.archive_status()
+        except PgkeepError:
+            status = None  # storage unreachable: no sample, so an absent-series alert fires
+        if status is not None and (status.newest or status.oldest_needed):
+            if status.newest_archived_at is not None:  # the age now, however old the listing
+                lag.add_metric([], max(0.0, (utcnow() - status.newest_archived_at).total_seconds()))
+            ok.add_metric([], 1.0 if status.ok else 0.0)
+        yield lag
+        yield ok
 
 
 def build_registry(ctx: Context) -> CollectorRegistry:
