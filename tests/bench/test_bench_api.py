@@ -29,6 +29,7 @@ READS = {
     "list-kind-logical",
     "get",
     "summary",
+    "metrics",
 }
 LISTS = {k for k in READS if k.startswith("list")}
 
