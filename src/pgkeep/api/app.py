@@ -75,6 +75,10 @@ def create_app(source: Settings | Context, *, scheduler: bool = False) -> FastAP
         version=pgkeep.__version__,
         description="Backups, restores and the audit log of pgkeep. See docs/api.md.",
         lifespan=lifespan,
+        # /docs is served by pgkeep.web from its own copy of Swagger UI (FastAPI's loads it,
+        # and ReDoc, from a CDN: third-party code on a page where an admin pastes a token).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.pgkeep_api = api
     install_problem_handlers(app)

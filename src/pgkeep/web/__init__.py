@@ -99,4 +99,18 @@ def mount_web(app: FastAPI, *, api_prefix: str) -> None:
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     app.add_api_route("/", dashboard, methods=["GET"], include_in_schema=False, name="pgkeep_dashboard")
+
+    if app.openapi_url:
+        # Interactive API docs from pgkeep's own copy of Swagger UI, under the dashboard's
+        # strict CSP (its start-up code is a file too): no CDN, no third-party code.
+        docs_page = (
+            _environment()
+            .get_template("docs.html")
+            .render(title=f"{app.title} - API docs", static=STATIC_PATH, openapi_url=app.openapi_url)
+        )
+
+        def docs() -> HTMLResponse:
+            return HTMLResponse(docs_page, headers=PAGE_HEADERS)
+
+        app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False, name="pgkeep_api_docs")
     app.mount(STATIC_PATH, StaticFiles(packages=[("pgkeep.web", "static")]), name="pgkeep_static")
