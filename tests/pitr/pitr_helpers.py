@@ -223,3 +223,23 @@ def stop_archiving(arch: Archiving) -> None:
     arch.ctx.close()
     arch.cluster.stop()
     shutil.rmtree(arch.root, ignore_errors=True)
+
+
+def pgbench(arch: Archiving, *args: str) -> None:
+    """Run the cluster's own pgbench against the app database (socket, as postgres)."""
+    subprocess.run(
+        [
+            str(arch.cluster.bin_dir / "pgbench"),
+            "-h",
+            str(arch.cluster.socket_dir),
+            "-p",
+            str(arch.cluster.port),
+            "-U",
+            "postgres",
+            *args,
+            APP_DB,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )

@@ -8,12 +8,19 @@ exactly the source's data. Retention keeps a chain whole.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pitr_helpers import APP_DB, Archiving, run_pgkeep, start_archiving, stop_archiving, switch_and_wait_archived
+from pitr_helpers import (
+    APP_DB,
+    Archiving,
+    pgbench,
+    run_pgkeep,
+    start_archiving,
+    stop_archiving,
+    switch_and_wait_archived,
+)
 
 from helpers import get_row
 from pgkeep.catalog.models import BackupStatus, BackupType
@@ -43,25 +50,6 @@ def pg18_archiving(
         yield arch
     finally:
         stop_archiving(arch)
-
-
-def pgbench(arch: Archiving, *args: str) -> None:
-    subprocess.run(
-        [
-            str(arch.cluster.bin_dir / "pgbench"),
-            "-h",
-            str(arch.cluster.socket_dir),
-            "-p",
-            str(arch.cluster.port),
-            "-U",
-            "postgres",
-            *args,
-            APP_DB,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def test_full_incremental_incremental_restores_as_a_chain(pg18_archiving: Archiving, pg18_bin_dir: Path) -> None:

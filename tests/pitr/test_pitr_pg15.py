@@ -21,7 +21,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pitr_helpers import APP_DB, PG15_BIN_DIR, Archiving, run_pgkeep, server_now, switch_and_wait_archived
+from pitr_helpers import (
+    APP_DB,
+    PG15_BIN_DIR,
+    Archiving,
+    pgbench,
+    run_pgkeep,
+    server_now,
+    switch_and_wait_archived,
+)
 
 from helpers import get_row
 from pgkeep.errors import InvalidRequestError
@@ -50,25 +58,6 @@ class History:
     at_lsn: str
     fp_lsn: Fingerprint
     fp_final: Fingerprint
-
-
-def pgbench(arch: Archiving, *args: str) -> None:
-    subprocess.run(
-        [
-            str(PG15_BIN_DIR / "pgbench"),
-            "-h",
-            str(arch.cluster.socket_dir),
-            "-p",
-            str(arch.cluster.port),
-            "-U",
-            "postgres",
-            *args,
-            APP_DB,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def writes(arch: Archiving, n: int = 200) -> None:

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import make_context
 from pgkeep.catalog.models import PHYSICAL, BackupStatus, BackupType, DatabaseBackup
 from pgkeep.errors import StorageError
 from pgkeep.observability import metrics
@@ -34,15 +31,6 @@ from pgkeep.wal.status import ArchiveStatus
 
 SUCCEEDED = (BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    context = make_context(tmp_path, None)
-    try:
-        yield context
-    finally:
-        context.close()
 
 
 def _rows(seed: int, n: int) -> list[DatabaseBackup]:

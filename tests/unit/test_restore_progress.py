@@ -4,12 +4,9 @@ and the job's row records it without a catalog write per chunk."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from helpers import make_context
 from pgkeep.catalog.admin_models import JobStatus, RestoreJob
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.services import admin
@@ -38,15 +35,6 @@ def test_each_pass_reports_the_bytes_read_so_far() -> None:
         reader.close()
     one_pass = [READ_CHUNK, 2 * READ_CHUNK, 3 * READ_CHUNK, len(data)]
     assert seen == one_pass + one_pass
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    context = make_context(tmp_path, None)
-    try:
-        yield context
-    finally:
-        context.close()
 
 
 def _job(ctx: Context) -> str:

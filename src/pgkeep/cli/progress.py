@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from types import TracebackType
 
 from rich.progress import (
@@ -43,7 +42,6 @@ class ReadProgress:
         self._total = total
         self._task: TaskID | None = None
         self._armed = armed
-        self._lock = threading.Lock()
 
     def arm(self) -> None:
         self._armed = True
@@ -51,11 +49,10 @@ class ReadProgress:
     def update(self, nbytes: int) -> None:
         if not self._armed:
             return
-        with self._lock:
-            if self._task is None:
-                self._task = self._progress.add_task("restore", total=self._total)
-                self._progress.start()
-            self._progress.update(self._task, completed=nbytes)
+        if self._task is None:  # called by the one thread reading the backup
+            self._task = self._progress.add_task("restore", total=self._total)
+            self._progress.start()
+        self._progress.update(self._task, completed=nbytes)
 
     def __enter__(self) -> ReadProgress:
         return self

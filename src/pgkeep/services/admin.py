@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -215,25 +214,20 @@ class RestoreProgress:
     def __init__(self, ctx: Context, job_id: str) -> None:
         self._ctx = ctx
         self._job_id = job_id
-        self._lock = threading.Lock()
         self._written_at = 0.0
         self.bytes_read = 0
 
     def __call__(self, nbytes: int) -> None:
+        # One reader at a time: a pass reads its chunks in one thread, passes follow each other.
         new_pass = nbytes <= self.bytes_read or self.bytes_read == 0
         self.bytes_read = nbytes
         now = time.monotonic()
         if not new_pass and now - self._written_at < PROGRESS_EVERY_S:
             return
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            self._written_at = now
-            with contextlib.suppress(Exception), self._ctx.catalog.session() as session:
-                session.execute(update(RestoreJob).where(RestoreJob.id == self._job_id).values(bytes_read=nbytes))
-                session.commit()
-        finally:
-            self._lock.release()
+        self._written_at = now
+        with contextlib.suppress(Exception), self._ctx.catalog.session() as session:
+            session.execute(update(RestoreJob).where(RestoreJob.id == self._job_id).values(bytes_read=nbytes))
+            session.commit()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -30,8 +32,13 @@ def physical_backups(
 
 def segment_size_of(rows: list[DatabaseBackup]) -> int:
     """The WAL segment size recorded with the newest of ``rows`` (16 MiB if none recorded it)."""
-    for row in reversed(rows):
-        size = (row.metadata_ or {}).get("walSegmentSize")
+    return _recorded_segment_size(row.metadata_ for row in reversed(rows))
+
+
+def _recorded_segment_size(newest_first: Iterable[dict[str, Any] | None]) -> int:
+    """The first ``walSegmentSize`` among backups' metadata, newest first (16 MiB if none)."""
+    for metadata in newest_first:
+        size = (metadata or {}).get("walSegmentSize")
         if size:
             return int(size)
     return DEFAULT_SEGMENT_SIZE
@@ -49,20 +56,16 @@ def status(ctx: Context, now: datetime | None = None) -> ArchiveStatus:
         DatabaseBackup.status == BackupStatus.COMPLETED,
         DatabaseBackup.wal_start.is_not(None),
     )
-    segment_size = DEFAULT_SEGMENT_SIZE
     with ctx.catalog.session() as session:
         starts = session.scalars(select(DatabaseBackup.wal_start).where(*completed)).all()
-        newest_first = session.scalars(
+        # Streamed newest first: the walk stops at the first backup that recorded a size.
+        with session.scalars(
             select(DatabaseBackup.metadata_)
             .where(*completed)
             .order_by(DatabaseBackup.started_at.desc())
             .execution_options(yield_per=64)
-        )
-        for metadata in newest_first:  # as segment_size_of: the newest backup that recorded it
-            if (metadata or {}).get("walSegmentSize"):
-                segment_size = int(metadata["walSegmentSize"])
-                break
-        newest_first.close()
+        ) as newest_first:
+            segment_size = _recorded_segment_size(newest_first)
     start = min((w for w in starts if w), key=segment_key, default=None)
     return archive_status(list_archive(ctx.storage), start=start, segment_size=segment_size, now=now or utcnow())
 
