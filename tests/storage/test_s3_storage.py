@@ -7,6 +7,7 @@ requests. The retries themselves are botocore's.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -364,6 +365,59 @@ def test_bytes_changed_on_the_way_are_refused_and_nothing_is_stored(devs3: DevS3
     with pytest.raises(StorageError):
         write(storage, "flipped.dump", data_of(size))
     assert flipped
+    assert storage.list() == []
+    assert uploads(unwrap(storage)) == []
+
+
+def signed_headers(request: Any) -> set[str]:
+    auth = request.headers["Authorization"]
+    auth = auth.decode() if isinstance(auth, bytes) else auth
+    return set(auth.split("SignedHeaders=")[1].split(",")[0].split(";"))
+
+
+def content_sha256(request: Any) -> str:
+    value = request.headers["X-Amz-Content-SHA256"]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def test_uploads_sign_their_checksum_not_their_body(devs3: DevS3) -> None:
+    # Over plain HTTP botocore would hash every body once more to sign it; the signed
+    # SHA-256 header already covers the body. Other bodies (the part list) stay signed.
+    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3))
+    assert devs3.endpoint_url.startswith("http://")
+    client = unwrap(storage).client
+    seen: dict[str, list[Any]] = {}
+
+    def record(request: Any, event_name: str, **_: Any) -> None:
+        seen.setdefault(event_name.rsplit(".", 1)[1], []).append(request)
+
+    client.meta.events.register("before-send.s3", record)
+    write(storage, "big.dump", data_of(6 * MIB))
+    write(storage, "small.dump", data_of(100))
+    assert len(seen["UploadPart"]) == 2 and len(seen["PutObject"]) == 1
+    for request in seen["UploadPart"] + seen["PutObject"]:
+        assert content_sha256(request) == "UNSIGNED-PAYLOAD"
+        assert "x-amz-checksum-sha256" in signed_headers(request)
+    (complete,) = seen["CompleteMultipartUpload"]
+    assert content_sha256(complete) == hashlib.sha256(complete.body).hexdigest()
+    assert read(storage, "big.dump") == data_of(6 * MIB)
+
+
+@pytest.mark.parametrize("size", [100, 6 * MIB])
+def test_a_checksum_changed_on_the_way_is_refused(devs3: DevS3, size: int) -> None:
+    # The other half of the body's protection: the checksum header cannot be replaced
+    # to match a changed body, because it is signed.
+    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3))
+    client = unwrap(storage).client
+    forged = base64.b64encode(hashlib.sha256(b"something else").digest()).decode()
+
+    def forge(request: Any, **_: Any) -> None:
+        request.headers["x-amz-checksum-sha256"] = forged
+
+    client.meta.events.register("before-send.s3.UploadPart", forge)
+    client.meta.events.register("before-send.s3.PutObject", forge)
+    with pytest.raises(StorageError, match="SignatureDoesNotMatch"):
+        write(storage, "forged.dump", data_of(size))
     assert storage.list() == []
     assert uploads(unwrap(storage)) == []
 
