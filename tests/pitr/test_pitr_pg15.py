@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -46,6 +47,7 @@ from pgkeep.services.pitr import (
 )
 from pgkeep.services.verify import verify_backup
 from pgkeep.storage import local_path_from_url
+from pgkeep.storage.local import LocalStorage
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,31 @@ def test_verify_checks_checksums_manifest_and_wal_and_drills_a_restore(
             assert not result.valid and "SHA-256" in result.message, result.message
     finally:
         artifact.write_bytes(original)
+
+
+def test_verify_reads_a_physical_backup_once_and_reports_its_progress(
+    pg15_archiving: Archiving, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The unpacking pass checks the SHA-256 and size itself: a separate checksum pass
+    # before it would read (from S3: download) the whole backup twice.
+    ctx = pg15_archiving.ctx
+    row = get_row(ctx, history.backup_id)
+    artifact = local_path_from_url(row.storage_url or "").name
+    opened: list[str] = []
+    real_open = LocalStorage.open_reader
+
+    def counting_open(self: LocalStorage, name: str) -> Any:
+        opened.append(name)
+        return real_open(self, name)
+
+    monkeypatch.setattr(LocalStorage, "open_reader", counting_open)
+    for level in ("checksum", "archive"):
+        opened.clear()
+        progress: list[int] = []
+        result = verify_backup(ctx, history.backup_id, level, on_read=progress.append)
+        assert result.valid, (level, result.message)
+        assert opened.count(artifact) == 1, (level, opened)
+        assert progress == sorted(progress) and progress[-1] == int(row.size), level
 
 
 def test_the_listing_shows_kind_and_wal_positions(pg15_archiving: Archiving, history: History) -> None:

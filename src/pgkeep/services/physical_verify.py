@@ -2,7 +2,9 @@
 
 - ``checksum``: the stored artifact and its backup_manifest have the SHA-256
   and size recorded when they were stored.
-- ``archive``: also unpacks the backup into a private scratch directory,
+- ``archive``: instead unpacks the backup into a private scratch directory,
+  checking the artifact's SHA-256 and size on the way (one read, not a
+  checksum pass and then an unpacking pass: a whole download, from S3),
   fetches the WAL it needs from the archive (checked by its SHA-256, as
   restore_command does), and runs ``pg_verifybackup`` against the
   manifest: every file's size and CRC-32C, and the WAL parses from the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +28,38 @@ from pgkeep.pgtools import postmaster
 from pgkeep.pgtools.binaries import find_tool
 from pgkeep.services.context import Context
 from pgkeep.services.physical import read_pg_manifest
-from pgkeep.services.pitr import PitrOptions, RecoveryTarget, TargetKind, restore_physical, unpack_backup
+from pgkeep.services.pitr import (
+    PitrOptions,
+    RecoveryTarget,
+    TargetKind,
+    check_digest,
+    open_stored,
+    restore_physical,
+    unpack_backup,
+)
 from pgkeep.services.verify import VerifyLevel, VerifyResult, _amcheck
-from pgkeep.storage import locate
-from pgkeep.storage.base import check_object
 from pgkeep.wal import archive as wal
 from pgkeep.wal.naming import DEFAULT_SEGMENT_SIZE, parse_segment, segment_name
 
 
-def verify_physical(ctx: Context, row: DatabaseBackup, level: VerifyLevel) -> VerifyResult:
-    """Verify a COMPLETED physical backup at ``level``; problems give ``valid=False``, not exceptions."""
+def verify_physical(
+    ctx: Context, row: DatabaseBackup, level: VerifyLevel, on_read: Callable[[int], None] | None = None
+) -> VerifyResult:
+    """Verify a COMPLETED physical backup at ``level``; problems give ``valid=False``, not exceptions.
+
+    ``on_read`` hears how much of the stored artifact each pass has read (progress).
+    """
     try:
-        assert row.storage_url is not None
-        storage, name = locate(row.storage_url, ctx.settings)
-        check_object(storage, name, str(row.checksum), int(row.size))
         read_pg_manifest(ctx, row)
         if level is VerifyLevel.CHECKSUM:
+            reader = open_stored(ctx, row, on_read)
+            try:
+                reader.drain()
+            finally:
+                reader.close()
+            check_digest(row, reader)
             return VerifyResult(True, "Backup verified successfully (checksums)", level.value)
-        details = _verify_backup_files(ctx, row)
+        details = _verify_backup_files(ctx, row, on_read)
         if level is VerifyLevel.RESTORE:
             details.update(_restore_drill(ctx, row))
             if details["amcheck"].get("errors"):
@@ -75,13 +92,15 @@ def _needed_wal(row: DatabaseBackup) -> list[str]:
     return [segment_name(tli, n, size) for n in range(first, last + 1)]
 
 
-def _verify_backup_files(ctx: Context, row: DatabaseBackup) -> dict[str, Any]:
+def _verify_backup_files(
+    ctx: Context, row: DatabaseBackup, on_read: Callable[[int], None] | None = None
+) -> dict[str, Any]:
     major = int((row.server_version or "0").split(".")[0])
     tool = find_tool("pg_verifybackup", major, ctx.settings.pg_bin_dir)
     scratch = Path(tempfile.mkdtemp(prefix="verify-physical-", dir=ctx.temp_root()))
     try:
         backup_dir, wal_dir = scratch / "backup", scratch / "wal"
-        unpack_backup(ctx, row, backup_dir)
+        unpack_backup(ctx, row, backup_dir, on_read)
         wal_dir.mkdir(mode=0o700)
         segments = _needed_wal(row)
         for segment in segments:

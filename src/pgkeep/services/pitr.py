@@ -37,7 +37,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -649,26 +649,35 @@ def extract_stream(chunks: Iterator[bytes], dest: Path) -> None:
     extract_tar(chunks, dest)
 
 
-def unpack_backup(ctx: Context, row: DatabaseBackup, dest: Path) -> None:
-    """Stream one physical backup into a new directory ``dest``, checking its SHA-256 and size."""
-    if not row.storage_url:
-        raise NotFoundError(f"backup {row.id} has no stored file", backup_id=row.id)
-    storage, name = locate(row.storage_url, ctx.settings)
-    reader = HashingReader(storage.open_reader(name))
+def unpack_backup(ctx: Context, row: DatabaseBackup, dest: Path, on_read: Callable[[int], None] | None = None) -> None:
+    """Stream one physical backup into a new directory ``dest``, checking its SHA-256 and size.
+
+    ``on_read`` hears how many stored bytes have been read so far (progress).
+    """
+    reader = open_stored(ctx, row, on_read)
     try:
         extract_stream(decoded(ctx, row, reader), dest)
         reader.drain()
     except VerificationError as exc:
         reader.drain()
-        _check_digest(row, reader)
+        check_digest(row, reader)
         exc.backup_id = row.id
         raise
     finally:
         reader.close()
-    _check_digest(row, reader)
+    check_digest(row, reader)
 
 
-def _check_digest(row: DatabaseBackup, reader: HashingReader) -> None:
+def open_stored(ctx: Context, row: DatabaseBackup, on_read: Callable[[int], None] | None = None) -> HashingReader:
+    """A hashing pass over a physical backup's stored artifact."""
+    if not row.storage_url:
+        raise NotFoundError(f"backup {row.id} has no stored file", backup_id=row.id)
+    storage, name = locate(row.storage_url, ctx.settings)
+    return HashingReader(storage.open_reader(name), on_read)
+
+
+def check_digest(row: DatabaseBackup, reader: HashingReader) -> None:
+    """Raise VerificationError unless a drained pass read the recorded size and SHA-256."""
     if row.checksum and (reader.hexdigest() != row.checksum or reader.size != int(row.size)):
         raise VerificationError(
             f"backup {row.filename} is damaged: {reader.size} bytes with SHA-256 {reader.hexdigest()}, "

@@ -66,7 +66,7 @@ def verify_backup(
 ) -> VerifyResult:
     """Verify a COMPLETED backup at ``level`` and record the outcome.
 
-    ``on_read`` hears how much of a logical backup each pass has read (progress).
+    ``on_read`` hears how much of the stored backup each pass has read (progress).
     """
     level = VerifyLevel(level)
     with ctx.catalog.session() as session:
@@ -84,7 +84,7 @@ def verify_backup(
     if physical is not None:
         from pgkeep.services.physical_verify import verify_physical  # it imports this module
 
-        result = verify_physical(ctx, physical, level)
+        result = verify_physical(ctx, physical, level, on_read)
     else:
         assert artifact is not None
         result = _run(ctx, artifact, level, expected_counts)
