@@ -23,6 +23,7 @@ from httpx import Response
 from pitr_helpers import APP_DB, PG15_BIN_DIR, Archiving, give_to_server_user, server_now, switch_and_wait_archived
 from pitr_helpers import wait_for as wait_until
 
+from helpers import get_row
 from pgkeep.api import create_app
 from pgkeep.api.state import AdminApi
 from pgkeep.catalog.admin_models import AuditLog, Role
@@ -232,6 +233,9 @@ def test_restore_to_a_time_starts_a_server_with_that_moments_data(
     assert result["started"] is True and result["targetReached"] is True and result["reachedLsn"]
     assert_same(history.fp_time, restored_fingerprint(env, result["port"]))
     assert env.get(f"/pitr-restores/{job['id']}").json() == job
+    # Its progress (the dashboard's "X of Y read"): the whole stored backup was read.
+    assert job["totalBytes"] == int(get_row(env.ctx, history.async_id).size) > 0
+    assert job["bytesRead"] == job["totalBytes"]
 
 
 def test_an_async_restore_to_an_lsn_leaves_a_server_that_outlives_the_job_thread(

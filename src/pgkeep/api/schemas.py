@@ -320,6 +320,10 @@ class PitrJob(_Response):
     startedAt: str | None = None
     finishedAt: str | None = None
     requestedBy: str | None = None
+    bytesRead: int = Field(
+        0, description="Stored bytes of the chain read so far (written about once a second while it runs)."
+    )
+    totalBytes: int | None = Field(None, description="The chain's stored size: bytesRead's end.")
     result: PitrResult | None = Field(None, description="Once COMPLETED: where recovery stopped.")
 
 

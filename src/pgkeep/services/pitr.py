@@ -176,6 +176,8 @@ class PitrOptions:
     keep_archiving: bool = False
     config_file: Path | None = None  # settings for restore_command; else written into the data directory
     wait_timeout_s: float = 3600.0
+    # Progress: stored bytes read so far, counted across the whole chain (its sizes' sum is the end).
+    on_read: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -572,7 +574,7 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
     with _claim(data_dir):
         created = not data_dir.exists()
         try:
-            _unpack(ctx, the_plan, data_dir)
+            _unpack(ctx, the_plan, data_dir, options.on_read)
             config = options.config_file.absolute() if options.config_file else _write_restore_env(settings, data_dir)
             port = (options.port or postmaster.free_port()) if options.start else options.port
             _write_recovery_conf(data_dir, last, options, pgkeep_cmd, config, port)
@@ -687,12 +689,32 @@ def check_digest(row: DatabaseBackup, reader: HashingReader) -> None:
         )
 
 
-def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path) -> None:
+def chain_progress(
+    on_read: Callable[[int], None] | None, chain: list[DatabaseBackup]
+) -> list[Callable[[int], None] | None]:
+    """One progress callback per backup of ``chain``, each counting on from the sizes before it."""
+    if on_read is None:
+        return [None] * len(chain)
+    report = on_read
+
+    def counting_on(before: int) -> Callable[[int], None]:
+        return lambda nbytes: report(before + nbytes)
+
+    callbacks: list[Callable[[int], None] | None] = []
+    offset = 0
+    for row in chain:
+        callbacks.append(counting_on(offset))
+        offset += int(row.size or 0)
+    return callbacks
+
+
+def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path, on_read: Callable[[int], None] | None = None) -> None:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    progress = chain_progress(on_read, the_plan.chain)
     if len(the_plan.chain) == 1:
         if data_dir.exists():
             data_dir.rmdir()  # empty (checked): extract_tar creates it, private
-        unpack_backup(ctx, the_plan.chain[0], data_dir)
+        unpack_backup(ctx, the_plan.chain[0], data_dir, progress[0])
         return
     # Beside the target: same filesystem, and big enough for the data by the operator's choice.
     staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}-chain-", dir=data_dir.parent))
@@ -700,7 +722,7 @@ def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path) -> None:
         parts = []
         for i, row in enumerate(the_plan.chain):
             part = staging / f"{i:03d}"
-            unpack_backup(ctx, row, part)
+            unpack_backup(ctx, row, part, progress[i])
             parts.append(str(part))
         tool = find_tool(
             "pg_combinebackup",

@@ -17,6 +17,7 @@ stopped), so it is polled like a logical restore job. Everything
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import re
@@ -240,6 +241,7 @@ def prepare(ctx: Context, request: PitrRequest, *, requested_by: str | None = No
                 target=str(data_dir),
                 requested_by=requested_by,
                 details=the_plan.details(),
+                total_bytes=sum(int(r.size or 0) for r in the_plan.chain),
             )
             session.add(job)
             session.commit()
@@ -259,9 +261,13 @@ def run(ctx: Context, prepared: PreparedPitr) -> PitrResult:
     empties it), except when recovery itself failed: that cluster is left
     for inspection, as the CLI does.
     """
+    from pgkeep.services.admin import RestoreProgress  # it imports the logical restore
+
     the_plan = prepared.plan
+    progress = RestoreProgress(ctx, prepared.job_id)
+    options = dataclasses.replace(the_plan.options, on_read=progress)
     try:
-        result = pitr.restore_physical(ctx, the_plan.options)
+        result = pitr.restore_physical(ctx, options)
     except BaseException as exc:
         if prepared.created_dir:
             with contextlib.suppress(OSError):
@@ -274,6 +280,7 @@ def run(ctx: Context, prepared: PreparedPitr) -> PitrResult:
             message=known.message if known else "the restore was interrupted",
             error_code=known.code if known else "internal_error",
             http_status=known.http_status if known else 500,
+            bytes_read=progress.bytes_read,
         )
         raise
     _finish(
@@ -281,6 +288,7 @@ def run(ctx: Context, prepared: PreparedPitr) -> PitrResult:
         prepared.job_id,
         JobStatus.COMPLETED,
         message=result.message,
+        bytes_read=progress.bytes_read,
         details=the_plan.details() | {"result": result.as_json()},
     )
     return result
@@ -317,6 +325,8 @@ def job_json(job: RestoreJob) -> dict[str, Any]:
         "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
         "requestedBy": job.requested_by,
+        "bytesRead": int(job.bytes_read or 0),
+        "totalBytes": job.total_bytes,
         "result": details.get("result"),
     }
 
