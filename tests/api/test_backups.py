@@ -204,7 +204,7 @@ def test_a_running_restore_shows_how_much_of_the_backup_it_has_read(as_admin: Te
         assert running["status"] == "IN_PROGRESS"
         assert 0 < running["bytesRead"] <= running["totalBytes"] == backup["size"]
         [shown] = as_admin.get(f"{API}/summary").json()["runningRestores"]
-        assert (shown["id"], shown["totalBytes"]) == (running["id"], backup["size"])
+        assert (shown["id"], shown["kind"], shown["totalBytes"]) == (running["id"], "logical", backup["size"])
         assert shown["bytesRead"] > 0
         blocker.rollback()
     done = wait_for(lambda: (r := as_admin.get(location).json())["status"] != "IN_PROGRESS" and r, "restore")

@@ -9,7 +9,7 @@ bytes so far, restores). Counts, times and ids only: nothing a viewer may not se
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +51,9 @@ class RunningBackup(_Response):
 
 class RunningRestore(_Response):
     id: str
+    kind: Literal["logical", "physical"] = Field(
+        "logical", description="logical: into a database; physical: a point-in-time restore into a data directory."
+    )
     backupId: str
     dryRun: bool
     startedAt: str | None = None

@@ -94,7 +94,7 @@ export class Activity {
         )),
       ...summary.runningRestores.map((r) =>
         h("li", { dataset: { kind: "restore", id: r.id, started: r.startedAt || "" } },
-          h("span", { class: "what" }, `${r.dryRun ? "Dry-run restore" : "Restore"} of backup ${shortId(r.backupId)}`),
+          h("span", { class: "what" }, `${restoreKind(r)} of backup ${shortId(r.backupId)}`),
           h("span", { class: "badge IN_PROGRESS" }, "IN PROGRESS"),
           h("span", { "data-part": "bytes" }, readSoFar(r)),
           h("span", {}, "elapsed ", h("span", { "data-part": "elapsed" }, this.elapsed(r.startedAt))),
@@ -132,6 +132,11 @@ function renderFreshness(card, fresh, what) {
   card.querySelector('[data-part="verdict"]').textContent = stale
     ? `Overdue: older than the ${hours(fresh.windowHours)} alert window`
     : `OK: within the ${hours(fresh.windowHours)} alert window`;
+}
+
+function restoreKind(restore) {
+  if (restore.kind === "physical") return "Point-in-time restore";
+  return restore.dryRun ? "Dry-run restore" : "Restore";
 }
 
 /** "12.0 MiB of 40.0 MiB read": how far the current pass of a restore over its backup got. */
