@@ -380,27 +380,55 @@ def content_sha256(request: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def test_uploads_sign_their_checksum_not_their_body(devs3: DevS3) -> None:
-    # Over plain HTTP botocore would hash every body once more to sign it; the signed
-    # SHA-256 header already covers the body. Other bodies (the part list) stay signed.
-    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3))
-    assert devs3.endpoint_url.startswith("http://")
-    client = unwrap(storage).client
+def record_uploads(storage: Storage) -> dict[str, list[Any]]:
+    """The requests of each operation the storage's client sends, by operation name."""
     seen: dict[str, list[Any]] = {}
 
     def record(request: Any, event_name: str, **_: Any) -> None:
         seen.setdefault(event_name.rsplit(".", 1)[1], []).append(request)
 
-    client.meta.events.register("before-send.s3", record)
-    write(storage, "big.dump", data_of(6 * MIB))
+    unwrap(storage).client.meta.events.register("before-send.s3", record)
+    return seen
+
+
+def test_parts_sign_their_checksum_not_their_body_once_the_server_checks_it(devs3: DevS3) -> None:
+    # Over plain HTTP botocore would hash every body once more to sign it. The first part
+    # is signed that way; its answer repeats the SHA-256 sent, so the server checks the
+    # (signed) header and later parts leave the body unsigned. Other bodies stay signed.
+    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3))
+    assert devs3.endpoint_url.startswith("http://")
+    seen = record_uploads(storage)
+    write(storage, "first.dump", data_of(6 * MIB))
+    first_part = seen["UploadPart"][0]
+    assert content_sha256(first_part) == hashlib.sha256(first_part.body).hexdigest()
+    seen.clear()
+    write(storage, "second.dump", data_of(11 * MIB))
     write(storage, "small.dump", data_of(100))
-    assert len(seen["UploadPart"]) == 2 and len(seen["PutObject"]) == 1
-    for request in seen["UploadPart"] + seen["PutObject"]:
+    assert len(seen["UploadPart"]) == 3
+    for request in seen["UploadPart"]:
         assert content_sha256(request) == "UNSIGNED-PAYLOAD"
         assert "x-amz-checksum-sha256" in signed_headers(request)
-    (complete,) = seen["CompleteMultipartUpload"]
-    assert content_sha256(complete) == hashlib.sha256(complete.body).hexdigest()
-    assert read(storage, "big.dump") == data_of(6 * MIB)
+    for request in seen["CompleteMultipartUpload"] + seen["PutObject"]:
+        assert content_sha256(request) == hashlib.sha256(request.body).hexdigest()
+    assert read(storage, "second.dump") == data_of(11 * MIB)
+
+
+def test_a_server_that_does_not_answer_with_the_checksum_keeps_every_body_signed(devs3: DevS3) -> None:
+    # An S3-compatible server that ignores x-amz-checksum-sha256 says nothing about it in
+    # its answers; then only the body's signature protects the bytes, so it stays.
+    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3))
+    client = unwrap(storage).client
+
+    def forget_the_checksum(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.pop("ChecksumSHA256", None)
+
+    client.meta.events.register("after-call.s3.UploadPart", forget_the_checksum)
+    seen = record_uploads(storage)
+    write(storage, "a.dump", data_of(6 * MIB))
+    write(storage, "b.dump", data_of(11 * MIB))
+    assert len(seen["UploadPart"]) == 5
+    for request in seen["UploadPart"]:
+        assert content_sha256(request) == hashlib.sha256(request.body).hexdigest()
 
 
 @pytest.mark.parametrize("size", [100, 6 * MIB])

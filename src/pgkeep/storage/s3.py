@@ -29,9 +29,10 @@ Writing streams into a multipart upload, never into a local temp file:
 
 Integrity: every part and every small object carries its SHA-256
 (``x-amz-checksum-sha256``), which the server checks on receipt, so bytes
-corrupted on the way are refused, not stored. That header is signed and the
-body is not (``UNSIGNED-PAYLOAD``, also over plain HTTP): hashing each byte
-once more for the signature would add nothing the checksum does not give. ``commit`` then asks the server
+corrupted on the way are refused, not stored. Once the server has shown it
+checks that header, parts sign the header and not the body (``UNSIGNED-PAYLOAD``,
+also over plain HTTP; see :class:`BodySigning`): hashing each byte once more
+for the signature would add nothing the checksum does not give. ``commit`` then asks the server
 for the object's size (and, when it reports one, the composite SHA-256 of the
 parts) and compares them with what was written. The whole-object SHA-256 of
 the stored bytes is computed by the backup pipeline, not here.
@@ -71,6 +72,7 @@ import hashlib
 import io
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -234,32 +236,54 @@ class S3Options:
             client = boto3.session.Session(botocore_session=session).client("s3", **kwargs)
         except (bce.BotoCoreError, ValueError) as exc:
             raise ConfigError(f"cannot configure the S3 client: {exc}") from None
-        for operation in CHECKSUMMED_UPLOADS:
-            client.meta.events.register(f"before-sign.s3.{operation}", _sign_checksum_not_body)
         return client
 
 
-# The calls that carry the body's SHA-256 (x-amz-checksum-sha256) on every request.
-CHECKSUMMED_UPLOADS = ("UploadPart", "PutObject")
 CHECKSUM_HEADER = "x-amz-checksum-sha256"
 
 
-def _sign_checksum_not_body(request: Any, **_: Any) -> None:
-    """Sign an upload's SHA-256 header instead of hashing its body a second time.
+class BodySigning:
+    """Whether a client's UploadPart requests still sign their bodies.
 
     Over plain HTTP botocore signs every body: one more SHA-256 pass over each
-    byte on both sides (-0.2 client CPU-s per 300 MB), on top of the checksum
-    the server verifies anyway. The body stays covered without it: the server
-    refuses a body that does not match the header (BadDigest), and the header,
-    like every ``x-amz-`` header, is signed, so it cannot be changed to match.
-    botocore makes the same choice over HTTPS when a checksum header is present.
-    A request without the header (not one pgkeep sends) is signed as usual.
+    byte on both sides (-0.2 client CPU-s per 300 MB), on top of the SHA-256
+    header every part carries. Once the server has shown that it checks that
+    header (its answer to a part repeats the SHA-256 sent), later parts sign
+    the header instead of the body (``UNSIGNED-PAYLOAD``): a changed byte is
+    refused (BadDigest), and the header, like every ``x-amz-`` header, is
+    signed, so it cannot be changed to match. botocore makes the same choice
+    over HTTPS. A server that does not answer with the checksum (an older
+    S3-compatible one may ignore the header) keeps every body signed.
     """
-    config = request.context.get("client_config")
-    if config is None or CHECKSUM_HEADER not in request.headers:
-        return
-    s3_config = dict(config.s3 or {}, payload_signing_enabled=False)
-    request.context["client_config"] = config.merge(Config(s3=s3_config))
+
+    def __init__(self) -> None:
+        self.server_checks_sha256 = False
+
+    def saw(self, response: dict[str, Any], sent_sha256: str) -> None:
+        """Note an UploadPart answer: does the server repeat the SHA-256 it was sent?"""
+        if response.get("ChecksumSHA256") == sent_sha256:
+            self.server_checks_sha256 = True
+
+    def before_sign(self, request: Any, **_: Any) -> None:
+        config = request.context.get("client_config")
+        if not self.server_checks_sha256 or config is None or CHECKSUM_HEADER not in request.headers:
+            return
+        s3_config = dict(config.s3 or {}, payload_signing_enabled=False)
+        request.context["client_config"] = config.merge(Config(s3=s3_config))
+
+
+_BODY_SIGNING: weakref.WeakKeyDictionary[Any, BodySigning] = weakref.WeakKeyDictionary()
+_BODY_SIGNING_LOCK = threading.Lock()
+
+
+def body_signing(client: Any) -> BodySigning:
+    """The one BodySigning of ``client``, hooked into it on first use."""
+    with _BODY_SIGNING_LOCK:
+        signing = _BODY_SIGNING.get(client)
+        if signing is None:
+            signing = _BODY_SIGNING[client] = BodySigning()
+            client.meta.events.register("before-sign.s3.UploadPart", signing.before_sign)
+        return signing
 
 
 @functools.cache
@@ -309,6 +333,7 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.options = options or S3Options()
         self.client = client if client is not None else self.options.make_client()
+        self.body_signing = body_signing(self.client)
         self._key_prefix = f"{self.prefix}/" if self.prefix else ""
 
     @classmethod
@@ -699,6 +724,7 @@ class S3Writer:
             Body=buf,
             ChecksumSHA256=_b64(sha),
         )
+        self._s.body_signing.saw(resp, _b64(sha))
         log.debug("%s: part %d uploaded (%d bytes)", self._url, number, len(buf))
         return _Part(number, resp["ETag"], sha, len(buf))
 
