@@ -29,9 +29,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from sqlalchemy import Table
 
 from bench.api_catalog import Tables, fill_postgresql, fill_sqlite, generate_rows, verifications_for
 from bench.api_measure import (
@@ -174,7 +175,10 @@ def run_catalog(
 
     pgkeep("db", "upgrade")
     t0 = time.perf_counter()
-    tables: Tables = [(DatabaseBackup.__table__, rows), (BackupVerification.__table__, verifications_for(rows))]
+    tables: Tables = [
+        (cast(Table, DatabaseBackup.__table__), rows),
+        (cast(Table, BackupVerification.__table__), verifications_for(rows)),
+    ]
     if backend == "sqlite":
         fill_sqlite(catalog_url, tables)
     else:
@@ -319,7 +323,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Path]:
         vers = versions(cluster.server_version())
         for dist in ("fastapi", "uvicorn", "sqlalchemy", "httpx"):
             vers[dist] = _dist_version(dist)
-        meta = {
+        meta: dict[str, Any] = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "versions": vers,

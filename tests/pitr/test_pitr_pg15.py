@@ -224,7 +224,8 @@ def test_refusals_come_before_anything_is_written(pg15_archiving: Archiving, his
     with pytest.raises(InvalidRequestError, match="one recovery target"):
         RecoveryTarget.parse(to_time="2026-01-01", latest=True)
     # A time without a zone is UTC.
-    assert RecoveryTarget.parse(to_time="2026-01-01T10:00:00").time.isoformat() == "2026-01-01T10:00:00+00:00"
+    parsed = RecoveryTarget.parse(to_time="2026-01-01T10:00:00").time
+    assert parsed is not None and parsed.isoformat() == "2026-01-01T10:00:00+00:00"
 
 
 def test_verify_checks_checksums_manifest_and_wal_and_drills_a_restore(
