@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import os
+import pty
 import stat
+import struct
+import subprocess
 import tempfile
+import termios
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -284,3 +290,29 @@ def open_pipes() -> int:
         with contextlib.suppress(OSError):  # the descriptor of the listing itself, closed meanwhile
             count += fd.readlink().name.startswith("pipe:")
     return count
+
+
+def run_on_a_terminal(command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal (stdout a pipe): (exit code, stdout, the terminal's bytes)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal
+    )
+    os.close(terminal)
+    shown = bytearray()
+    try:
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # EIO: every process holding the terminal has exited
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(controller)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    proc.stdout.close()
+    return proc.wait(timeout=120), out, shown.decode(errors="replace")

@@ -6,17 +6,15 @@ Each test gets its own catalog, storage directory and working directory (so no
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import struct
 import subprocess
 import sys
-import termios
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from helpers import run_on_a_terminal
 
 PGKEEP = Path(sys.executable).parent / "pgkeep"
 
@@ -72,33 +70,7 @@ class Cli:
 
     def run_on_a_terminal(self, *args: str) -> tuple[int, str, str]:
         """Run with stderr on a pseudo-terminal (stdout a pipe): (exit code, stdout, the terminal's bytes)."""
-        controller, terminal = pty.openpty()
-        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-        proc = subprocess.Popen(
-            self.command(*args),
-            cwd=self.cwd,
-            env=self.environment({"TERM": "xterm-256color"}),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-        )
-        os.close(terminal)
-        shown = bytearray()
-        try:
-            while True:
-                try:
-                    data = os.read(controller, 65536)
-                except OSError:  # EIO: every process holding the terminal has exited
-                    break
-                if not data:
-                    break
-                shown += data
-        finally:
-            os.close(controller)
-        assert proc.stdout is not None
-        out = proc.stdout.read().decode()
-        proc.stdout.close()
-        return proc.wait(timeout=120), out, shown.decode(errors="replace")
+        return run_on_a_terminal(self.command(*args), self.environment({"TERM": "xterm-256color"}), self.cwd)
 
     def json(self, *args: str, env: dict[str, str] | None = None) -> Any:
         result = self.run(*args, "--json", env=env)

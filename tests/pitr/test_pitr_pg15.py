@@ -25,6 +25,7 @@ import pytest
 from pitr_helpers import (
     APP_DB,
     PG15_BIN_DIR,
+    PGKEEP,
     Archiving,
     pgbench,
     run_pgkeep,
@@ -32,7 +33,7 @@ from pitr_helpers import (
     switch_and_wait_archived,
 )
 
-from helpers import get_row
+from helpers import get_row, run_on_a_terminal
 from pgkeep.errors import InvalidRequestError
 from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
@@ -194,6 +195,25 @@ def test_cli_restores_the_latest_state_and_reports_it(
     # Recovery is over: the settings file written for restore_command is gone, recovery.signal too.
     assert not (restored / "pgkeep-restore.env").exists()
     assert not (restored / "recovery.signal").exists()
+
+
+def test_cli_shows_the_unpacking_on_a_terminal(pg15_archiving: Archiving, history: History, restored: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
+    env = {**base, **pg15_archiving.env(), "TERM": "xterm-256color"}
+    command = [str(PGKEEP), "restore", "--kind", "physical", "--latest"]
+    code, out, shown = run_on_a_terminal([*command, "--data-dir", str(restored)], env)
+    assert code == 0, shown
+    assert "reading the backup" in shown and "reading the backup" not in out
+    size = int(get_row(pg15_archiving.ctx, history.backup_id).size)
+    assert f"/{size / 1e6:.1f} MB" in shown  # the bar knew its end (the chain's size) from the plan
+    assert out.startswith("✅"), out
+    quiet_dir = pg15_archiving.new_dir("restore-quiet")
+    try:
+        code, out, shown = run_on_a_terminal([*command, "--data-dir", str(quiet_dir), "--quiet"], env)
+        assert code == 0, shown
+        assert "reading the backup" not in shown
+    finally:
+        shutil.rmtree(quiet_dir, ignore_errors=True)
 
 
 def test_refusals_come_before_anything_is_written(pg15_archiving: Archiving, history: History, tmp_path: Path) -> None:

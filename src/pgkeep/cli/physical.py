@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 
 from pgkeep.cli.backups import KindOpt
 from pgkeep.cli.main import out_console, print_json
+from pgkeep.cli.progress import ReadProgress
 from pgkeep.services.context import Context
 from pgkeep.services.pitr import PitrOptions, restore_physical
 
@@ -77,9 +79,21 @@ WalConfigOpt = Annotated[
 ]
 
 
-def restore_physical_cmd(context: Context, options: PitrOptions, *, as_json: bool) -> None:
-    """Run the restore and print its outcome (errors go through the CLI's error mapping)."""
-    result = restore_physical(context, options)
+def restore_physical_cmd(
+    context: Context, options: PitrOptions, *, as_json: bool, progress: ReadProgress | None = None
+) -> None:
+    """Run the restore and print its outcome (errors go through the CLI's error mapping).
+
+    ``progress`` shows the unpacking of the backup (its chain) on stderr; it
+    stands full while recovery replays the WAL after the last byte.
+    """
+    if progress is None:
+        result = restore_physical(context, options)
+    else:
+        with progress:
+            progress.arm()
+            options = dataclasses.replace(options, on_read=progress.update, on_total=progress.set_total)
+            result = restore_physical(context, options)
     if as_json:
         print_json(result.as_json())
         return

@@ -46,6 +46,12 @@ class ReadProgress:
     def arm(self) -> None:
         self._armed = True
 
+    def set_total(self, total: int) -> None:
+        """The end of the bar, once known (a point-in-time restore learns it from its plan)."""
+        self._total = total
+        if self._task is not None:
+            self._progress.update(self._task, total=total)
+
     def update(self, nbytes: int) -> None:
         if not self._armed:
             return

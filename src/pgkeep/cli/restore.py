@@ -100,7 +100,10 @@ def restore_cmd(
             keep_archiving=keep_archiving,
             config_file=wal_config,
         )
-        phys.restore_physical_cmd(state(ctx).context(), options, as_json=as_json)
+        show_progress = not quiet and not as_json and err_console.is_terminal
+        phys.restore_physical_cmd(
+            state(ctx).context(), options, as_json=as_json, progress=ReadProgress(enabled=show_progress, total=None)
+        )
         return
     physical_only = (data_dir, base_backup, port, to_time, to_lsn, to_xid, to_name, os_user, wal_config)
     if any(v is not None for v in physical_only) or start or latest or keep_archiving:

@@ -176,8 +176,10 @@ class PitrOptions:
     keep_archiving: bool = False
     config_file: Path | None = None  # settings for restore_command; else written into the data directory
     wait_timeout_s: float = 3600.0
-    # Progress: stored bytes read so far, counted across the whole chain (its sizes' sum is the end).
+    # Progress: stored bytes read so far, counted across the whole chain (its sizes' sum is the end),
+    # and that sum, told once before the first byte is read.
     on_read: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
+    on_total: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -571,6 +573,8 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
         target=options.target.describe(),
         chain=result.chain,
     )
+    if options.on_total is not None:
+        options.on_total(sum(int(r.size or 0) for r in the_plan.chain))
     with _claim(data_dir):
         created = not data_dir.exists()
         try:
