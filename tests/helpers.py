@@ -292,6 +292,11 @@ def open_pipes() -> int:
     return count
 
 
+def pgkeep_free_environ() -> dict[str, str]:
+    """This process's environment without pgkeep's and libpq's settings: a command sees only its own."""
+    return {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
+
+
 def run_on_a_terminal(command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
     """Run with stderr on a pseudo-terminal (stdout a pipe): (exit code, stdout, the terminal's bytes)."""
     controller, terminal = pty.openpty()

@@ -7,14 +7,13 @@ Each test gets its own catalog, storage directory and working directory (so no
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import run_on_a_terminal
+from helpers import pgkeep_free_environ, run_on_a_terminal
 
 PGKEEP = Path(sys.executable).parent / "pgkeep"
 
@@ -31,8 +30,7 @@ class Cli:
         return [str(PGKEEP), *args]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
-        return {**base, **self.env, **(extra or {})}
+        return {**pgkeep_free_environ(), **self.env, **(extra or {})}
 
     def run(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 120

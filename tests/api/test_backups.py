@@ -23,6 +23,11 @@ def create(client: TestClient, **body: object) -> dict:
     return response.json()
 
 
+def finished(client: TestClient, location: str, what: str) -> dict:
+    """Poll an async backup or restore at ``location`` until it is no longer IN_PROGRESS."""
+    return wait_for(lambda: (r := client.get(location).json())["status"] != "IN_PROGRESS" and r, what)
+
+
 def test_create_backup_returns_the_spec_shape(as_admin: TestClient, ctx: Context, tokens: Tokens) -> None:
     data = create(as_admin, type="PRE_MIGRATION")
     assert data["message"] == "Backup created successfully"
@@ -163,7 +168,7 @@ def test_async_backup_answers_202_and_location_to_poll(as_admin: TestClient, ctx
     assert location == f"{API}/backups/{backup_id}"
     assert response.headers["Preference-Applied"] == "respond-async"
     assert response.json()["backup"]["status"] in ("IN_PROGRESS", "COMPLETED")
-    done = wait_for(lambda: (r := as_admin.get(location).json())["status"] != "IN_PROGRESS" and r, "the backup")
+    done = finished(as_admin, location, "the backup")
     assert done["status"] == "COMPLETED" and done["type"] == "FULL"
     assert done["bytesWritten"] == done["size"] > 0
 
@@ -181,7 +186,7 @@ def test_async_restore_answers_202_and_a_job_to_poll(as_admin: TestClient, sourc
     assert location == f"{API}/backups/{backup_id}/restores/{job['id']}"
     assert job["backupId"] == backup_id and job["dryRun"] is False
     assert source_db.name in job["target"] and "@" in job["target"]
-    done = wait_for(lambda: (r := as_admin.get(location).json())["status"] != "IN_PROGRESS" and r, "restore")
+    done = finished(as_admin, location, "restore")
     assert done["status"] == "COMPLETED", done
     assert done["message"].startswith(f"Database restored successfully into {source_db.name}")
     assert done["finishedAt"] is not None
@@ -207,7 +212,7 @@ def test_a_running_restore_shows_how_much_of_the_backup_it_has_read(as_admin: Te
         assert (shown["id"], shown["kind"], shown["totalBytes"]) == (running["id"], "logical", backup["size"])
         assert shown["bytesRead"] > 0
         blocker.rollback()
-    done = wait_for(lambda: (r := as_admin.get(location).json())["status"] != "IN_PROGRESS" and r, "restore")
+    done = finished(as_admin, location, "restore")
     assert done["status"] == "COMPLETED", done
     assert done["bytesRead"] == backup["size"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from helpers import make_context, s3_env
+from helpers import make_context, pgkeep_free_environ, s3_env
 from pgkeep.devcluster import SERVER_OS_USER, DevCluster
 from pgkeep.services.context import Context
 
@@ -139,13 +139,12 @@ def run_pgkeep(
     cwd: Path | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
     command = [str(PGKEEP), *args]
     if user:
         command = ["runuser", "-u", user, "--", *command]
     return subprocess.run(
         command,
-        env={**base, **(env or {}), "NO_COLOR": "1"},
+        env={**pgkeep_free_environ(), **(env or {}), "NO_COLOR": "1"},
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -33,7 +33,7 @@ from pitr_helpers import (
     switch_and_wait_archived,
 )
 
-from helpers import get_row, run_on_a_terminal
+from helpers import get_row, pgkeep_free_environ, run_on_a_terminal
 from pgkeep.errors import InvalidRequestError
 from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
@@ -198,8 +198,7 @@ def test_cli_restores_the_latest_state_and_reports_it(
 
 
 def test_cli_shows_the_unpacking_on_a_terminal(pg15_archiving: Archiving, history: History, restored: Path) -> None:
-    base = {k: v for k, v in os.environ.items() if not (k.startswith(("PGKEEP_", "PG")) or k == "DATABASE_URL")}
-    env = {**base, **pg15_archiving.env(), "TERM": "xterm-256color"}
+    env = {**pgkeep_free_environ(), **pg15_archiving.env(), "TERM": "xterm-256color"}
     command = [str(PGKEEP), "restore", "--kind", "physical", "--latest"]
     code, out, shown = run_on_a_terminal([*command, "--data-dir", str(restored)], env)
     assert code == 0, shown

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from pgkeep.catalog.models import BackupStatus, BackupType
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
-from pgkeep.cli.progress import ReadProgress
+from pgkeep.cli.progress import ReadProgress, bar_wanted
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.errors import EXIT_CODES_HELP, ExitCode
 from pgkeep.services import manage
@@ -99,7 +99,7 @@ def backup(
     chosen = backup_type or (TypeOpt.full if physical else TypeOpt.manual)
     context = state(ctx).context()
     storage = LocalStorage(to_dir) if to_dir is not None else None
-    show_progress = not quiet and not as_json and err_console.is_terminal
+    show_progress = bar_wanted(quiet=quiet, as_json=as_json)
     with Progress(
         SpinnerColumn(),
         TextColumn("backing up"),
@@ -204,7 +204,7 @@ def verify(
 ) -> None:
     """Verify a backup. Exit 0 only when valid."""
     context = state(ctx).context()
-    show_progress = not quiet and not as_json and err_console.is_terminal
+    show_progress = bar_wanted(quiet=quiet, as_json=as_json)
     size = manage.get_backup(context, backup_id).get("size") if show_progress else None
     with ReadProgress(enabled=show_progress, total=int(size) if size else None, armed=True) as bar:
         result = manage.verify_backup(context, backup_id, level.value, on_read=bar.update)

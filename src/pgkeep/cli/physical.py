@@ -79,21 +79,15 @@ WalConfigOpt = Annotated[
 ]
 
 
-def restore_physical_cmd(
-    context: Context, options: PitrOptions, *, as_json: bool, progress: ReadProgress | None = None
-) -> None:
+def restore_physical_cmd(context: Context, options: PitrOptions, bar: ReadProgress, *, as_json: bool) -> None:
     """Run the restore and print its outcome (errors go through the CLI's error mapping).
 
-    ``progress`` shows the unpacking of the backup (its chain) on stderr; it
+    ``bar`` shows the unpacking of the backup (its chain) on stderr; it
     stands full while recovery replays the WAL after the last byte.
     """
-    if progress is None:
-        result = restore_physical(context, options)
-    else:
-        with progress:
-            progress.arm()
-            options = dataclasses.replace(options, on_read=progress.update, on_total=progress.set_total)
-            result = restore_physical(context, options)
+    with bar:
+        bar.arm()
+        result = restore_physical(context, dataclasses.replace(options, on_read=bar.update, on_total=bar.set_total))
     if as_json:
         print_json(result.as_json())
         return

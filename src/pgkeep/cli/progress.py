@@ -18,6 +18,11 @@ from rich.progress import (
 from pgkeep.cli.main import err_console
 
 
+def bar_wanted(*, quiet: bool, as_json: bool) -> bool:
+    """Whether a command shows its bar: not asked to be quiet, not JSON, stderr a terminal."""
+    return not quiet and not as_json and err_console.is_terminal
+
+
 class ReadProgress:
     """A transient bar on stderr of how much of the stored backup has been read.
 

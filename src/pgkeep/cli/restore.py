@@ -11,8 +11,8 @@ import typer
 
 from pgkeep.cli import physical as phys
 from pgkeep.cli.backups import KindOpt
-from pgkeep.cli.main import app, err_console, out_console, print_json, state
-from pgkeep.cli.progress import ReadProgress
+from pgkeep.cli.main import app, out_console, print_json, state
+from pgkeep.cli.progress import ReadProgress, bar_wanted
 from pgkeep.errors import EXIT_CODES_HELP, NotConfirmedError
 from pgkeep.services.pitr import PitrOptions, RecoveryTarget
 from pgkeep.services.restore import RestoreOptions, RestorePlan, resolve_backup, resolve_file, restore
@@ -100,10 +100,8 @@ def restore_cmd(
             keep_archiving=keep_archiving,
             config_file=wal_config,
         )
-        show_progress = not quiet and not as_json and err_console.is_terminal
-        phys.restore_physical_cmd(
-            state(ctx).context(), options, as_json=as_json, progress=ReadProgress(enabled=show_progress, total=None)
-        )
+        bar = ReadProgress(enabled=bar_wanted(quiet=quiet, as_json=as_json), total=None)
+        phys.restore_physical_cmd(state(ctx).context(), options, bar, as_json=as_json)
         return
     physical_only = (data_dir, base_backup, port, to_time, to_lsn, to_xid, to_name, os_user, wal_config)
     if any(v is not None for v in physical_only) or start or latest or keep_archiving:
@@ -146,8 +144,7 @@ def restore_cmd(
             bar.arm()
         return confirmed
 
-    show_progress = not quiet and not as_json and err_console.is_terminal
-    with ReadProgress(enabled=show_progress, total=artifact.size) as bar:
+    with ReadProgress(enabled=bar_wanted(quiet=quiet, as_json=as_json), total=artifact.size) as bar:
         if dry_run:
             bar.arm()
         outcome = restore(

@@ -30,6 +30,7 @@ Order, and what is refused before anything is written:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import shutil
@@ -574,7 +575,7 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
         chain=result.chain,
     )
     if options.on_total is not None:
-        options.on_total(sum(int(r.size or 0) for r in the_plan.chain))
+        options.on_total(chain_size(the_plan.chain))
     with _claim(data_dir):
         created = not data_dir.exists()
         try:
@@ -693,23 +694,22 @@ def check_digest(row: DatabaseBackup, reader: HashingReader) -> None:
         )
 
 
+def chain_size(chain: list[DatabaseBackup]) -> int:
+    """The stored bytes of a backup chain: where its progress ends."""
+    return sum(int(row.size or 0) for row in chain)
+
+
 def chain_progress(
     on_read: Callable[[int], None] | None, chain: list[DatabaseBackup]
 ) -> list[Callable[[int], None] | None]:
     """One progress callback per backup of ``chain``, each counting on from the sizes before it."""
     if on_read is None:
         return [None] * len(chain)
-    report = on_read
+    return [functools.partial(_count_on, on_read, chain_size(chain[:i])) for i in range(len(chain))]
 
-    def counting_on(before: int) -> Callable[[int], None]:
-        return lambda nbytes: report(before + nbytes)
 
-    callbacks: list[Callable[[int], None] | None] = []
-    offset = 0
-    for row in chain:
-        callbacks.append(counting_on(offset))
-        offset += int(row.size or 0)
-    return callbacks
+def _count_on(on_read: Callable[[int], None], before: int, nbytes: int) -> None:
+    on_read(before + nbytes)
 
 
 def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path, on_read: Callable[[int], None] | None = None) -> None:

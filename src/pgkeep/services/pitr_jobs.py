@@ -34,6 +34,7 @@ from pgkeep.catalog.models import PHYSICAL, DatabaseBackup, utcnow
 from pgkeep.errors import ExitCode, InvalidRequestError, NotFoundError, PgkeepError
 from pgkeep.pgtools import postmaster
 from pgkeep.services import pitr
+from pgkeep.services.admin import RestoreProgress
 from pgkeep.services.context import Context
 from pgkeep.services.pitr import DataDirectoryTakenError, PitrOptions, PitrResult, RecoveryTarget
 from pgkeep.services.serialize import iso
@@ -241,7 +242,7 @@ def prepare(ctx: Context, request: PitrRequest, *, requested_by: str | None = No
                 target=str(data_dir),
                 requested_by=requested_by,
                 details=the_plan.details(),
-                total_bytes=sum(int(r.size or 0) for r in the_plan.chain),
+                total_bytes=pitr.chain_size(the_plan.chain),
             )
             session.add(job)
             session.commit()
@@ -261,8 +262,6 @@ def run(ctx: Context, prepared: PreparedPitr) -> PitrResult:
     empties it), except when recovery itself failed: that cluster is left
     for inspection, as the CLI does.
     """
-    from pgkeep.services.admin import RestoreProgress  # it imports the logical restore
-
     the_plan = prepared.plan
     progress = RestoreProgress(ctx, prepared.job_id)
     options = dataclasses.replace(the_plan.options, on_read=progress)

@@ -233,10 +233,9 @@ class S3Options:
             # credentials it found first. Only the parsed API model files are shared.
             session = botocore.session.Session()
             session.register_component("data_loader", _api_models())
-            client = boto3.session.Session(botocore_session=session).client("s3", **kwargs)
+            return boto3.session.Session(botocore_session=session).client("s3", **kwargs)
         except (bce.BotoCoreError, ValueError) as exc:
             raise ConfigError(f"cannot configure the S3 client: {exc}") from None
-        return client
 
 
 CHECKSUM_HEADER = "x-amz-checksum-sha256"
