@@ -20,6 +20,7 @@ import psycopg
 from helpers import make_context, pgkeep_free_environ, s3_env
 from pgkeep.devcluster import SERVER_OS_USER, DevCluster
 from pgkeep.services.context import Context
+from pgkeep.wal.naming import parse_object
 
 PGKEEP = Path(sys.executable).parent / "pgkeep"
 WAIT_S = 60.0
@@ -89,12 +90,13 @@ def write_env(path: Path, values: dict[str, str]) -> Path:
     return path
 
 
-def archive_conf(config: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Server settings for WAL archiving through ``pgkeep wal-push``."""
+def archive_conf(config: Path, extra: dict[str, str] | None = None, spool: Path | None = None) -> dict[str, str]:
+    """Server settings for WAL archiving through ``pgkeep wal-push`` (asynchronous with a ``spool``)."""
+    push = f"{PGKEEP} wal-push --config {config}" + (f" --spool {spool}" if spool else "")
     return {
         "wal_level": "replica",
         "archive_mode": "on",
-        "archive_command": f"{PGKEEP} wal-push --config {config} %p",
+        "archive_command": f"{push} %p",
         "full_page_writes": "on",
         "max_wal_senders": "5",
         **(extra or {}),
@@ -126,6 +128,31 @@ def switch_and_wait_archived(cluster: DevCluster) -> str:
 
         wait_for(archived, f"segment {segment} to be archived")
     return segment
+
+
+def archiver_stats(arch: Archiving) -> tuple[int, str | None]:
+    """(failed_count, last_archived_wal) of the server's archiver."""
+    row = arch.cluster.query("SELECT failed_count, last_archived_wal FROM pg_stat_archiver")[0]
+    return int(row[0]), row[1]
+
+
+def add_rows(arch: Archiving, n: int) -> None:
+    arch.cluster.execute(
+        "CREATE TABLE IF NOT EXISTS events (id bigserial PRIMARY KEY, payload text NOT NULL)", dbname=APP_DB
+    )
+    arch.cluster.execute(
+        "INSERT INTO events (payload) SELECT md5(g::text) FROM generate_series(1, %s) g", [n], dbname=APP_DB
+    )
+
+
+def segment_objects(storage: Path) -> dict[str, Path]:
+    """The archived segments in a local archive: WAL file name -> object."""
+    found = {}
+    for path in storage.iterdir():
+        obj = parse_object(path.name)
+        if obj is not None and obj.is_segment:
+            found[obj.file] = path
+    return found
 
 
 def server_now(cluster: DevCluster) -> Any:
@@ -197,10 +224,16 @@ class Archiving:
 
 
 def start_archiving(
-    bin_dir: Path, tmp: Path, extra_conf: dict[str, str] | None = None, storage: dict[str, Any] | None = None
+    bin_dir: Path,
+    tmp: Path,
+    extra_conf: dict[str, str] | None = None,
+    storage: dict[str, Any] | None = None,
+    *,
+    spool: bool = False,
 ) -> Archiving:
     """A cluster archiving into a local directory, or into the storage that ``storage``
-    settings describe (``make_settings`` overrides, ``storage_url`` included)."""
+    settings describe (``make_settings`` overrides, ``storage_url`` included);
+    asynchronously through ``<root>/spool`` if ``spool``."""
     root = server_user_dir("pgkeep-pitr-")
     local = root / "archive"
     local.mkdir(mode=0o700)
@@ -208,7 +241,8 @@ def start_archiving(
     overrides = storage or {"storage_url": f"file://{local}"}
     storage_env = s3_env(overrides) if storage else {}
     config = write_env(root / "pgkeep.env", s3_env(overrides))
-    cluster = DevCluster.start(bin_dir, extra_conf=archive_conf(config, extra_conf))
+    conf = archive_conf(config, extra_conf, root / "spool" if spool else None)
+    cluster = DevCluster.start(bin_dir, extra_conf=conf)
     try:
         cluster.create_database(APP_DB)
         ctx = make_context(tmp, cluster.url(APP_DB), pg_bin_dir=bin_dir, **overrides)

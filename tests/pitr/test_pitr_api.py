@@ -20,7 +20,15 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from pitr_helpers import APP_DB, PG15_BIN_DIR, Archiving, give_to_server_user, server_now, switch_and_wait_archived
+from pitr_helpers import (
+    APP_DB,
+    PG15_BIN_DIR,
+    Archiving,
+    add_rows,
+    give_to_server_user,
+    server_now,
+    switch_and_wait_archived,
+)
 from pitr_helpers import wait_for as wait_until
 
 from helpers import get_row
@@ -66,15 +74,6 @@ class History:
     fp_time: Fingerprint
     at_lsn: str
     fp_lsn: Fingerprint
-
-
-def add_rows(arch: Archiving, n: int) -> None:
-    arch.cluster.execute(
-        "CREATE TABLE IF NOT EXISTS events (id bigserial PRIMARY KEY, payload text NOT NULL)", dbname=APP_DB
-    )
-    arch.cluster.execute(
-        "INSERT INTO events (payload) SELECT md5(g::text) FROM generate_series(1, %s) g", [n], dbname=APP_DB
-    )
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,11 @@ from pitr_helpers import (
     APP_DB,
     PG15_BIN_DIR,
     Archiving,
+    add_rows,
+    archiver_stats,
     give_to_server_user,
     run_pgkeep,
+    segment_objects,
     switch_and_wait_archived,
     wait_for,
 )
@@ -31,21 +34,6 @@ from pgkeep.pgtools import postmaster
 from pgkeep.services import archive as archive_service
 from pgkeep.services.physical import create_physical_backup
 from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
-from pgkeep.wal.naming import parse_object
-
-
-def archiver_stats(arch: Archiving) -> tuple[int, str | None]:
-    row = arch.cluster.query("SELECT failed_count, last_archived_wal FROM pg_stat_archiver")[0]
-    return int(row[0]), row[1]
-
-
-def add_rows(arch: Archiving, n: int) -> None:
-    arch.cluster.execute(
-        "CREATE TABLE IF NOT EXISTS events (id bigserial PRIMARY KEY, payload text NOT NULL)", dbname=APP_DB
-    )
-    arch.cluster.execute(
-        "INSERT INTO events (payload) SELECT md5(g::text) FROM generate_series(1, %s) g", [n], dbname=APP_DB
-    )
 
 
 def copy_archive(arch: Archiving, name: str) -> Path:
@@ -54,15 +42,6 @@ def copy_archive(arch: Archiving, name: str) -> Path:
     for path in [copy, *copy.iterdir()]:
         give_to_server_user(path)
     return copy
-
-
-def segment_objects(storage: Path) -> dict[str, Path]:
-    found = {}
-    for path in storage.iterdir():
-        obj = parse_object(path.name)
-        if obj is not None and obj.is_segment:
-            found[obj.file] = path
-    return found
 
 
 @pytest.fixture(scope="module")

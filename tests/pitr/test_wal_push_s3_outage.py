@@ -23,6 +23,7 @@ from pitr_helpers import (
     APP_DB,
     PG15_BIN_DIR,
     Archiving,
+    archiver_stats,
     give_to_server_user,
     run_pgkeep,
     server_user_dir,
@@ -68,11 +69,6 @@ def s3_archiving(server_runs_pgkeep: None, s3: DevS3, tmp_path_factory: pytest.T
         yield arch
     finally:
         stop_archiving(arch)
-
-
-def archiver_stats(arch: Archiving) -> tuple[int, str | None]:
-    row = arch.cluster.query("SELECT failed_count, last_archived_wal FROM pg_stat_archiver")[0]
-    return int(row[0]), row[1]
 
 
 def write_and_switch(arch: Archiving) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,15 @@ from typing import Annotated
 import typer
 
 from pgkeep.cli.main import app, err_console, out_console, print_json
+from pgkeep.cli.quickpush import DEFAULT_JOBS, PUSH_DEADLINE_S
 from pgkeep.config import Settings, load_settings
 from pgkeep.errors import EXIT_CODES_HELP, ConfigError, ExitCode, PgkeepError
 from pgkeep.pipeline.codecs import CodecOptions
 from pgkeep.pipeline.crypto import parse_recipients
-from pgkeep.storage import open_storage
+from pgkeep.storage import Storage, open_storage
+from pgkeep.wal import ahead
 from pgkeep.wal import archive as wal
+from pgkeep.wal.spool import Spool, settings_key
 
 # PostgreSQL aborts recovery when restore_command exits above 125 (it reads such a
 # status as "killed by a signal"); 1 means "not in the archive, recovery may end here".
@@ -40,7 +44,6 @@ FETCH_ABORT = 128
 PUSH_MAX_ATTEMPTS = 3
 PUSH_CONNECT_TIMEOUT_S = 5.0
 PUSH_READ_TIMEOUT_S = 15.0
-PUSH_DEADLINE_S = 60.0
 
 PUSH_HELP = (
     "Exit codes: 0 the file is archived (now, or earlier with the same content); "
@@ -53,6 +56,18 @@ FETCH_HELP = (
     "(damaged, undecryptable, storage unreachable, bad configuration): PostgreSQL aborts recovery "
     "rather than end it short of its target; 2 bad arguments."
 )
+SpoolOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--spool",
+        help="Archive asynchronously: a background pusher stores ready files ahead of the archiver "
+        "and leaves their status in this directory (private to the server's OS user).",
+        file_okay=False,
+    ),
+]
+JobsOpt = Annotated[
+    int, typer.Option("--jobs", min=1, max=64, help="With --spool: how many files the pusher stores at a time.")
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -137,6 +152,8 @@ def wal_push(
             f"{PUSH_READ_TIMEOUT_S:g} s per read (lower PGKEEP_S3_* values win).",
         ),
     ] = PUSH_DEADLINE_S,
+    spool: SpoolOpt = None,
+    jobs: JobsOpt = DEFAULT_JOBS,
 ) -> None:
     """Archive one WAL file: use as archive_command = 'pgkeep wal-push --config FILE %p'.
 
@@ -144,16 +161,68 @@ def wal_push(
     stores it under PGKEEP_STORAGE_URL as wal-<file>.<sha256>...; succeeds
     only once it is stored. Quiet on success. Fails within --timeout seconds
     when the storage is down, so the server's archiver is never held up long.
+
+    With --spool DIR (asynchronous archiving), a background pusher stores the
+    files the server has marked ready, --jobs at a time, ahead of the
+    archiver; this command then only checks that its file was stored.
     """
+    if spool is not None:
+        # The quick path (cli.quickpush) did not confirm this file: push it here, and
+        # drop its status so the pusher tries it again should the server retry.
+        Spool(spool).forget(path.name)
     with deadline(timeout, f"wal-push {path.name}"):
-        s = push_settings(load_config(config))
-        wal.push(
-            open_storage(s.storage_url, s),
-            path,
-            compression=s.default_compression,
-            codec_options=CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level),
-            recipients=parse_recipients(s.age_recipients),
-        )
+        _push_one(push_settings(load_config(config)), path)
+
+
+def _push_one(s: Settings, path: Path, storage: Storage | None = None) -> wal.PushResult:
+    return wal.push(
+        storage or open_storage(s.storage_url, s),
+        path,
+        compression=s.default_compression,
+        codec_options=CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level),
+        recipients=parse_recipients(s.age_recipients),
+    )
+
+
+PUSHER_LOG_ROTATE_BYTES = 1 << 20
+
+
+@app.command("wal-push-ahead", hidden=True)
+def wal_push_ahead(
+    pg_wal: Annotated[Path, typer.Argument(help="The server's pg_wal directory.")],
+    spool: Annotated[Path, typer.Option("--spool", help="The spool directory.")],
+    config: ConfigOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Give up on a push after this long.")] = (
+        PUSH_DEADLINE_S
+    ),
+    jobs: JobsOpt = DEFAULT_JOBS,
+) -> None:
+    """The asynchronous pusher that wal-push --spool starts: not for interactive use."""
+    queue = Spool(spool)
+    lock = queue.take_lock(wait=1.0)
+    if lock is None:
+        return  # another pusher is at work
+    log_path = spool / "pusher.log"
+    if log_path.exists() and log_path.stat().st_size > PUSHER_LOG_ROTATE_BYTES:
+        os.replace(log_path, log_path.with_name(log_path.name + ".1"))  # stderr keeps the old file open
+
+    def log(line: str) -> None:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pusher {os.getpid()}: {line}\n")
+        sys.stderr.flush()
+
+    s = push_settings(load_config(config))
+    storage = open_storage(s.storage_url, s)
+    result = ahead.run(
+        pg_wal,
+        queue,
+        lambda path: _push_one(s, path, storage).digest,
+        key=settings_key(config, os.environ),
+        jobs=jobs,
+        push_deadline=timeout if timeout > 0 else float("inf"),
+        log=log,
+    )
+    if result.timed_out is not None:
+        os._exit(int(ExitCode.FAILED))  # a push thread still hangs: do not wait for it
 
 
 @app.command("wal-fetch", epilog=FETCH_HELP)

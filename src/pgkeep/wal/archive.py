@@ -57,6 +57,7 @@ class WalConflictError(PgkeepError):
 class PushResult:
     file: str
     object: str
+    digest: str  # SHA-256 of the WAL file
     size: int  # bytes of the WAL file
     stored: int  # bytes stored (0 when it was archived already)
     already_archived: bool
@@ -116,7 +117,7 @@ def push(
         for other in copies(storage, file):
             if other.digest != digest:
                 raise _conflict(file, digest, other, storage)
-            return PushResult(file, other.name, size, 0, True)
+            return PushResult(file, other.name, digest, size, 0, True)
         return None
 
     done = archived()
@@ -153,7 +154,7 @@ def push(
             sink.abort()
         writer.abort()
         raise
-    return PushResult(file, name, size, sink.stored_bytes, False)
+    return PushResult(file, name, digest, size, sink.stored_bytes, False)
 
 
 def _decoded(storage: Storage, obj: WalObject, identity_file: Path | None) -> Iterator[bytes]:

@@ -22,16 +22,14 @@ from dataclasses import dataclass
 from pgkeep.config import Compression
 from pgkeep.errors import InvalidRequestError
 from pgkeep.pipeline import codecs
+from pgkeep.wal.patterns import SEGMENT, SEGMENT_FILE, WAL_FILE
 
 OBJECT_PREFIX = "wal-"
 DEFAULT_SEGMENT_SIZE = 16 << 20
 _4GIB = 1 << 32
 
-_SEGMENT = r"[0-9A-F]{24}"
-WAL_FILE = re.compile(rf"^(?:{_SEGMENT}(?:\.partial|\.[0-9A-F]{{8}}\.backup)?|[0-9A-F]{{8}}\.history)$")
-SEGMENT_FILE = re.compile(rf"^{_SEGMENT}$")
 _OBJECT = re.compile(
-    rf"^{OBJECT_PREFIX}(?P<file>{_SEGMENT}(?:\.partial|\.[0-9A-F]{{8}}\.backup)?|[0-9A-F]{{8}}\.history)"
+    rf"^{OBJECT_PREFIX}(?P<file>{SEGMENT}(?:\.partial|\.[0-9A-F]{{8}}\.backup)?|[0-9A-F]{{8}}\.history)"
     r"\.(?P<digest>[0-9a-f]{64})(?P<comp>\.zst|\.gz)?(?P<age>\.age)?$"
 )
 _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")

@@ -1,0 +1,153 @@
+"""The asynchronous wal-push's spool directory: what the pusher tells archive_command.
+
+With ``wal-push --spool DIR``, a background pusher (``wal.ahead``) stores the
+files PostgreSQL has marked ready, several at a time and ahead of the
+archiver, and leaves one status file per WAL file here; archive_command then
+only has to find its file's status. That check is the whole cost of an
+archived segment, so this module (and ``cli.quickpush``, which reads it)
+imports nothing beyond the standard library: no settings, no storage.
+
+Layout (the directory is private to the server's OS user, mode 0700):
+
+- ``<file>.ok``: the file is committed in storage. Content: its SHA-256 and
+  the settings key (below), one line. archive_command trusts it only when
+  both match the file and settings it has, and deletes it once used.
+- ``<file>.error``: the pusher could not store it. Content: the error.
+  archive_command then pushes the file itself, and reports that push's error.
+- ``pusher.lock``: held (flock) by the running pusher; ``pusher.log``: its stderr.
+
+A status file is a cache of a fact in storage, never the fact itself: losing
+one costs a synchronous push (which finds the object and succeeds); a stale
+one is rejected by its digest or key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+OK = ".ok"
+ERROR = ".error"
+LOCK = "pusher.lock"
+LOG = "pusher.log"
+_READ_CHUNK = 1 << 20
+
+
+def settings_key(config: Path | None, environ: Mapping[str, str]) -> str:
+    """A fingerprint of the settings a push runs with: the config file's path and
+    content, and every ``PGKEEP_*`` environment variable.
+
+    A status written under other settings (another storage URL, say) is not
+    trusted: the file is pushed again under the current ones.
+    """
+    digest = hashlib.sha256()
+    if config is not None:
+        digest.update(os.fsencode(os.path.abspath(config)) + b"\0")
+        try:
+            digest.update(config.read_bytes())
+        except OSError as exc:
+            digest.update(f"unreadable: {exc.errno}".encode())
+    for name in sorted(environ):
+        if name.upper().startswith("PGKEEP_"):
+            digest.update(f"\0{name}={environ[name]}".encode())
+    return digest.hexdigest()[:32]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the pusher recorded for one WAL file."""
+
+    ok: bool
+    digest: str = ""  # .ok: SHA-256 of the file stored
+    key: str = ""  # .ok: settings key of the push
+    error: str = ""  # .error: the message
+
+    def confirms(self, digest: str, key: str) -> bool:
+        return self.ok and self.digest == digest and self.key == key
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def prepare(self) -> None:
+        """Create the directory (0700) if missing. Raises OSError if that is impossible."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _path(self, file: str, suffix: str) -> Path:
+        return self.root / (file + suffix)
+
+    def status(self, file: str) -> Status | None:
+        try:
+            words = self._path(file, OK).read_text(encoding="utf-8").split()
+        except FileNotFoundError:
+            pass
+        else:
+            return Status(True, *words[:2]) if len(words) >= 2 else None
+        try:
+            return Status(False, error=self._path(file, ERROR).read_text(encoding="utf-8").strip())
+        except FileNotFoundError:
+            return None
+
+    def _write(self, file: str, suffix: str, text: str) -> None:
+        final = self._path(file, suffix)
+        temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, final)  # whole or absent: a reader never sees half a status
+
+    def record_ok(self, file: str, digest: str, key: str) -> None:
+        self._write(file, OK, f"{digest} {key}\n")
+
+    def record_error(self, file: str, message: str) -> None:
+        self._write(file, ERROR, message.replace("\n", " ") + "\n")
+
+    def forget(self, file: str) -> None:
+        for suffix in (OK, ERROR):
+            with contextlib.suppress(FileNotFoundError):
+                self._path(file, suffix).unlink()
+
+    def recorded(self) -> set[str]:
+        """Every WAL file with a status."""
+        names = set()
+        for entry in os.scandir(self.root):
+            for suffix in (OK, ERROR):
+                if entry.name.endswith(suffix) and not entry.name.startswith("."):
+                    names.add(entry.name[: -len(suffix)])
+        return names
+
+    def take_lock(self, wait: float = 0.0) -> int | None:
+        """The pusher's lock: an open descriptor holding it, or None if another
+        pusher still holds it after ``wait`` seconds (a probe by
+        :meth:`pusher_running` holds it for an instant: a new pusher waits that out)."""
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return None
+                time.sleep(0.01)
+
+    def pusher_running(self) -> bool:
+        fd = self.take_lock()
+        if fd is None:
+            return True
+        os.close(fd)  # closing releases it
+        return False

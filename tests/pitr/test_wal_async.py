@@ -1,0 +1,108 @@
+"""Asynchronous archiving: ``archive_command = 'pgkeep wal-push --spool DIR %p'`` on a real server.
+
+The pusher stores the ready segments ahead of the archiver; archive_command
+confirms each from its status. The archive it builds must be the same
+archive: no hole, and a point-in-time restore from it gives the data back.
+An outage must still fail archive_command, and lose nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from pitr_helpers import (
+    APP_DB,
+    PG15_BIN_DIR,
+    Archiving,
+    add_rows,
+    archiver_stats,
+    segment_objects,
+    start_archiving,
+    stop_archiving,
+    switch_and_wait_archived,
+    wait_for,
+)
+
+from pgkeep.fingerprint import diff_fingerprints, fingerprint
+from pgkeep.pgtools import postmaster
+from pgkeep.services import archive as archive_service
+from pgkeep.services.physical import create_physical_backup
+from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
+from pgkeep.wal.spool import LOG, Spool
+
+
+@pytest.fixture(scope="module")
+def async_archiving(server_runs_pgkeep: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archiving]:
+    arch = start_archiving(PG15_BIN_DIR, tmp_path_factory.mktemp("pg15async"), spool=True)
+    try:
+        yield arch
+    finally:
+        stop_archiving(arch)
+
+
+def spool_of(arch: Archiving) -> Spool:
+    return Spool(arch.root / "spool")
+
+
+def pusher_log(arch: Archiving) -> str:
+    return (arch.root / "spool" / LOG).read_text(encoding="utf-8")
+
+
+def test_the_pusher_archives_ahead_and_the_archive_restores(async_archiving: Archiving) -> None:
+    arch = async_archiving
+    add_rows(arch, 1000)
+    backup = create_physical_backup(arch.ctx)
+    segments = []
+    for _ in range(6):  # several segments ready at once: the pusher has work ahead of the archiver
+        add_rows(arch, 2000)
+        segments.append(arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
+    last = switch_and_wait_archived(arch.cluster)
+    expected = fingerprint(arch.cluster.admin_conninfo(APP_DB))
+
+    assert archiver_stats(arch)[0] == 0
+    archived = segment_objects(arch.storage)
+    assert set(segments) | {last} <= set(archived)
+    log = pusher_log(arch)
+    assert all(f"{segment}: stored" in log for segment in segments), log  # the pusher stored them
+    spool = spool_of(arch)
+    wait_for(lambda: not spool.pusher_running(), "the pusher to stop once idle")
+    assert spool.recorded() == set()  # every status was used and cleared
+    status = archive_service.status(arch.ctx)
+    assert status.ok and status.holes == [] and status.newest == last
+
+    data_dir = arch.new_dir("async-restored")
+    try:
+        result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+        assert result.backup_id == backup.id
+        restored = fingerprint(
+            f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
+            f"password={arch.cluster.superuser_password}"
+        )
+        assert diff_fingerprints(expected, restored) == []
+    finally:
+        postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_an_outage_fails_archive_command_and_loses_nothing(async_archiving: Archiving) -> None:
+    arch = async_archiving
+    failures_before, _ = archiver_stats(arch)
+    os.chmod(arch.storage, 0o500)  # the server's OS user can no longer create files there
+    try:
+        add_rows(arch, 1000)
+        pending = arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+        wait_for(lambda: archiver_stats(arch)[0] > failures_before, "the archiver to report a failed wal-push")
+        assert (arch.cluster.data_dir / "pg_wal" / "archive_status" / f"{pending}.ready").exists()
+        assert pending not in segment_objects(arch.storage)
+        assert f"{pending}: not stored" in pusher_log(arch)
+    finally:
+        os.chmod(arch.storage, 0o700)
+    add_rows(arch, 10)
+    last = switch_and_wait_archived(arch.cluster)  # a new segment wakes the archiver, which retries
+    archived = segment_objects(arch.storage)
+    assert pending in archived and last in archived
+    status = archive_service.status(arch.ctx)
+    assert status.ok and status.holes == []
