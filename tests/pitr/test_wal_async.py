@@ -19,6 +19,8 @@ from pitr_helpers import (
     Archiving,
     add_rows,
     archiver_stats,
+    give_to_server_user,
+    run_pgkeep,
     segment_objects,
     start_archiving,
     stop_archiving,
@@ -26,12 +28,15 @@ from pitr_helpers import (
     wait_for,
 )
 
+from helpers import s3_overrides
+from pgkeep.devs3 import DevS3
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
 from pgkeep.services import archive as archive_service
 from pgkeep.services.physical import create_physical_backup
 from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
 from pgkeep.wal.spool import LOG, Spool
+from pgkeep.wal.status import list_archive
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +111,32 @@ def test_an_outage_fails_archive_command_and_loses_nothing(async_archiving: Arch
     assert pending in archived and last in archived
     status = archive_service.status(arch.ctx)
     assert status.ok and status.holes == []
+
+
+def test_the_pusher_stores_into_s3(
+    server_runs_pgkeep: None, devs3: DevS3, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Several pushes at once through one S3 client (threads), confirmed by archive_command."""
+    arch = start_archiving(
+        PG15_BIN_DIR, tmp_path_factory.mktemp("pg15asyncs3"), storage=s3_overrides(devs3), spool=True
+    )
+    try:
+        segments = []
+        for _ in range(4):
+            add_rows(arch, 2000)
+            segments.append(arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
+        last = switch_and_wait_archived(arch.cluster)
+        assert archiver_stats(arch)[0] == 0
+        log = pusher_log(arch)
+        assert all(f"{segment}: stored" in log for segment in segments), log
+        archived = {item.obj.file for item in list_archive(arch.ctx.storage) if item.obj.is_segment}
+        assert set(segments) | {last} <= archived
+        work = arch.root / "fetched"
+        work.mkdir()
+        give_to_server_user(work)
+        for segment in segments:  # each stored object decodes to the bytes its name's SHA-256 promises
+            fetch = ["wal-fetch", "--config", str(arch.config), segment, str(work / segment)]
+            fetched = run_pgkeep(*fetch, user="postgres")
+            assert fetched.returncode == 0, fetched.stderr
+    finally:
+        stop_archiving(arch)

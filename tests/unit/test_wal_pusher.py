@@ -251,3 +251,17 @@ def _no_real_pusher(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(quickpush, "start_pusher", refuse)
     yield
+
+
+def test_a_spool_serving_another_cluster_is_not_waited_on(
+    pg_wal: Path, spool: Spool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    spool.serve(Path("/srv/other-cluster/pg_wal"))
+    lock = spool.take_lock()  # that cluster's pusher at work
+    assert lock is not None
+    try:
+        code = quick_push(["--spool", str(spool.root), "--timeout", "30", str(pg_wal / SEGMENTS[0])], {})
+    finally:
+        os.close(lock)
+    assert code is None  # straight to the ordinary push, not a 30 s wait
+    assert "serves another cluster's WAL (/srv/other-cluster/pg_wal)" in capfd.readouterr().err

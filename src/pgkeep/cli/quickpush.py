@@ -16,6 +16,7 @@ file itself and reports its own errors.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 PUSH_DEADLINE_S = 60.0  # wal-push's default --timeout
 DEFAULT_JOBS = 2
+LOG_ROTATE_BYTES = 1 << 20
 _VALUED = ("--config", "--timeout", "--spool", "--jobs")
 
 
@@ -109,6 +111,14 @@ def _wait(spool: Spool, parsed: QuickArgs, poll: float) -> Status | None:
     """The file's status once the pusher records it; None if no pusher is left to
     record it. Raises _GaveUp after the timeout."""
     child = None if spool.pusher_running() else start_pusher(spool, parsed)
+    pg_wal = parsed.path.resolve().parent
+    serving = spool.serving()
+    if child is None and serving is not None and serving != pg_wal:
+        sys.stderr.write(
+            f"warning: wal-push {parsed.path.name}: the spool {spool.root} serves another cluster's WAL "
+            f"({serving}); pushing synchronously. Give each cluster its own --spool.\n"
+        )
+        return None
     deadline = time.monotonic() + parsed.timeout if parsed.timeout > 0 else float("inf")
     checks = 0
     while True:
@@ -137,7 +147,11 @@ def start_pusher(spool: Spool, parsed: QuickArgs) -> subprocess.Popen[bytes]:
     if parsed.config is not None:
         argv += ["--config", str(parsed.config.resolve())]
     argv.append(str(parsed.path.resolve().parent))
-    with open(spool.root / LOG, "ab") as log:
+    log_path = spool.root / LOG
+    with contextlib.suppress(FileNotFoundError):
+        if log_path.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path.with_name(LOG + ".1"))  # one old generation is kept
+    with open(log_path, "ab") as log:
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=dict(os.environ)
         )

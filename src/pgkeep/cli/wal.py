@@ -184,9 +184,6 @@ def _push_one(s: Settings, path: Path, storage: Storage | None = None) -> wal.Pu
     )
 
 
-PUSHER_LOG_ROTATE_BYTES = 1 << 20
-
-
 @app.command("wal-push-ahead", hidden=True)
 def wal_push_ahead(
     pg_wal: Annotated[Path, typer.Argument(help="The server's pg_wal directory.")],
@@ -202,9 +199,7 @@ def wal_push_ahead(
     lock = queue.take_lock(wait=1.0)
     if lock is None:
         return  # another pusher is at work
-    log_path = spool / "pusher.log"
-    if log_path.exists() and log_path.stat().st_size > PUSHER_LOG_ROTATE_BYTES:
-        os.replace(log_path, log_path.with_name(log_path.name + ".1"))  # stderr keeps the old file open
+    queue.serve(pg_wal.resolve())
 
     def log(line: str) -> None:
         sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pusher {os.getpid()}: {line}\n")

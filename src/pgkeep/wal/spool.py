@@ -14,7 +14,9 @@ Layout (the directory is private to the server's OS user, mode 0700):
   both match the file and settings it has, and deletes it once used.
 - ``<file>.error``: the pusher could not store it. Content: the error.
   archive_command then pushes the file itself, and reports that push's error.
-- ``pusher.lock``: held (flock) by the running pusher; ``pusher.log``: its stderr.
+- ``pusher.lock``: held (flock) by the running pusher; ``pusher.log``: its
+  stderr; ``pusher.pg_wal``: the pg_wal directory the last pusher worked on
+  (one spool serves one cluster).
 
 A status file is a cache of a fact in storage, never the fact itself: losing
 one costs a synchronous push (which finds the object and succeeds); a stale
@@ -36,6 +38,7 @@ OK = ".ok"
 ERROR = ".error"
 LOCK = "pusher.lock"
 LOG = "pusher.log"
+SERVES = "pusher.pg_wal"
 _READ_CHUNK = 1 << 20
 
 
@@ -104,7 +107,10 @@ class Spool:
             return None
 
     def _write(self, file: str, suffix: str, text: str) -> None:
-        final = self._path(file, suffix)
+        self._write_file(file + suffix, text)
+
+    def _write_file(self, name: str, text: str) -> None:
+        final = self.root / name
         temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         temp.write_text(text, encoding="utf-8")
         os.replace(temp, final)  # whole or absent: a reader never sees half a status
@@ -128,6 +134,16 @@ class Spool:
                 if entry.name.endswith(suffix) and not entry.name.startswith("."):
                     names.add(entry.name[: -len(suffix)])
         return names
+
+    def serve(self, pg_wal: Path) -> None:
+        """Record which cluster's pg_wal the pusher holding the lock works on."""
+        self._write_file(SERVES, f"{pg_wal}\n")
+
+    def serving(self) -> Path | None:
+        try:
+            return Path(self.root.joinpath(SERVES).read_text(encoding="utf-8").strip())
+        except FileNotFoundError:
+            return None
 
     def take_lock(self, wait: float = 0.0) -> int | None:
         """The pusher's lock: an open descriptor holding it, or None if another
