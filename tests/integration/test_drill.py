@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,6 +17,7 @@ from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
 from pgkeep.storage import local_path_from_url
+from pgkeep.storage.local import LocalStorage
 
 
 @pytest.fixture
@@ -51,8 +53,9 @@ def test_every_level_passes_on_a_good_backup_and_is_recorded(ctx: Context, sourc
     assert _scratch_databases(source_db) == []
 
 
-def _rewrite_plain_backup(ctx: Context, backup_id: str, edit) -> None:  # type: ignore[no-untyped-def]
-    """Alter a stored plain backup's SQL and re-checksum it in the catalog, so only a real restore can tell."""
+def _rewrite_backup(ctx: Context, backup_id: str, edit, *, rechecksum: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Alter a stored backup's content (zstd-compressed; a plain backup's SQL) and, unless
+    told not to, re-checksum it in the catalog, so only a real restore can tell."""
     import hashlib
 
     from pgkeep.catalog import repository as repo
@@ -64,9 +67,10 @@ def _rewrite_plain_backup(ctx: Context, backup_id: str, edit) -> None:  # type: 
         comp = compressor(Compression.ZSTD, CodecOptions())
         data = comp.compress(edit(sql_text)) + comp.flush()
         path.write_bytes(data)
-        row.checksum = hashlib.sha256(data).hexdigest()
-        row.size = len(data)
-        session.commit()
+        if rechecksum:
+            row.checksum = hashlib.sha256(data).hexdigest()
+            row.size = len(data)
+            session.commit()
 
 
 def test_drill_catches_an_altered_but_rechecksummed_backup(ctx: Context, source_db: DbHandle) -> None:
@@ -79,7 +83,7 @@ def test_drill_catches_an_altered_but_rechecksummed_backup(ctx: Context, source_
         _first_row, _, remaining = data.partition(b"\n")
         return head + copy + header + newline + remaining
 
-    _rewrite_plain_backup(ctx, result.id, drop_a_summary_row)
+    _rewrite_backup(ctx, result.id, drop_a_summary_row)
     assert manage.verify_backup(ctx, result.id, "archive").valid  # checksum and format look fine
     verdict = manage.verify_backup(ctx, result.id, "restore")
     assert not verdict.valid
@@ -90,11 +94,52 @@ def test_drill_catches_an_altered_but_rechecksummed_backup(ctx: Context, source_
 
 def test_drill_that_fails_to_restore_still_drops_the_scratch_database(ctx: Context, source_db: DbHandle) -> None:
     result = create_backup(ctx, fmt=DumpFormat.PLAIN)
-    _rewrite_plain_backup(
-        ctx, result.id, lambda s: s.replace(b"CREATE TABLE public.users", b"CREATE TABLE public.users!", 1)
-    )
+    _rewrite_backup(ctx, result.id, lambda s: s.replace(b"CREATE TABLE public.users", b"CREATE TABLE public.users!", 1))
     verdict = manage.verify_backup(ctx, result.id, "restore")
     assert not verdict.valid and "restore drill failed" in verdict.message
+    assert _scratch_databases(source_db) == []
+
+
+def test_drill_reads_the_backup_once(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drill's load checks the checksum before it commits: no separate scan first (from
+    S3 that was a second download of the whole backup)."""
+    result = create_backup(ctx)
+    stored = Path(result.storage_url or "").name
+    opened: list[str] = []
+    real_open = LocalStorage.open_reader
+
+    def counting_open(self: LocalStorage, name: str) -> Any:
+        opened.append(name)
+        return real_open(self, name)
+
+    monkeypatch.setattr(LocalStorage, "open_reader", counting_open)
+    progress: list[int] = []
+    verdict = manage.verify_backup(ctx, result.id, "restore", on_read=progress.append)
+    assert verdict.valid, verdict.message
+    assert opened.count(stored) == 1, opened
+    assert progress[-1] == result.size
+
+
+@pytest.mark.parametrize("fmt", [DumpFormat.CUSTOM, DumpFormat.PLAIN])
+def test_drill_names_damage_as_a_checksum_mismatch(ctx: Context, source_db: DbHandle, fmt: DumpFormat) -> None:
+    result = create_backup(ctx, fmt=fmt)
+    path = local_path_from_url(result.storage_url or "")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+    verdict = manage.verify_backup(ctx, result.id, "restore")
+    assert not verdict.valid and "checksum mismatch" in verdict.message, verdict.message
+    assert _scratch_databases(source_db) == []
+
+
+def test_drill_names_damage_that_decodes_cleanly_but_breaks_the_load(ctx: Context, source_db: DbHandle) -> None:
+    """An altered archive, well compressed, the recorded checksum left alone: pg_restore
+    fails before the stream ends, and the drill says why (the bytes are not the ones
+    backed up), not only pg_restore's complaint."""
+    result = create_backup(ctx, fmt=DumpFormat.CUSTOM)
+    _rewrite_backup(ctx, result.id, lambda s: b"XXXXX" + s[5:], rechecksum=False)  # no "PGDMP" magic
+    verdict = manage.verify_backup(ctx, result.id, "restore")
+    assert not verdict.valid and "checksum mismatch" in verdict.message, verdict.message
     assert _scratch_databases(source_db) == []
 
 

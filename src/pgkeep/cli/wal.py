@@ -184,7 +184,13 @@ def _push_one(s: Settings, path: Path, storage: Storage | None = None) -> wal.Pu
     )
 
 
-@app.command("wal-push-ahead", hidden=True)
+PUSH_AHEAD_HELP = (
+    "Exit codes: 0 nothing left to push (or another pusher is at work); 1 a push hung past --timeout "
+    "and was abandoned; 6 configuration error. Failed pushes are recorded in the spool, not in the exit code."
+)
+
+
+@app.command("wal-push-ahead", hidden=True, epilog=PUSH_AHEAD_HELP)
 def wal_push_ahead(
     pg_wal: Annotated[Path, typer.Argument(help="The server's pg_wal directory.")],
     spool: Annotated[Path, typer.Option("--spool", help="The spool directory.")],

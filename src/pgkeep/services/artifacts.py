@@ -220,6 +220,13 @@ def check_digest(artifact: Artifact, reader: HashingReader) -> None:
         )
 
 
+def checked_while_loading(artifact: Artifact) -> bool:
+    """Whether a whole-database restore of ``artifact`` checks every stored byte against
+    its checksum before it commits (a known checksum, and a format that is loaded as it
+    streams), so that it needs no verification pass of its own first."""
+    return artifact.checksum is not None and artifact.fmt in (DumpFormat.CUSTOM, DumpFormat.PLAIN)
+
+
 def explain_damage(artifact: Artifact, reader: HashingReader, exc: VerificationError) -> None:
     """A stream that failed to decode: raise the checksum mismatch if there is one (it says
     more than the decoder's complaint), else tag ``exc`` with the backup it came from."""

@@ -57,6 +57,7 @@ from pgkeep.services.artifacts import (
     artifact_for_file,
     artifact_for_row,
     check_digest,
+    checked_while_loading,
     explain_damage,
     extract_tar,
     pg_restore_for,
@@ -260,14 +261,9 @@ def restore(
 
 def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:
     """Whether the restore checks the stored bytes before anything is committed, so no
-    separate verification pass is needed first: a known checksum, a stream-restorable
-    format, and a whole-database restore (selective restores read the archive their way)."""
-    return (
-        not options.dry_run
-        and artifact.checksum is not None
-        and artifact.fmt in (DumpFormat.CUSTOM, DumpFormat.PLAIN)
-        and not (options.tables or options.schemas)
-    )
+    separate verification pass is needed first: see :func:`checked_while_loading`, for
+    a whole-database restore (selective restores read the archive their way)."""
+    return not options.dry_run and checked_while_loading(artifact) and not (options.tables or options.schemas)
 
 
 def _inspect_target(target: Target) -> tuple[bool, bool, int]:

@@ -6,7 +6,10 @@
 - ``restore`` (a drill): also restores into a scratch database, compares
   every table's row count with the counts recorded at backup time, runs
   amcheck on the restored B-tree indexes where the extension is available,
-  and drops the scratch database whatever happens.
+  and drops the scratch database whatever happens. For custom and plain
+  backups the drill is the only read: its load checks every stored byte
+  against the checksum before it commits, and when the load fails the
+  checksum is checked on its own, so that damage is named as damage.
 
 Every verification is recorded (``backup_verifications``, and the backup's
 ``last_verified_*`` columns).
@@ -32,7 +35,7 @@ from pgkeep.errors import InsufficientPrivilegeError, InvalidStateError, PgkeepE
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.conninfo import Target
-from pgkeep.services.artifacts import Artifact, artifact_for_row, scan
+from pgkeep.services.artifacts import Artifact, artifact_for_row, checked_while_loading, scan
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import write_verification
 from pgkeep.storage import locate
@@ -94,6 +97,10 @@ def verify_backup(
 
 def _run(ctx: Context, artifact: Artifact, level: VerifyLevel, expected: dict[str, int]) -> VerifyResult:
     try:
+        if level is VerifyLevel.RESTORE and checked_while_loading(artifact):
+            # One read: the drill's load checks every stored byte against the checksum
+            # before it commits, and a load that fails is checked for damage.
+            return restore_drill(ctx, artifact, expected)
         scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, check_archive=level is not VerifyLevel.CHECKSUM)
         if level is VerifyLevel.RESTORE:
             return restore_drill(ctx, artifact, expected)
@@ -189,12 +196,28 @@ def restore_drill(ctx: Context, artifact: Artifact, expected: dict[str, int]) ->
             "restore",
             details,
         )
-    except (VerificationError, PgkeepError) as exc:
+    except VerificationError as exc:
         return VerifyResult(False, f"restore drill failed: {exc.message}", "restore")
+    except PgkeepError as exc:
+        return VerifyResult(False, f"restore drill failed: {_damage(ctx, artifact) or exc.message}", "restore")
     finally:
         # Whatever happened (including Ctrl-C), the scratch database goes.
         with contextlib.suppress(Exception), pgserver.connect(maintenance, operation="restore drill") as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _damage(ctx: Context, artifact: Artifact) -> str | None:
+    """Why a load failed, if the stored bytes are not the ones checksummed (then that, not
+    the loader's complaint about what it read, is the cause). Reads the backup again."""
+    if artifact.checksum is None:
+        return None
+    try:
+        scan(dataclasses.replace(artifact, on_read=None), pg_bin_dir=ctx.settings.pg_bin_dir, check_archive=False)
+    except VerificationError as exc:
+        return exc.message
+    except PgkeepError:
+        return None
+    return None
 
 
 def _require_createdb(conn: psycopg.Connection, server: Target) -> None:
