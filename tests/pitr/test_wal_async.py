@@ -34,8 +34,8 @@ from pgkeep.fingerprint import diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
 from pgkeep.services import archive as archive_service
 from pgkeep.services.physical import create_physical_backup
-from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
-from pgkeep.wal.spool import LOG, Spool
+from pgkeep.services.pitr import PREFETCH_SPOOL, PitrOptions, RecoveryTarget, restore_physical
+from pgkeep.wal.spool import Spool
 from pgkeep.wal.status import list_archive
 
 
@@ -53,7 +53,7 @@ def spool_of(arch: Archiving) -> Spool:
 
 
 def pusher_log(arch: Archiving) -> str:
-    return (arch.root / "spool" / LOG).read_text(encoding="utf-8")
+    return spool_of(arch).log_path.read_text(encoding="utf-8")
 
 
 def test_the_pusher_archives_ahead_and_the_archive_restores(async_archiving: Archiving) -> None:
@@ -73,7 +73,7 @@ def test_the_pusher_archives_ahead_and_the_archive_restores(async_archiving: Arc
     log = pusher_log(arch)
     assert all(f"{segment}: stored" in log for segment in segments), log  # the pusher stored them
     spool = spool_of(arch)
-    wait_for(lambda: not spool.pusher_running(), "the pusher to stop once idle")
+    wait_for(lambda: not spool.worker_running(), "the pusher to stop once idle")
     assert spool.recorded() == set()  # every status was used and cleared
     status = archive_service.status(arch.ctx)
     assert status.ok and status.holes == [] and status.newest == last
@@ -82,6 +82,12 @@ def test_the_pusher_archives_ahead_and_the_archive_restores(async_archiving: Arc
     try:
         result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
         assert result.backup_id == backup.id
+        # restore_command prefetched: the fetcher's log is kept in the recovery log, its spool is gone.
+        assert result.log_file is not None
+        recovery_log = result.log_file.read_text(encoding="utf-8")
+        prefetched = [segment for segment in segments if f"{segment}: fetched" in recovery_log]
+        assert len(prefetched) >= len(segments) - 1, recovery_log[-3000:]
+        assert not (data_dir / PREFETCH_SPOOL).exists()
         restored = fingerprint(
             f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
             f"password={arch.cluster.superuser_password}"
@@ -140,3 +146,22 @@ def test_the_pusher_stores_into_s3(
             assert fetched.returncode == 0, fetched.stderr
     finally:
         stop_archiving(arch)
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_restore_command_prefetches_unless_told_not_to(async_archiving: Archiving, prefetch: bool) -> None:
+    arch = async_archiving
+    if not archive_service.physical_backups(arch.ctx):
+        create_physical_backup(arch.ctx)
+    data_dir = arch.new_dir(f"conf-{prefetch}")
+    try:
+        restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), prefetch=prefetch))
+        conf = (data_dir / "postgresql.auto.conf").read_text(encoding="utf-8")
+        (line,) = [line for line in conf.splitlines() if line.startswith("restore_command")]
+        assert ("--spool" in line) is prefetch, line
+        if prefetch:
+            assert f"--spool {data_dir / PREFETCH_SPOOL} %f %p" in line
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    wrong = run_pgkeep("restore", "some-id", "--no-prefetch", "--yes", env=arch.env())
+    assert wrong.returncode == 2 and "need --kind physical" in wrong.stderr

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pgkeep.cli import quickpush
-from pgkeep.cli.quickpush import QuickArgs, parse, quick_push
+from pgkeep.cli import quick as quickpush
+from pgkeep.cli.quick import QuickArgs, parse, quick_push
 from pgkeep.wal import ahead
 from pgkeep.wal.spool import Spool, settings_key
 

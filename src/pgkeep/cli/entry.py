@@ -1,8 +1,9 @@
-"""The ``pgkeep`` console script: archive_command's quick path first, then the full CLI.
+"""The ``pgkeep`` console script: the WAL commands' quick paths first, then the full CLI.
 
-``pgkeep wal-push --spool DIR %p`` for a file the pusher has stored is
-answered here, before typer, pydantic and the rest are imported (they cost
-archive_command more than the check itself): see :mod:`pgkeep.cli.quickpush`.
+``pgkeep wal-push --spool DIR %p`` for a file the pusher has stored, and
+``pgkeep wal-fetch --spool DIR %f %p`` for a segment the fetcher has
+prefetched, are answered here, before typer, pydantic and the rest are
+imported (they cost more than the work itself): see :mod:`pgkeep.cli.quick`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import sys
 
 
 def run() -> None:
-    if sys.argv[1:2] == ["wal-push"]:
-        from pgkeep.cli.quickpush import quick_push
+    if sys.argv[1:2] in (["wal-push"], ["wal-fetch"]):
+        from pgkeep.cli.quick import quick_fetch, quick_push
 
-        code = quick_push(sys.argv[2:], os.environ)
+        quick = quick_push if sys.argv[1] == "wal-push" else quick_fetch
+        code = quick(sys.argv[2:], os.environ)
         if code is not None:
             sys.stderr.flush()
             os._exit(code)

@@ -142,7 +142,7 @@ _COMMAND_MODULES = {
     "demo": "demo",
     "serve": "serve",
     "worker": "worker",
-    **dict.fromkeys(("wal-push", "wal-push-ahead", "wal-fetch", "archive"), "wal"),
+    **dict.fromkeys(("wal-push", "wal-push-ahead", "wal-fetch", "wal-fetch-ahead", "archive"), "wal"),
 }
 _ALL_MODULES = ("backups", "restore", "admin", "catalog", "db", "demo", "serve", "worker")
 

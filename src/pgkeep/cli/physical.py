@@ -69,6 +69,14 @@ KeepArchivingOpt = Annotated[
         help="Physical: keep the source's archive_mode (default: off, so the restore never writes into its archive).",
     ),
 ]
+NoPrefetchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-prefetch",
+        help="Physical: restore_command fetches each segment when asked, instead of a background fetcher "
+        "working ahead of recovery.",
+    ),
+]
 WalConfigOpt = Annotated[
     Path | None,
     typer.Option(

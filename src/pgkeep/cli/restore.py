@@ -74,6 +74,7 @@ def restore_cmd(
     os_user: phys.OsUserOpt = None,
     keep_archiving: phys.KeepArchivingOpt = False,
     wal_config: phys.WalConfigOpt = None,
+    no_prefetch: phys.NoPrefetchOpt = False,
 ) -> None:
     """Verify a backup, then replace the target database's contents with it.
 
@@ -99,12 +100,13 @@ def restore_cmd(
             os_user=os_user,
             keep_archiving=keep_archiving,
             config_file=wal_config,
+            prefetch=not no_prefetch,
         )
         bar = ReadProgress(enabled=bar_wanted(quiet=quiet, as_json=as_json), total=None)
         phys.restore_physical_cmd(state(ctx).context(), options, bar, as_json=as_json)
         return
     physical_only = (data_dir, base_backup, port, to_time, to_lsn, to_xid, to_name, os_user, wal_config)
-    if any(v is not None for v in physical_only) or start or latest or keep_archiving:
+    if any(v is not None for v in physical_only) or start or latest or keep_archiving or no_prefetch:
         raise typer.BadParameter("--data-dir, --to-*, --latest, --backup, --start, --port need --kind physical")
     if (backup_id is None) == (file is None):
         raise typer.BadParameter("give either a backup ID or --file PATH (not both)")

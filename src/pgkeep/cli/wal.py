@@ -7,11 +7,12 @@ their settings come from the environment or from ``--config FILE`` (a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -19,15 +20,15 @@ from typing import Annotated
 import typer
 
 from pgkeep.cli.main import app, err_console, out_console, print_json
-from pgkeep.cli.quickpush import DEFAULT_JOBS, PUSH_DEADLINE_S
+from pgkeep.cli.quick import DEFAULT_JOBS, PUSH_DEADLINE_S
 from pgkeep.config import Settings, load_settings
 from pgkeep.errors import EXIT_CODES_HELP, ConfigError, ExitCode, PgkeepError
 from pgkeep.pipeline.codecs import CodecOptions
 from pgkeep.pipeline.crypto import parse_recipients
 from pgkeep.storage import Storage, open_storage
-from pgkeep.wal import ahead
+from pgkeep.wal import ahead, prefetch
 from pgkeep.wal import archive as wal
-from pgkeep.wal.spool import Spool, settings_key
+from pgkeep.wal.spool import FETCHER, Spool, settings_key
 
 # PostgreSQL aborts recovery when restore_command exits above 125 (it reads such a
 # status as "killed by a signal"); 1 means "not in the archive, recovery may end here".
@@ -167,7 +168,7 @@ def wal_push(
     archiver; this command then only checks that its file was stored.
     """
     if spool is not None:
-        # The quick path (cli.quickpush) did not confirm this file: push it here, and
+        # The quick path (cli.quick) did not confirm this file: push it here, and
         # drop its status so the pusher tries it again should the server retry.
         Spool(spool).forget(path.name)
     with deadline(timeout, f"wal-push {path.name}"):
@@ -207,10 +208,6 @@ def wal_push_ahead(
         return  # another pusher is at work
     queue.serve(pg_wal.resolve())
 
-    def log(line: str) -> None:
-        sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pusher {os.getpid()}: {line}\n")
-        sys.stderr.flush()
-
     s = push_settings(load_config(config))
     storage = open_storage(s.storage_url, s)
     result = ahead.run(
@@ -220,10 +217,20 @@ def wal_push_ahead(
         key=settings_key(config, os.environ),
         jobs=jobs,
         push_deadline=timeout if timeout > 0 else float("inf"),
-        log=log,
+        log=_worker_log("pusher"),
     )
     if result.timed_out is not None:
         os._exit(int(ExitCode.FAILED))  # a push thread still hangs: do not wait for it
+
+
+def _worker_log(worker: str) -> Callable[[str], None]:
+    """One timestamped line per event on stderr (the spool's log file)."""
+
+    def log(line: str) -> None:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {worker} {os.getpid()}: {line}\n")
+        sys.stderr.flush()
+
+    return log
 
 
 @app.command("wal-fetch", epilog=FETCH_HELP)
@@ -231,11 +238,27 @@ def wal_fetch(
     file: Annotated[str, typer.Argument(metavar="%f", help="The WAL file name PostgreSQL asks for.")],
     path: Annotated[Path, typer.Argument(metavar="%p", help="Where to write it, as PostgreSQL's %p gives it.")],
     config: ConfigOpt = None,
+    spool: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool",
+            help="Prefetch: a background fetcher downloads and checks the segments after this one into this "
+            "directory (private to the server's OS user; up to 9 segments), ahead of recovery.",
+            file_okay=False,
+        ),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, max=64, help="With --spool: how many segments are fetched at a time.")
+    ] = DEFAULT_JOBS,
 ) -> None:
     """Restore one archived WAL file: use as restore_command = 'pgkeep wal-fetch --config FILE %f %p'.
 
     Checks the file's SHA-256 against the one recorded when it was archived.
+    With --spool DIR, segments the fetcher prefetched are moved into place
+    (their SHA-256 checked again) without fetching.
     """
+    # With --spool the quick path (cli.quick) had no prefetched copy to hand over: fetch it here
+    # (the spool is the fetcher's to clean up).
     try:
         settings = load_config(config)
         wal.fetch(open_storage(settings.storage_url, settings), file, path, identity_file=settings.age_identity_file)
@@ -247,6 +270,43 @@ def wal_fetch(
         # PostgreSQL promote a cluster that is silently behind its target.
         err_console.print(f"error: wal-fetch {file}: {exc}", markup=False)
         raise typer.Exit(FETCH_ABORT) from None
+
+
+FETCH_AHEAD_HELP = "Exit codes: 0 nothing asked for a while (or another fetcher is at work); 6 configuration error."
+
+
+@app.command("wal-fetch-ahead", hidden=True, epilog=FETCH_AHEAD_HELP)
+def wal_fetch_ahead(
+    spool: Annotated[Path, typer.Option("--spool", help="The spool directory.")],
+    config: ConfigOpt = None,
+    jobs: JobsOpt = DEFAULT_JOBS,
+) -> None:
+    """The prefetcher that wal-fetch --spool starts: not for interactive use."""
+    queue = Spool(spool, FETCHER)
+    lock = queue.take_lock(wait=1.0)
+    if lock is None:
+        return  # another fetcher is at work
+    settings = load_config(config)
+    storage = open_storage(settings.storage_url, settings)
+
+    def fetch_one(file: str) -> str:
+        temp = queue.temp_path(file)
+        try:
+            result = wal.fetch(storage, file, temp, identity_file=settings.age_identity_file)
+            os.replace(temp, queue.content(file))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        return result.digest
+
+    prefetch.run(
+        queue,
+        lambda want, count: prefetch.archived_from(storage, want, count),
+        fetch_one,
+        key=settings_key(config, os.environ),
+        jobs=jobs,
+        log=_worker_log("fetcher"),
+    )
 
 
 archive_app = typer.Typer(help="The WAL archive.\n\n" + EXIT_CODES_HELP, no_args_is_help=True)

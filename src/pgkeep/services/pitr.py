@@ -76,10 +76,12 @@ from pgkeep.wal.naming import (
     parse_lsn,
     parse_segment,
 )
+from pgkeep.wal.spool import FETCHER
 from pgkeep.wal.status import ArchivedFile, find_holes, list_archive
 
 log = get_logger("pgkeep.pitr")
 RESTORE_ENV = "pgkeep-restore.env"
+PREFETCH_SPOOL = "pgkeep-prefetch"  # wal-fetch's spool during recovery, removed once it ends
 RECOVERY_LOG = "pgkeep-recovery.log"
 CONF_MARK = "# --- pgkeep restore"
 
@@ -176,6 +178,7 @@ class PitrOptions:
     os_user: str | None = None  # who runs the restored server when pgkeep runs as root (default postgres)
     keep_archiving: bool = False
     config_file: Path | None = None  # settings for restore_command; else written into the data directory
+    prefetch: bool = True  # restore_command with a spool in the data directory: segments fetched ahead
     wait_timeout_s: float = 3600.0
     # Progress: stored bytes read so far, counted across the whole chain (its sizes' sum is the end),
     # and that sum, told once before the first byte is read.
@@ -602,6 +605,7 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
         # Recovery is over: the settings file (it may hold storage credentials) is not needed again.
         with contextlib.suppress(OSError):
             (data_dir / RESTORE_ENV).unlink()
+    _remove_spool(data_dir / PREFETCH_SPOOL, data_dir / RECOVERY_LOG)
     log.info(
         "physical restore completed",
         backup_id=last.id,
@@ -611,6 +615,28 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
         target_reached=result.target_reached,
     )
     return result
+
+
+def _remove_spool(spool: Path, recovery_log: Path) -> None:
+    """Remove the prefetch spool once recovery is over, its fetcher's log appended to the
+    recovery log. Renamed first, so that a fetcher still running sees its directory gone
+    and stops."""
+    if not spool.exists():
+        return
+    trash = spool.with_name(f"{spool.name}.removed-{os.getpid()}")
+    try:
+        os.replace(spool, trash)
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        lines = (trash / f"{FETCHER}.log").read_text(encoding="utf-8", errors="replace")
+        with open(recovery_log, "a", encoding="utf-8") as log:
+            log.write(f"--- pgkeep wal-fetch prefetching ({spool.name}/{FETCHER}.log) ---\n{lines}")
+    for _ in range(3):  # a fetcher may still be finishing a file in it
+        shutil.rmtree(trash, ignore_errors=True)
+        if not trash.exists():
+            return
+        time.sleep(0.2)
 
 
 def pgkeep_executable() -> str:
@@ -778,7 +804,10 @@ def _conf_quote(value: str) -> str:
 def _write_recovery_conf(
     data_dir: Path, last: DatabaseBackup, options: PitrOptions, pgkeep_cmd: str, config: Path, port: int | None
 ) -> None:
-    restore_command = f"{shlex.join([pgkeep_cmd, 'wal-fetch', '--config', str(config)])} %f %p"
+    fetch = [pgkeep_cmd, "wal-fetch", "--config", str(config)]
+    if options.prefetch:
+        fetch += ["--spool", str(data_dir / PREFETCH_SPOOL)]
+    restore_command = f"{shlex.join(fetch)} %f %p"
     lines: dict[str, str] = {
         "restore_command": restore_command,
         **options.target.settings(),

@@ -71,6 +71,7 @@ def run(
     error and abandoned: its thread cannot be stopped, so the caller must
     exit the process without waiting for it.
     """
+    spool.sweep_temp()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="wal-push")
     pusher = _Pusher(pg_wal, spool, push, key, pool, log)
     try:

@@ -67,6 +67,7 @@ class PushResult:
 class FetchResult:
     file: str
     object: str
+    digest: str  # SHA-256 of the file, checked
     size: int
 
 
@@ -205,4 +206,4 @@ def fetch(storage: Storage, file: str, dest: Path, *, identity_file: Path | None
         with contextlib.suppress(OSError):
             os.unlink(dest)
         raise
-    return FetchResult(file, obj.name, size)
+    return FetchResult(file, obj.name, obj.digest, size)

@@ -1,26 +1,33 @@
-"""The asynchronous wal-push's spool directory: what the pusher tells archive_command.
+"""Spool directories of asynchronous archiving and prefetching: what the worker tells the command.
 
 With ``wal-push --spool DIR``, a background pusher (``wal.ahead``) stores the
 files PostgreSQL has marked ready, several at a time and ahead of the
 archiver, and leaves one status file per WAL file here; archive_command then
-only has to find its file's status. That check is the whole cost of an
-archived segment, so this module (and ``cli.quickpush``, which reads it)
-imports nothing beyond the standard library: no settings, no storage.
+only has to find its file's status. With ``wal-fetch --spool DIR``, a
+background fetcher (``wal.prefetch``) downloads, checks and leaves here the
+segments after the one PostgreSQL asked for; restore_command then only has
+to move its file into place. That check is the whole cost of a segment, so
+this module (and ``cli.quick``, which reads it) imports nothing beyond
+the standard library: no settings, no storage.
 
 Layout (the directory is private to the server's OS user, mode 0700):
 
-- ``<file>.ok``: the file is committed in storage. Content: its SHA-256 and
-  the settings key (below), one line. archive_command trusts it only when
-  both match the file and settings it has, and deletes it once used.
-- ``<file>.error``: the pusher could not store it. Content: the error.
-  archive_command then pushes the file itself, and reports that push's error.
-- ``pusher.lock``: held (flock) by the running pusher; ``pusher.log``: its
-  stderr; ``pusher.pg_wal``: the pg_wal directory the last pusher worked on
-  (one spool serves one cluster).
+- ``<file>.ok``: done. Content: the file's SHA-256 and the settings key
+  (below), one line. The command trusts it only when both match (the file
+  it has, or, fetching, the content it is about to hand over) and the
+  settings it runs with. The worker clears statuses PostgreSQL is past.
+- ``<file>.error``: the worker could not do it. Content: the error. The
+  command then does the work itself, and reports its own error.
+- ``<file>`` (fetcher only): the prefetched segment, complete once its
+  ``.ok`` exists.
+- ``<worker>.lock``: held (flock) by the running worker; ``<worker>.log``:
+  its stderr; ``pusher.pg_wal``: the pg_wal directory the last pusher
+  worked on (one spool serves one cluster); ``fetcher.want``: the segment
+  PostgreSQL asked for last (the fetcher works ahead of it).
 
 A status file is a cache of a fact in storage, never the fact itself: losing
-one costs a synchronous push (which finds the object and succeeds); a stale
-one is rejected by its digest or key.
+one costs the command's own push or fetch; a stale one is rejected by its
+digest or key.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,9 +44,8 @@ from pathlib import Path
 
 OK = ".ok"
 ERROR = ".error"
-LOCK = "pusher.lock"
-LOG = "pusher.log"
-SERVES = "pusher.pg_wal"
+PUSHER = "pusher"
+FETCHER = "fetcher"
 _READ_CHUNK = 1 << 20
 
 
@@ -84,8 +91,19 @@ class Status:
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    """A spool directory and its worker (``pusher``, or ``fetcher`` for wal-fetch's prefetching):
+    the worker's files are ``<worker>.lock``, ``<worker>.log`` and so on."""
+
+    def __init__(self, root: Path, worker: str = PUSHER) -> None:
         self.root = root
+        self.worker = worker
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"{self.worker}.log"
+
+    def _own(self, what: str) -> Path:
+        return self.root / f"{self.worker}.{what}"
 
     def prepare(self) -> None:
         """Create the directory (0700) if missing. Raises OSError if that is impossible."""
@@ -111,7 +129,7 @@ class Spool:
 
     def _write_file(self, name: str, text: str) -> None:
         final = self.root / name
-        temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        temp = self.temp_path(name)
         temp.write_text(text, encoding="utf-8")
         os.replace(temp, final)  # whole or absent: a reader never sees half a status
 
@@ -122,9 +140,42 @@ class Spool:
         self._write(file, ERROR, message.replace("\n", " ") + "\n")
 
     def forget(self, file: str) -> None:
-        for suffix in (OK, ERROR):
+        """Drop the status of ``file`` (and a prefetched copy): status first, so that no
+        reader sees a status without its content."""
+        for suffix in (OK, ERROR, ""):
             with contextlib.suppress(FileNotFoundError):
                 self._path(file, suffix).unlink()
+
+    def temp_path(self, name: str) -> Path:
+        """A private temporary name in the spool (hidden; :meth:`sweep_temp` removes leftovers)."""
+        return self.root / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+
+    def sweep_temp(self, older_than: float = 60.0) -> None:
+        """Remove temporary files a killed worker or command left: those older than
+        ``older_than`` seconds (a younger one may be a command's, about to be renamed)."""
+        cutoff = time.time() - older_than
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+    def content(self, file: str) -> Path:
+        """Where the fetcher leaves a prefetched ``file``."""
+        return self._path(file, "")
+
+    def want(self, file: str) -> None:
+        """Tell the fetcher which segment PostgreSQL asked for last (each request is new:
+        PostgreSQL asks for a segment again at the end of recovery)."""
+        self._write_file(self._own("want").name, f"{file} {time.time_ns()}-{os.getpid()}\n")
+
+    def wanted(self) -> tuple[str, str] | None:
+        """The segment PostgreSQL asked for last, and a token that tells requests apart."""
+        try:
+            words = self._own("want").read_text(encoding="utf-8").split()
+        except FileNotFoundError:
+            return None
+        return (words[0], words[1]) if len(words) == 2 else None
 
     def recorded(self) -> set[str]:
         """Every WAL file with a status."""
@@ -137,19 +188,19 @@ class Spool:
 
     def serve(self, pg_wal: Path) -> None:
         """Record which cluster's pg_wal the pusher holding the lock works on."""
-        self._write_file(SERVES, f"{pg_wal}\n")
+        self._write_file(self._own("pg_wal").name, f"{pg_wal}\n")
 
     def serving(self) -> Path | None:
         try:
-            return Path(self.root.joinpath(SERVES).read_text(encoding="utf-8").strip())
+            return Path(self._own("pg_wal").read_text(encoding="utf-8").strip())
         except FileNotFoundError:
             return None
 
     def take_lock(self, wait: float = 0.0) -> int | None:
-        """The pusher's lock: an open descriptor holding it, or None if another
-        pusher still holds it after ``wait`` seconds (a probe by
-        :meth:`pusher_running` holds it for an instant: a new pusher waits that out)."""
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """The worker's lock: an open descriptor holding it, or None if another
+        worker still holds it after ``wait`` seconds (a probe by
+        :meth:`worker_running` holds it for an instant: a new worker waits that out)."""
+        fd = os.open(self._own("lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -161,7 +212,7 @@ class Spool:
                     return None
                 time.sleep(0.01)
 
-    def pusher_running(self) -> bool:
+    def worker_running(self) -> bool:
         fd = self.take_lock()
         if fd is None:
             return True
