@@ -1,4 +1,4 @@
-"""How fast archive_command drains a WAL backlog: ``python -m bench.archiving``.
+"""How fast archive_command drains a WAL backlog, and recovery replays one: ``python -m bench.archiving``.
 
 PostgreSQL archives one file at a time, so archive_command's cost per
 16 MB segment caps how much WAL a server can produce for long without
@@ -13,6 +13,13 @@ benchmark's cluster with a local archive:
 
 Methods alternate, ``--repeat`` times each, with the archive emptied before
 each run. Prints a Markdown table (wall s, segments per second, MB/s).
+
+Then recovery, the other direction: a physical backup, the same backlog
+archived after it, and ``pgkeep restore --kind physical --latest --start``
+with restore_command prefetching (the default) and without
+(``--no-prefetch``), alternating; each restored server is stopped and
+removed. Its wall time includes unpacking the backup and starting the
+server, the same for both.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +36,8 @@ from pathlib import Path
 
 from psycopg import sql
 
-from bench.cluster import BenchCluster
-from bench.physical import PgkeepArchive, _give_to_server_user
+from bench.cluster import PG_BIN_DIR, BenchCluster
+from bench.physical import PgkeepArchive, _give_to_server_user, as_server_user
 from pgkeep.devcluster import log_tail
 
 SEGMENT_MB = 16
@@ -76,11 +84,70 @@ def _drain(cluster: BenchCluster, command: str, last: str) -> float:
         time.sleep(0.02)
 
 
+def _pgkeep(cluster: BenchCluster, root: Path, archive: PgkeepArchive, *args: str) -> float:
+    """Run a pgkeep command against the cluster and the archive; its wall time."""
+    env = cluster.client_env()
+    env.update(
+        DATABASE_URL=cluster.url("postgres"),
+        PGKEEP_CATALOG_URL=f"sqlite:///{root}/catalog.db",
+        PGKEEP_STORAGE_URL=f"file://{archive.store}",
+        PGKEEP_STATE_DIR=str(root / "state"),
+        PGKEEP_PG_BIN_DIR=str(PG_BIN_DIR),
+    )
+    started = time.perf_counter()
+    result = subprocess.run([str(archive.exe), *args], env=env, cwd=root, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"pgkeep {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def _recovery(cluster: BenchCluster, root: Path, archive: PgkeepArchive, segments: int, repeat: int) -> None:
+    _set_archive_command(cluster, archive.command)
+    _pgkeep(cluster, root, archive, "backup", "--kind", "physical", "--json")
+    last = _write_backlog(cluster, segments)
+    _drain(cluster, archive.command, last)
+    methods = {
+        "`pgkeep restore --kind physical --latest --start` (prefetching)": [],
+        "the same with `--no-prefetch`": ["--no-prefetch"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for round_no in range(repeat):
+        for name, extra in methods.items():
+            data_dir = root / f"restored-{round_no}-{len(extra)}"
+            try:
+                elapsed = _pgkeep(
+                    cluster,
+                    root,
+                    archive,
+                    "restore",
+                    "--kind",
+                    "physical",
+                    "--data-dir",
+                    str(data_dir),
+                    "--latest",
+                    "--start",
+                    "--json",
+                    *extra,
+                )
+            finally:
+                pg_ctl = [str(PG_BIN_DIR / "pg_ctl"), "-D", str(data_dir), "stop", "-m", "immediate"]
+                subprocess.run(as_server_user(pg_ctl), capture_output=True, check=False)
+                shutil.rmtree(data_dir, ignore_errors=True)
+            times[name].append(elapsed)
+            print(f"round {round_no + 1}: {name}: {elapsed:.2f} s", file=sys.stderr)
+    print(f"\nRecovery: a physical backup, then {segments} segments of table data replayed from the local archive.\n")
+    print("| restore | wall s (median) | min-max |")
+    print("|---|---|---|")
+    for name, samples in times.items():
+        print(f"| {name} | {statistics.median(samples):.2f} | {min(samples):.2f}-{max(samples):.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.archiving", description=__doc__.split("\n\n")[0])
     p.add_argument("--segments", type=int, default=64, help="backlog size in 16 MB segments (default 64)")
     p.add_argument("--repeat", type=int, default=3, help="runs per method (default 3)")
     p.add_argument("--jobs", type=int, default=2, help="the asynchronous pusher's --jobs (default 2)")
+    p.add_argument("--no-recovery", action="store_true", help="only archiving, not the recovery measurement")
     args = p.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="pgkeep-bench-archiving-"))
@@ -118,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {median:.2f} | {min(samples):.2f}-{max(samples):.2f} | "
                 f"{ready / median:.1f} | {ready * SEGMENT_MB / median:.0f} |"
             )
+        if not args.no_recovery:
+            _recovery(cluster, root, archive, args.segments, args.repeat)
     finally:
         _set_archive_command(cluster, "/bin/true")
         cluster.dev.stop()

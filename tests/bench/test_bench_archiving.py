@@ -9,7 +9,7 @@ from bench_runner import REPO, TIMEOUT_S
 from test_bench_tiny import _let_server_user_run_pgkeep
 
 
-def test_archiving_bench_drains_a_backlog_both_ways() -> None:
+def test_archiving_bench_drains_a_backlog_and_replays_it_both_ways() -> None:
     _let_server_user_run_pgkeep()
     result = subprocess.run(
         [sys.executable, "-m", "bench.archiving", "--segments", "2", "--repeat", "1"],
@@ -28,3 +28,6 @@ def test_archiving_bench_drains_a_backlog_both_ways() -> None:
         assert wall > 0
     backlog = result.stdout.split("Backlog: ")[1].split(" ready files")[0]
     assert int(backlog) >= 2  # the segments written were ready, then archived by each method
+    restores = [line for line in result.stdout.splitlines() if line.startswith(("| `pgkeep restore", "| the same"))]
+    assert len(restores) == 2 and "`--no-prefetch`" in restores[1]
+    assert all(float(row.split("|")[2]) > 0 for row in restores)
