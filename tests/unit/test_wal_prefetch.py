@@ -218,3 +218,15 @@ def test_sweep_removes_only_old_temporary_files(spool: Spool) -> None:
     os.utime(old, (0, 0))
     spool.sweep_temp()
     assert not old.exists() and young.exists()  # a young one may be a command's, about to be renamed
+
+
+def test_an_archive_that_cannot_be_listed_is_an_error_for_the_wanted_segment(spool: Spool) -> None:
+    spool.want(SEGMENTS[0])
+
+    def unreachable(want: str, count: int) -> list[str]:
+        raise ConnectionError("storage down")
+
+    result = prefetch.run(spool, unreachable, lambda file: "0" * 64, key="k", idle_exit=0.1, poll=0.005)
+    status = spool.status(SEGMENTS[0])
+    assert status is not None and not status.ok and "storage down" in status.error
+    assert result.fetched == []

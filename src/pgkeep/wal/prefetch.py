@@ -145,7 +145,14 @@ class _Fetcher:
         for old in self.spool.recorded() | self._contents():
             if old not in in_flight and (old[:8] != want[:8] or segment_key(old) < segment_key(want)):
                 self.spool.forget(old)  # replayed, skipped, or another timeline: not needed again
-        self.plan = self.list_from(want, self.lookahead)
+        try:
+            self.plan = self.list_from(want, self.lookahead)
+        except Exception as exc:  # storage unreachable, say: restore_command's own fetch reports it
+            self.plan = []
+            if want not in in_flight:
+                self.spool.record_error(want, f"cannot list the archive: {exc}")
+            self.log(f"{want}: cannot list the archive: {exc}")
+            return
         if want not in self.plan and self.spool.status(want) is None and want not in in_flight:
             self.spool.record_error(want, MISSING)  # restore_command's own fetch says so, with its exit code
 
