@@ -321,3 +321,18 @@ def run_on_a_terminal(command: list[str], env: dict[str, str], cwd: Path | None 
     out = proc.stdout.read().decode()
     proc.stdout.close()
     return proc.wait(timeout=120), out, shown.decode(errors="replace")
+
+
+def count_local_opens(monkeypatch: Any) -> list[str]:
+    """The names LocalStorage.open_reader opens from now on (for 'reads it once' tests)."""
+    from pgkeep.storage.local import LocalStorage
+
+    opened: list[str] = []
+    real_open = LocalStorage.open_reader
+
+    def counting_open(self: LocalStorage, name: str) -> Any:
+        opened.append(name)
+        return real_open(self, name)
+
+    monkeypatch.setattr(LocalStorage, "open_reader", counting_open)
+    return opened

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 import zstandard
 
-from helpers import DbHandle
+from helpers import DbHandle, count_local_opens
 from pgkeep.config import Compression, DumpFormat, load_settings
 from pgkeep.errors import InsufficientPrivilegeError, InvalidStateError
 from pgkeep.pipeline.codecs import CodecOptions, compressor
@@ -17,7 +16,6 @@ from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
 from pgkeep.storage import local_path_from_url
-from pgkeep.storage.local import LocalStorage
 
 
 @pytest.fixture
@@ -105,14 +103,7 @@ def test_drill_reads_the_backup_once(ctx: Context, monkeypatch: pytest.MonkeyPat
     S3 that was a second download of the whole backup)."""
     result = create_backup(ctx)
     stored = Path(result.storage_url or "").name
-    opened: list[str] = []
-    real_open = LocalStorage.open_reader
-
-    def counting_open(self: LocalStorage, name: str) -> Any:
-        opened.append(name)
-        return real_open(self, name)
-
-    monkeypatch.setattr(LocalStorage, "open_reader", counting_open)
+    opened = count_local_opens(monkeypatch)
     progress: list[int] = []
     verdict = manage.verify_backup(ctx, result.id, "restore", on_read=progress.append)
     assert verdict.valid, verdict.message

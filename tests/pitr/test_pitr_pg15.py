@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -33,7 +32,7 @@ from pitr_helpers import (
     switch_and_wait_archived,
 )
 
-from helpers import get_row, pgkeep_free_environ, run_on_a_terminal
+from helpers import count_local_opens, get_row, pgkeep_free_environ, run_on_a_terminal
 from pgkeep.errors import InvalidRequestError
 from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
@@ -48,7 +47,6 @@ from pgkeep.services.pitr import (
 )
 from pgkeep.services.verify import verify_backup
 from pgkeep.storage import local_path_from_url
-from pgkeep.storage.local import LocalStorage
 
 
 @dataclass(frozen=True)
@@ -278,14 +276,7 @@ def test_verify_reads_a_physical_backup_once_and_reports_its_progress(
     ctx = pg15_archiving.ctx
     row = get_row(ctx, history.backup_id)
     artifact = local_path_from_url(row.storage_url or "").name
-    opened: list[str] = []
-    real_open = LocalStorage.open_reader
-
-    def counting_open(self: LocalStorage, name: str) -> Any:
-        opened.append(name)
-        return real_open(self, name)
-
-    monkeypatch.setattr(LocalStorage, "open_reader", counting_open)
+    opened = count_local_opens(monkeypatch)
     for level in ("checksum", "archive"):
         opened.clear()
         progress: list[int] = []
