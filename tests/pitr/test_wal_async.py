@@ -19,7 +19,6 @@ from pitr_helpers import (
     Archiving,
     add_rows,
     archiver_stats,
-    give_to_server_user,
     run_pgkeep,
     segment_objects,
     start_archiving,
@@ -119,31 +118,44 @@ def test_an_outage_fails_archive_command_and_loses_nothing(async_archiving: Arch
     assert status.ok and status.holes == []
 
 
-def test_the_pusher_stores_into_s3(
+def test_s3_archive_pushed_ahead_and_restored_with_prefetching(
     server_runs_pgkeep: None, devs3: DevS3, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Several pushes at once through one S3 client (threads), confirmed by archive_command."""
+    """SeaweedFS both ways: several pushes at once through one S3 client (threads), confirmed
+    by archive_command; then a point-in-time restore whose fetcher downloads them ahead."""
     arch = start_archiving(
         PG15_BIN_DIR, tmp_path_factory.mktemp("pg15asyncs3"), storage=s3_overrides(devs3), spool=True
     )
     try:
+        add_rows(arch, 1000)
+        backup = create_physical_backup(arch.ctx)
         segments = []
         for _ in range(4):
             add_rows(arch, 2000)
             segments.append(arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
         last = switch_and_wait_archived(arch.cluster)
+        expected = fingerprint(arch.cluster.admin_conninfo(APP_DB))
         assert archiver_stats(arch)[0] == 0
         log = pusher_log(arch)
         assert all(f"{segment}: stored" in log for segment in segments), log
         archived = {item.obj.file for item in list_archive(arch.ctx.storage) if item.obj.is_segment}
         assert set(segments) | {last} <= archived
-        work = arch.root / "fetched"
-        work.mkdir()
-        give_to_server_user(work)
-        for segment in segments:  # each stored object decodes to the bytes its name's SHA-256 promises
-            fetch = ["wal-fetch", "--config", str(arch.config), segment, str(work / segment)]
-            fetched = run_pgkeep(*fetch, user="postgres")
-            assert fetched.returncode == 0, fetched.stderr
+
+        data_dir = arch.new_dir("s3-restored")
+        try:
+            result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+            assert result.backup_id == backup.id
+            assert result.log_file is not None
+            recovery_log = result.log_file.read_text(encoding="utf-8")
+            assert all(f"{segment}: fetched" in recovery_log for segment in segments[1:]), recovery_log[-3000:]
+            restored = fingerprint(
+                f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
+                f"password={arch.cluster.superuser_password}"
+            )
+            assert diff_fingerprints(expected, restored) == []
+        finally:
+            postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
+            shutil.rmtree(data_dir, ignore_errors=True)
     finally:
         stop_archiving(arch)
 

@@ -230,3 +230,10 @@ def test_an_archive_that_cannot_be_listed_is_an_error_for_the_wanted_segment(spo
     status = spool.status(SEGMENTS[0])
     assert status is not None and not status.ok and "storage down" in status.error
     assert result.fetched == []
+
+
+def test_quick_fetch_says_why_it_cannot_use_the_spool(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    not_a_dir = tmp_path / "spool-file"
+    not_a_dir.write_text("x")
+    assert quick_fetch(["--spool", str(not_a_dir), SEGMENTS[0], str(tmp_path / "X")], {}) is None
+    assert "cannot be used" in capfd.readouterr().err

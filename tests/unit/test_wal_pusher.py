@@ -265,3 +265,13 @@ def test_a_spool_serving_another_cluster_is_not_waited_on(
         os.close(lock)
     assert code is None  # straight to the ordinary push, not a 30 s wait
     assert "serves another cluster's WAL (/srv/other-cluster/pg_wal)" in capfd.readouterr().err
+
+
+def test_an_unusable_spool_is_said_and_the_ordinary_push_runs(
+    pg_wal: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    not_a_dir = tmp_path / "spool-file"
+    not_a_dir.write_text("x")
+    assert quick_push(["--spool", str(not_a_dir), str(pg_wal / SEGMENTS[0])], {}) is None
+    err = capfd.readouterr().err
+    assert f"the spool {not_a_dir} cannot be used" in err and "pushing directly" in err

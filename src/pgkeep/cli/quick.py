@@ -121,9 +121,16 @@ def quick_push(args: Sequence[str], environ: Mapping[str, str], *, poll: float =
             f"(see {spool.log_path}; PostgreSQL keeps the file and retries)\n"
         )
         return 1
-    except OSError:
-        pass  # an unreadable spool or file: the ordinary push says what is wrong
+    except OSError as exc:
+        _unusable(spool, f"wal-push {file}", exc, "pushing")
     return None
+
+
+def _unusable(spool: Spool, what: str, exc: OSError, doing: str) -> None:
+    """Say (in the server's log) why the spool was not used; the ordinary command runs."""
+    reason = exc.strerror or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    sys.stderr.write(f"warning: {what}: the spool {spool.root} cannot be used ({reason}{where}); {doing} directly\n")
 
 
 def _serves_another(spool: Spool, parsed: QuickArgs) -> bool:
@@ -164,12 +171,17 @@ def quick_fetch(args: Sequence[str], environ: Mapping[str, str], *, poll: float 
         spool.want(file)
         if status is None:
             status = _wait(spool, file, lambda: start_fetcher(spool, parsed), parsed.timeout, poll)
-        if status is None or not status.confirms(file_sha256(content), settings_key(parsed.config, environ)):
+        if status is None or not status.ok:
+            return None  # the ordinary fetch: it knows how to say what is wrong
+        if not status.confirms(file_sha256(content), settings_key(parsed.config, environ)):
             return None
         _move(content, parsed.path)  # the status stays: "handed over" (the fetcher clears it later)
         return 0
-    except (_GaveUp, OSError):
-        return None  # the ordinary fetch: it knows how to say what is wrong
+    except _GaveUp:
+        return None
+    except OSError as exc:
+        _unusable(spool, f"wal-fetch {file}", exc, "fetching")
+        return None
 
 
 def _move(source: Path, dest: Path) -> None:
