@@ -275,3 +275,26 @@ def test_an_unusable_spool_is_said_and_the_ordinary_push_runs(
     assert quick_push(["--spool", str(not_a_dir), str(pg_wal / SEGMENTS[0])], {}) is None
     err = capfd.readouterr().err
     assert f"the spool {not_a_dir} cannot be used" in err and "pushing directly" in err
+
+
+def test_the_pusher_gets_the_config_by_the_same_path_so_its_statuses_are_trusted(
+    pg_wal: Path, spool: Spool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config file reached through a symlinked directory (/etc/pgkeep -> elsewhere): the
+    pusher's settings key must be the command's, or every status would be refused."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "pgkeep.env").write_text("PGKEEP_STORAGE_URL=file:///a\n")
+    (tmp_path / "etc").symlink_to(real)
+    config = tmp_path / "etc" / "pgkeep.env"
+    launched: list[list[str]] = []
+
+    class FakePopen:
+        def __init__(self, argv: list[str], **kwargs: object) -> None:
+            launched.append(argv)
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    quickpush._start_worker(spool, QuickArgs(pg_wal / SEGMENTS[0], spool.root, config), ["wal-push-ahead"])
+    argv = launched[0]
+    given = Path(argv[argv.index("--config") + 1])
+    assert settings_key(given, {}) == settings_key(config, {})

@@ -233,8 +233,10 @@ def _wait(
 def _start_worker(spool: Spool, parsed: QuickArgs, command: list[str]) -> subprocess.Popen[bytes]:
     import subprocess
 
-    config = [] if parsed.config is None else ["--config", str(parsed.config.resolve())]
-    argv = [sys.executable, "-m", "pgkeep", command[0], "--spool", str(spool.root.resolve()), *config, *command[1:]]
+    # abspath, not resolve: the worker's settings key must name the config file by the same
+    # path as the command's (a symlinked /etc/pgkeep would otherwise make every status "stale").
+    config = [] if parsed.config is None else ["--config", os.path.abspath(parsed.config)]
+    argv = [sys.executable, "-m", "pgkeep", command[0], "--spool", os.path.abspath(spool.root), *config, *command[1:]]
     log_path = spool.log_path
     with contextlib.suppress(FileNotFoundError):
         if log_path.stat().st_size > LOG_ROTATE_BYTES:
