@@ -272,12 +272,13 @@ def test_verify_reads_a_physical_backup_once_and_reports_its_progress(
     pg15_archiving: Archiving, history: History, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The unpacking pass checks the SHA-256 and size itself: a separate checksum pass
-    # before it would read (from S3: download) the whole backup twice.
+    # before it would read (from S3: download) the whole backup twice. The restore drill
+    # starts the very files pg_verifybackup checked instead of unpacking the backup again.
     ctx = pg15_archiving.ctx
     row = get_row(ctx, history.backup_id)
     artifact = local_path_from_url(row.storage_url or "").name
     opened = count_local_opens(monkeypatch)
-    for level in ("checksum", "archive"):
+    for level in ("checksum", "archive", "restore"):
         opened.clear()
         progress: list[int] = []
         result = verify_backup(ctx, history.backup_id, level, on_read=progress.append)

@@ -11,11 +11,16 @@
   backup's start to its end.
 - ``restore``: also restores it to its end (``recovery_target =
   'immediate'``) into a scratch data directory, starts it on a free port,
-  runs amcheck on every B-tree index, stops it and removes it.
+  runs amcheck on every B-tree index, stops it and removes it. A full
+  backup's drill starts the very files pg_verifybackup checked (moved into
+  place): the backup is read once, unless the two scratch directories are
+  on different file systems.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -59,9 +64,8 @@ def verify_physical(
                 reader.close()
             check_digest(row, reader)
             return VerifyResult(True, "Backup verified successfully (checksums)", level.value)
-        details = _verify_backup_files(ctx, row, on_read)
         if level is VerifyLevel.RESTORE:
-            details.update(_restore_drill(ctx, row))
+            details = _verify_and_drill(ctx, row, on_read)
             if details["amcheck"].get("errors"):
                 return VerifyResult(
                     False, f"restore drill failed: amcheck: {details['amcheck']['errors'][0]}", level.value, details
@@ -73,6 +77,7 @@ def verify_physical(
                 level.value,
                 details,
             )
+        details = _verify_backup_files(ctx, row, on_read)
         return VerifyResult(True, "Backup verified successfully (pg_verifybackup with its WAL)", level.value, details)
     except VerificationError as exc:
         return VerifyResult(False, exc.message, level.value)
@@ -92,9 +97,28 @@ def _needed_wal(row: DatabaseBackup) -> list[str]:
     return [segment_name(tli, n, size) for n in range(first, last + 1)]
 
 
+def _verify_and_drill(ctx: Context, row: DatabaseBackup, on_read: Callable[[int], None] | None) -> dict[str, Any]:
+    """The archive level, then the drill on the very files it checked (one read of the
+    backup; a second only if the drill's directory is on another file system)."""
+    user = postmaster.server_user(None)
+    # As root, the server runs as another OS user, which cannot reach pgkeep's private temp
+    # directory: the scratch cluster then lives in the system's temp directory, in a 0700
+    # directory of that user.
+    parent = Path(tempfile.mkdtemp(prefix="pgkeep-drill-", dir=None if user else ctx.temp_root()))
+    try:
+        checked = parent / "checked"
+        details = _verify_backup_files(ctx, row, on_read, keep=checked)
+        details.update(_restore_drill(ctx, row, parent, user, checked if checked.exists() else None))
+        return details
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 def _verify_backup_files(
-    ctx: Context, row: DatabaseBackup, on_read: Callable[[int], None] | None = None
+    ctx: Context, row: DatabaseBackup, on_read: Callable[[int], None] | None = None, keep: Path | None = None
 ) -> dict[str, Any]:
+    """Unpack (checking the artifact's SHA-256), fetch the WAL, run pg_verifybackup; with
+    ``keep``, the unpacked backup is moved there afterwards (when on the same file system)."""
     major = int((row.server_version or "0").split(".")[0])
     tool = find_tool("pg_verifybackup", major, ctx.settings.pg_bin_dir)
     scratch = Path(tempfile.mkdtemp(prefix="verify-physical-", dir=ctx.temp_root()))
@@ -110,24 +134,26 @@ def _verify_backup_files(
             postmaster.run_as(argv, None, timeout=24 * 3600)
         except PgkeepError as exc:
             raise VerificationError(f"pg_verifybackup found problems: {exc.message}") from None
+        if keep is not None:
+            with contextlib.suppress(OSError):  # another file system: the drill reads the backup itself
+                os.replace(backup_dir, keep)
         return {"walSegments": segments, "pgVerifybackup": tool.version}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _restore_drill(ctx: Context, row: DatabaseBackup) -> dict[str, Any]:
-    user = postmaster.server_user(None)
-    # As root, the server runs as another OS user, which cannot reach pgkeep's private temp
-    # directory: the scratch cluster then lives in the system's temp directory, in a 0700
-    # directory of that user.
-    parent = Path(tempfile.mkdtemp(prefix="pgkeep-drill-", dir=None if user else ctx.temp_root()))
+def _restore_drill(
+    ctx: Context, row: DatabaseBackup, parent: Path, user: str | None, unpacked: Path | None
+) -> dict[str, Any]:
+    """Restore to the backup's end in ``parent``/data, start it, amcheck, stop it."""
     data_dir = parent / "data"
     postmaster.chown_tree(parent, user)
     result = None
     try:
-        result = restore_physical(
-            ctx, PitrOptions(data_dir, RecoveryTarget(TargetKind.IMMEDIATE), backup_id=row.id, start=True)
+        options = PitrOptions(
+            data_dir, RecoveryTarget(TargetKind.IMMEDIATE), backup_id=row.id, start=True, unpacked=unpacked
         )
+        result = restore_physical(ctx, options)
         assert result.port is not None
         target = ctx.target
         scratch = type(target)(
@@ -138,4 +164,3 @@ def _restore_drill(ctx: Context, row: DatabaseBackup) -> dict[str, Any]:
         major = int((row.server_version or "0").split(".")[0])
         if (data_dir / "postmaster.pid").exists():
             postmaster.stop(postmaster.server_bin_dir(major, ctx.settings.pg_bin_dir), data_dir, user, mode="immediate")
-        shutil.rmtree(parent, ignore_errors=True)

@@ -179,6 +179,9 @@ class PitrOptions:
     keep_archiving: bool = False
     config_file: Path | None = None  # settings for restore_command; else written into the data directory
     prefetch: bool = True  # restore_command with a spool in the data directory: segments fetched ahead
+    # The (full) backup already unpacked and checked, e.g. by a verification: moved into
+    # data_dir instead of reading the backup again (unless it is on another file system).
+    unpacked: Path | None = None
     wait_timeout_s: float = 3600.0
     # Progress: stored bytes read so far, counted across the whole chain (its sizes' sum is the end),
     # and that sum, told once before the first byte is read.
@@ -582,7 +585,8 @@ def restore_physical(ctx: Context, options: PitrOptions) -> PitrResult:
     with _claim(data_dir):
         created = not data_dir.exists()
         try:
-            _unpack(ctx, the_plan, data_dir, options.on_read)
+            if not _take_unpacked(the_plan, options.unpacked, data_dir):
+                _unpack(ctx, the_plan, data_dir, options.on_read)
             config = options.config_file.absolute() if options.config_file else _write_restore_env(settings, data_dir)
             port = (options.port or postmaster.free_port()) if options.start else options.port
             _write_recovery_conf(data_dir, last, options, pgkeep_cmd, config, port)
@@ -736,6 +740,21 @@ def chain_progress(
 
 def _count_on(on_read: Callable[[int], None], before: int, nbytes: int) -> None:
     on_read(before + nbytes)
+
+
+def _take_unpacked(the_plan: _Plan, unpacked: Path | None, data_dir: Path) -> bool:
+    """Move an already unpacked full backup into place; False if there is none to move."""
+    if unpacked is None or len(the_plan.chain) != 1:
+        return False
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if data_dir.exists():
+        data_dir.rmdir()  # empty (checked)
+    try:
+        os.replace(unpacked, data_dir)
+    except OSError:  # another file system: read the backup after all
+        return False
+    os.chmod(data_dir, 0o700)
+    return True
 
 
 def _unpack(ctx: Context, the_plan: _Plan, data_dir: Path, on_read: Callable[[int], None] | None = None) -> None:
