@@ -10,7 +10,8 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,10 @@ import psycopg
 
 from helpers import make_context, pgkeep_free_environ, s3_env
 from pgkeep.devcluster import SERVER_OS_USER, DevCluster
+from pgkeep.fingerprint import Fingerprint, fingerprint
+from pgkeep.pgtools import postmaster
 from pgkeep.services.context import Context
+from pgkeep.services.pitr import PitrOptions, PitrResult, RecoveryTarget, restore_physical
 from pgkeep.wal.naming import parse_object
 
 PGKEEP = Path(sys.executable).parent / "pgkeep"
@@ -275,4 +279,25 @@ def pgbench(arch: Archiving, *args: str) -> None:
         check=True,
         capture_output=True,
         timeout=120,
+    )
+
+
+@contextmanager
+def restored(
+    arch: Archiving, name: str, *, bin_dir: Path = PG15_BIN_DIR, backup_id: str | None = None
+) -> Iterator[PitrResult]:
+    """A point-in-time restore to the end of the archive, started; stopped and removed afterwards."""
+    data_dir = arch.new_dir(name)
+    options = PitrOptions(data_dir, RecoveryTarget.parse(latest=True), backup_id=backup_id, start=True)
+    try:
+        yield restore_physical(arch.ctx, options)
+    finally:
+        postmaster.stop(bin_dir, data_dir, "postgres", mode="immediate")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def restored_fingerprint(arch: Archiving, result: PitrResult) -> Fingerprint:
+    """The app database of a restored, running cluster."""
+    return fingerprint(
+        f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} password={arch.cluster.superuser_password}"
     )

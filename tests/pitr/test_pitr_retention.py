@@ -8,21 +8,25 @@ and C is the newest.
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from pitr_helpers import APP_DB, PG15_BIN_DIR, Archiving, switch_and_wait_archived
+from pitr_helpers import (
+    APP_DB,
+    PG15_BIN_DIR,
+    Archiving,
+    restored,
+    restored_fingerprint,
+    switch_and_wait_archived,
+)
 
 from helpers import get_row, make_context
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, utcnow
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
-from pgkeep.pgtools import postmaster
 from pgkeep.services import archive as archive_service
 from pgkeep.services.manage import cleanup_expired
 from pgkeep.services.physical import create_physical_backup
-from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
 from pgkeep.storage import local_path_from_url
 from pgkeep.wal.naming import segment_key
 from pgkeep.wal.status import list_archive
@@ -90,18 +94,7 @@ def test_cleanup_keeps_the_window_and_removes_older_wal(pg15_archiving: Archivin
         assert status.ok and status.oldest_needed == b_start
 
         for backup_id in (b, c):  # every kept backup restores to the end of the window
-            data_dir = arch.new_dir(f"kept-{backup_id[:8]}")
-            try:
-                result = restore_physical(
-                    ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), backup_id=backup_id, start=True)
-                )
-                restored = fingerprint(
-                    f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
-                    f"password={arch.cluster.superuser_password}"
-                )
-                assert diff_fingerprints(expected, restored) == [], backup_id
-            finally:
-                postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
-                shutil.rmtree(data_dir, ignore_errors=True)
+            with restored(arch, f"kept-{backup_id[:8]}", backup_id=backup_id) as result:
+                assert diff_fingerprints(expected, restored_fingerprint(arch, result)) == [], backup_id
     finally:
         ctx.close()

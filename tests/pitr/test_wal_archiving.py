@@ -20,6 +20,8 @@ from pitr_helpers import (
     add_rows,
     archiver_stats,
     give_to_server_user,
+    restored,
+    restored_fingerprint,
     run_pgkeep,
     segment_objects,
     switch_and_wait_archived,
@@ -85,18 +87,9 @@ def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving
     lag = registry.get_sample_value("pgkeep_wal_archive_newest_age_seconds")
     assert lag is not None and 0 <= lag < 120
 
-    data_dir = arch.new_dir("after-outage")
-    try:
-        result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+    with restored(arch, "after-outage") as result:
         assert result.backup_id == backup_id
-        restored = fingerprint(
-            f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
-            f"password={arch.cluster.superuser_password}"
-        )
-        assert diff_fingerprints(expected, restored) == []
-    finally:
-        postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
-        shutil.rmtree(data_dir, ignore_errors=True)
+        assert diff_fingerprints(expected, restored_fingerprint(arch, result)) == []
 
 
 def test_a_hole_in_the_archive_is_reported(pg15_archiving: Archiving, backup_id: str) -> None:

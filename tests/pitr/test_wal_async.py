@@ -19,6 +19,8 @@ from pitr_helpers import (
     Archiving,
     add_rows,
     archiver_stats,
+    restored,
+    restored_fingerprint,
     run_pgkeep,
     segment_objects,
     start_archiving,
@@ -30,7 +32,6 @@ from pitr_helpers import (
 from helpers import s3_overrides
 from pgkeep.devs3 import DevS3
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
-from pgkeep.pgtools import postmaster
 from pgkeep.services import archive as archive_service
 from pgkeep.services.physical import create_physical_backup
 from pgkeep.services.pitr import PREFETCH_SPOOL, PitrOptions, RecoveryTarget, restore_physical
@@ -77,24 +78,15 @@ def test_the_pusher_archives_ahead_and_the_archive_restores(async_archiving: Arc
     status = archive_service.status(arch.ctx)
     assert status.ok and status.holes == [] and status.newest == last
 
-    data_dir = arch.new_dir("async-restored")
-    try:
-        result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+    with restored(arch, "async-restored") as result:
         assert result.backup_id == backup.id
         # restore_command prefetched: the fetcher's log is kept in the recovery log, its spool is gone.
         assert result.log_file is not None
         recovery_log = result.log_file.read_text(encoding="utf-8")
         prefetched = [segment for segment in segments if f"{segment}: fetched" in recovery_log]
         assert len(prefetched) >= len(segments) - 1, recovery_log[-3000:]
-        assert not (data_dir / PREFETCH_SPOOL).exists()
-        restored = fingerprint(
-            f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
-            f"password={arch.cluster.superuser_password}"
-        )
-        assert diff_fingerprints(expected, restored) == []
-    finally:
-        postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
-        shutil.rmtree(data_dir, ignore_errors=True)
+        assert not (result.data_dir / PREFETCH_SPOOL).exists()
+        assert diff_fingerprints(expected, restored_fingerprint(arch, result)) == []
 
 
 def test_an_outage_fails_archive_command_and_loses_nothing(async_archiving: Archiving) -> None:
@@ -141,21 +133,12 @@ def test_s3_archive_pushed_ahead_and_restored_with_prefetching(
         archived = {item.obj.file for item in list_archive(arch.ctx.storage) if item.obj.is_segment}
         assert set(segments) | {last} <= archived
 
-        data_dir = arch.new_dir("s3-restored")
-        try:
-            result = restore_physical(arch.ctx, PitrOptions(data_dir, RecoveryTarget.parse(latest=True), start=True))
+        with restored(arch, "s3-restored") as result:
             assert result.backup_id == backup.id
             assert result.log_file is not None
             recovery_log = result.log_file.read_text(encoding="utf-8")
             assert all(f"{segment}: fetched" in recovery_log for segment in segments[1:]), recovery_log[-3000:]
-            restored = fingerprint(
-                f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} "
-                f"password={arch.cluster.superuser_password}"
-            )
-            assert diff_fingerprints(expected, restored) == []
-        finally:
-            postmaster.stop(PG15_BIN_DIR, data_dir, "postgres", mode="immediate")
-            shutil.rmtree(data_dir, ignore_errors=True)
+            assert diff_fingerprints(expected, restored_fingerprint(arch, result)) == []
     finally:
         stop_archiving(arch)
 
