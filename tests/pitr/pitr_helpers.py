@@ -301,3 +301,20 @@ def restored_fingerprint(arch: Archiving, result: PitrResult) -> Fingerprint:
     return fingerprint(
         f"host=127.0.0.1 port={result.port} user=postgres dbname={APP_DB} password={arch.cluster.superuser_password}"
     )
+
+
+@contextmanager
+def storage_outage(arch: Archiving) -> Iterator[str]:
+    """The local archive made unwritable for the server's OS user, and a segment switched
+    whose push fails; yields its name (PostgreSQL keeps it ready). Writable again after."""
+    failures_before, _ = archiver_stats(arch)
+    os.chmod(arch.storage, 0o500)  # the server's OS user owns it: it can no longer create files there
+    try:
+        add_rows(arch, 1000)
+        pending = str(arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
+        wait_for(lambda: archiver_stats(arch)[0] > failures_before, "the archiver to report a failed wal-push")
+        assert (arch.cluster.data_dir / "pg_wal" / "archive_status" / f"{pending}.ready").exists()
+        assert pending not in segment_objects(arch.storage)
+        yield pending
+    finally:
+        os.chmod(arch.storage, 0o700)

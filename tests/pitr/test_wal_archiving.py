@@ -7,7 +7,6 @@ archiver sees it.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -18,14 +17,13 @@ from pitr_helpers import (
     PG15_BIN_DIR,
     Archiving,
     add_rows,
-    archiver_stats,
     give_to_server_user,
     restored,
     restored_fingerprint,
     run_pgkeep,
     segment_objects,
+    storage_outage,
     switch_and_wait_archived,
-    wait_for,
 )
 
 from helpers import get_row, make_context
@@ -60,18 +58,8 @@ def backup_id(pg15_archiving: Archiving) -> str:
 
 def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving, backup_id: str) -> None:
     arch = pg15_archiving
-    failures_before, _ = archiver_stats(arch)
-
-    os.chmod(arch.storage, 0o500)  # the server's OS user owns it: it can no longer create files there
-    try:
-        add_rows(arch, 1000)
-        pending = arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-        wait_for(lambda: archiver_stats(arch)[0] > failures_before, "the archiver to report a failed wal-push")
-        # PostgreSQL keeps the segment until the push succeeds.
-        assert (arch.cluster.data_dir / "pg_wal" / "archive_status" / f"{pending}.ready").exists()
-        assert pending not in segment_objects(arch.storage)
-    finally:
-        os.chmod(arch.storage, 0o700)
+    with storage_outage(arch) as pending:
+        pass  # PostgreSQL keeps the segment until the push succeeds
     add_rows(arch, 10)
     last = switch_and_wait_archived(arch.cluster)  # a new segment wakes the archiver, which retries
     expected = fingerprint(arch.cluster.admin_conninfo(APP_DB))

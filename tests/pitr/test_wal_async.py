@@ -8,7 +8,6 @@ An outage must still fail archive_command, and lose nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
@@ -25,6 +24,7 @@ from pitr_helpers import (
     segment_objects,
     start_archiving,
     stop_archiving,
+    storage_outage,
     switch_and_wait_archived,
     wait_for,
 )
@@ -91,17 +91,8 @@ def test_the_pusher_archives_ahead_and_the_archive_restores(async_archiving: Arc
 
 def test_an_outage_fails_archive_command_and_loses_nothing(async_archiving: Archiving) -> None:
     arch = async_archiving
-    failures_before, _ = archiver_stats(arch)
-    os.chmod(arch.storage, 0o500)  # the server's OS user can no longer create files there
-    try:
-        add_rows(arch, 1000)
-        pending = arch.cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-        wait_for(lambda: archiver_stats(arch)[0] > failures_before, "the archiver to report a failed wal-push")
-        assert (arch.cluster.data_dir / "pg_wal" / "archive_status" / f"{pending}.ready").exists()
-        assert pending not in segment_objects(arch.storage)
+    with storage_outage(arch) as pending:
         assert f"{pending}: not stored" in pusher_log(arch)
-    finally:
-        os.chmod(arch.storage, 0o700)
     add_rows(arch, 10)
     last = switch_and_wait_archived(arch.cluster)  # a new segment wakes the archiver, which retries
     archived = segment_objects(arch.storage)
