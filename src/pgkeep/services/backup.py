@@ -40,6 +40,7 @@ from pgkeep.pgtools.process import Child
 from pgkeep.pipeline import crypto
 from pgkeep.pipeline.codecs import compressor, suffix
 from pgkeep.pipeline.stream import CompressingSink, pump
+from pgkeep.services.artifacts import PLAIN_TRAILER
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import (
     CLEANUP_PENDING,
@@ -50,7 +51,6 @@ from pgkeep.services.manifest import (
 )
 from pgkeep.storage import ObjectWriter, Storage
 
-PLAIN_TRAILER = b"PostgreSQL database dump complete"
 log = get_logger("pgkeep.backup")
 CATALOG_PROGRESS_EVERY_S = 1.0
 _FORMAT_EXT = {DumpFormat.CUSTOM: ".dump", DumpFormat.PLAIN: ".sql", DumpFormat.DIRECTORY: ".dir.tar"}
