@@ -37,7 +37,7 @@ from pathlib import Path
 from psycopg import sql
 
 from bench.cluster import PG_BIN_DIR, BenchCluster
-from bench.physical import PgkeepArchive, _give_to_server_user, as_server_user
+from bench.physical import PgkeepArchive, as_server_user, give_to_server_user
 from pgkeep.devcluster import log_tail
 
 SEGMENT_MB = 16
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="pgkeep-bench-archiving-"))
-    _give_to_server_user(root)
+    give_to_server_user(root)
     cluster = BenchCluster.start(root)
     try:
         archive = PgkeepArchive.setup(root)

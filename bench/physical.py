@@ -57,7 +57,7 @@ def _unreachable_dirs(path: Path) -> list[Path]:
     return [d for d in [*reversed(path.parents), path] if d.is_dir() and not _server_user_can("test", "-x", str(d))]
 
 
-def _give_to_server_user(path: Path) -> None:
+def give_to_server_user(path: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(path, SERVER_OS_USER, SERVER_OS_USER)
 
@@ -66,7 +66,7 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
-    _give_to_server_user(path)
+    give_to_server_user(path)
 
 
 class SetupError(RuntimeError):
@@ -152,7 +152,7 @@ class PgkeepArchive:
             )
         store = root / "pgkeep-wal"
         store.mkdir(mode=0o700)
-        _give_to_server_user(store)
+        give_to_server_user(store)
         config = root / "pgkeep-wal.env"
         # Only the storage: wal-push runs with the server's environment and these settings.
         _write_private(config, f"PGKEEP_STORAGE_URL=file://{store}\n")
@@ -187,7 +187,7 @@ class PgBackRest:
         paths = {name: home / name for name in ("repo", "log", "lock", "spool")}
         for path in [home, *paths.values()]:
             path.mkdir(mode=0o700)
-            _give_to_server_user(path)
+            give_to_server_user(path)
         dev = cluster.dev
         config = home / "pgbackrest.conf"
         # Backups as fast as pgBackRest goes: zstd at its default level (3), one process
@@ -270,7 +270,7 @@ class Physical:
         # A reused --work-dir: an old repository's stanza belongs to another cluster.
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(mode=0o700)
-        _give_to_server_user(root)
+        give_to_server_user(root)
         unselected = SetupError("not selected")
         pgkeep: PgkeepArchive | SetupError = unselected
         pgbackrest: PgBackRest | SetupError = unselected

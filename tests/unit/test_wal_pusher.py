@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pgkeep.cli import quick as quickpush
+from pgkeep.cli import quick
 from pgkeep.cli.quick import QuickArgs, parse, quick_push
 from pgkeep.wal import ahead
 from pgkeep.wal.spool import Spool, settings_key
@@ -122,7 +122,7 @@ def test_quick_path_starts_a_pusher_and_hands_over_when_it_ends_without_a_word(
         started.append(parsed)
         return subprocess.Popen([sys.executable, "-c", "pass"])  # a pusher that records nothing
 
-    monkeypatch.setattr(quickpush, "start_pusher", fake_start)
+    monkeypatch.setattr(quick, "start_pusher", fake_start)
     args = ["--spool", str(spool.root), "--jobs", "3", str(pg_wal / SEGMENTS[0])]
     assert quick_push(args, {}) is None  # none ran: one started, it ended: the ordinary push
     assert len(started) == 1 and started[0].jobs == 3
@@ -249,7 +249,7 @@ def _no_real_pusher(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(queue: Spool, parsed: QuickArgs) -> subprocess.Popen[bytes]:
         raise AssertionError("a real pusher would start")
 
-    monkeypatch.setattr(quickpush, "start_pusher", refuse)
+    monkeypatch.setattr(quick, "start_pusher", refuse)
     yield
 
 
@@ -294,7 +294,7 @@ def test_the_pusher_gets_the_config_by_the_same_path_so_its_statuses_are_trusted
             launched.append(argv)
 
     monkeypatch.setattr(subprocess, "Popen", FakePopen)
-    quickpush._start_worker(spool, QuickArgs(pg_wal / SEGMENTS[0], spool.root, config), ["wal-push-ahead"])
+    quick._start_worker(spool, QuickArgs(pg_wal / SEGMENTS[0], spool.root, config), ["wal-push-ahead"])
     argv = launched[0]
     given = Path(argv[argv.index("--config") + 1])
     assert settings_key(given, {}) == settings_key(config, {})

@@ -8,6 +8,7 @@ their settings come from the environment or from ``--config FILE`` (a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -25,7 +26,7 @@ from pgkeep.config import Settings, load_settings
 from pgkeep.errors import EXIT_CODES_HELP, ConfigError, ExitCode, PgkeepError
 from pgkeep.pipeline.codecs import CodecOptions
 from pgkeep.pipeline.crypto import parse_recipients
-from pgkeep.storage import Storage, open_storage
+from pgkeep.storage import open_storage
 from pgkeep.wal import ahead, prefetch
 from pgkeep.wal import archive as wal
 from pgkeep.wal.spool import FETCHER, Spool, settings_key
@@ -172,13 +173,15 @@ def wal_push(
         # drop its status so the pusher tries it again should the server retry.
         Spool(spool).forget(path.name)
     with deadline(timeout, f"wal-push {path.name}"):
-        _push_one(push_settings(load_config(config)), path)
+        pusher(push_settings(load_config(config)))(path)
 
 
-def _push_one(s: Settings, path: Path, storage: Storage | None = None) -> wal.PushResult:
-    return wal.push(
-        storage or open_storage(s.storage_url, s),
-        path,
+def pusher(s: Settings) -> Callable[[Path], wal.PushResult]:
+    """``wal.push`` with the storage, codec and recipients of ``s`` built once (the
+    background pusher stores many files with them)."""
+    return functools.partial(
+        wal.push,
+        open_storage(s.storage_url, s),
         compression=s.default_compression,
         codec_options=CodecOptions(zstd_level=s.zstd_level, zstd_threads=s.zstd_threads, gzip_level=s.gzip_level),
         recipients=parse_recipients(s.age_recipients),
@@ -208,12 +211,11 @@ def wal_push_ahead(
         return  # another pusher is at work
     queue.serve(pg_wal.resolve())
 
-    s = push_settings(load_config(config))
-    storage = open_storage(s.storage_url, s)
+    push = pusher(push_settings(load_config(config)))
     result = ahead.run(
         pg_wal,
         queue,
-        lambda path: _push_one(s, path, storage).digest,
+        lambda path: push(path).digest,
         key=settings_key(config, os.environ),
         jobs=jobs,
         push_deadline=timeout if timeout > 0 else float("inf"),
