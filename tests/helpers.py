@@ -336,3 +336,28 @@ def count_local_opens(monkeypatch: Any) -> list[str]:
 
     monkeypatch.setattr(LocalStorage, "open_reader", counting_open)
     return opened
+
+
+# Long and compressible: stored compressed (inline or out of line) by any method.
+LONG_TEXT = "repeat('the quarterly planning meeting covered hiring and budgets. ', 400)"
+
+
+def add_long_values(conninfo: str) -> None:
+    """A table with one column left to the default method and one pinned to pglz."""
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text, pinned text COMPRESSION pglz)")
+        conn.execute(
+            sql.SQL("INSERT INTO notes SELECT g, {} || g, {} || g FROM generate_series(1, 20) g").format(
+                sql.SQL(LONG_TEXT), sql.SQL(LONG_TEXT)
+            )
+        )
+
+
+def toast_methods(conninfo: str) -> tuple[str, str]:
+    """The compression methods of the stored values (every row's must agree)."""
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT pg_column_compression(body), pg_column_compression(pinned) FROM notes"
+        ).fetchall()
+    assert len(rows) == 1, rows
+    return rows[0]

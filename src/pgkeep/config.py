@@ -40,6 +40,15 @@ class Compression(str, Enum):
     NONE = "none"
 
 
+class ToastCompression(StrEnum):
+    """How a restore compresses the values it stores (see ``pgtools/toast.py``)."""
+
+    AUTO = "auto"  # lz4 when the server has it and its default was not configured
+    SERVER = "server"  # the server's default_toast_compression, whatever it is
+    LZ4 = "lz4"
+    PGLZ = "pglz"
+
+
 def _env(name: str) -> Any:
     # Accept both the environment name and the Python name (tests, overrides).
     return Field(validation_alias=AliasChoices(name, name.lower()))
@@ -156,6 +165,13 @@ class Settings(BaseSettings):
         description="-1: one compression thread per core",
     )
     gzip_level: int = Field(default=6, ge=1, le=9, validation_alias=AliasChoices("PGKEEP_GZIP_LEVEL", "gzip_level"))
+
+    restore_toast_compression: ToastCompression = Field(
+        default=ToastCompression.AUTO,
+        validation_alias=AliasChoices("PGKEEP_RESTORE_TOAST_COMPRESSION", "restore_toast_compression"),
+        description="how restored values are compressed: auto (lz4 if the server has it and its "
+        "default_toast_compression is not configured), server (its default), lz4 or pglz",
+    )
 
     retention_days_manual: int = Field(
         default=30, ge=1, validation_alias=AliasChoices("PGKEEP_RETENTION_DAYS_MANUAL", "retention_days_manual")

@@ -10,11 +10,13 @@ from cli_runner import Cli, assert_one_clear_line
 
 from helpers import (
     DbHandle,
+    add_long_values,
     fake_old_pg_dump_dir,
     get_row,
     make_context,
     schema_snapshot,
     table_locked,
+    toast_methods,
     wait_for,
 )
 from pgkeep.config import DumpFormat
@@ -158,3 +160,16 @@ def test_a_restore_on_a_terminal_shows_how_much_of_the_backup_it_has_read(
     assert code == 0, (out, shown)
     assert "Dry run" in out
     assert "reading the backup" not in shown
+
+
+def test_toast_compression_option(cli: Cli, tmp_path: Path, source_db: DbHandle, empty_db: DbHandle) -> None:
+    add_long_values(source_db.conninfo)
+    backup_id, _ = take_backup(tmp_path, source_db)
+    result = cli.run("restore", backup_id, "--yes", "--target-url", empty_db.url, "--toast-compression", "server")
+    assert result.returncode == 0, result.stderr
+    assert toast_methods(empty_db.conninfo) == ("pglz", "pglz")
+    result = cli.run("restore", backup_id, "--yes", "--target-url", empty_db.url, "--toast-compression", "zstd")
+    assert result.returncode == ExitCode.USAGE and "zstd" in result.stderr
+    result = cli.run("restore", "--kind", "physical", "--data-dir", str(tmp_path / "d"), "--toast-compression", "lz4")
+    assert result.returncode == ExitCode.USAGE and "Traceback" not in result.stderr
+    assert "--toast-compression is for logical restores" in result.stderr

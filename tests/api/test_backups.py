@@ -8,7 +8,7 @@ import psycopg
 from apihelpers import API, Tokens, bearer, build_context
 from fastapi.testclient import TestClient
 
-from helpers import DbHandle, backup_rows, scalar, wait_for
+from helpers import DbHandle, add_long_values, backup_rows, scalar, toast_methods, wait_for
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, utcnow
 from pgkeep.services import admin
@@ -135,6 +135,25 @@ def test_restore_into_another_database(as_admin: TestClient, source_db: DbHandle
     assert response.status_code == 200, response.text
     count = "SELECT count(*) FROM users"
     assert scalar(empty_db.conninfo, count) == scalar(source_db.conninfo, count)
+
+
+def test_restore_takes_the_toast_compression_choice(
+    as_admin: TestClient, source_db: DbHandle, empty_db: DbHandle
+) -> None:
+    add_long_values(source_db.conninfo)
+    backup_id = create(as_admin)["backup"]["id"]
+    url = f"{API}/backups/{backup_id}/restore"
+    body = {"dryRun": False, "confirmRestore": True, "targetDatabase": empty_db.name}
+    response = as_admin.post(url, json={**body, "toastCompression": "server"})
+    assert response.status_code == 200, response.text
+    assert toast_methods(empty_db.conninfo) == ("pglz", "pglz")
+    response = as_admin.post(url, json={**body, "toastCompression": "zstd"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "toastCompression" in response.text
+    response = as_admin.post(url, json={**body, "safetyBackup": False})  # the default: auto
+    assert response.status_code == 200, response.text
+    assert toast_methods(empty_db.conninfo) == ("lz4", "pglz")
 
 
 def test_delete_marks_deleted_and_removes_the_file(as_admin: TestClient, tmp_path) -> None:

@@ -93,6 +93,12 @@ class RestoreRequest(_Request):
     intoSchema: Identifier | None = Field(None, description="Put the selected tables in this schema.")
     noOwner: StrictBool = False
     noAcl: StrictBool = False
+    toastCompression: Literal["auto", "server", "lz4", "pglz"] | None = Field(
+        None,
+        description="How restored values are compressed: auto (lz4 when the server has it and its "
+        "default_toast_compression is not configured), server, lz4 or pglz; default: the server's "
+        "PGKEEP_RESTORE_TOAST_COMPRESSION.",
+    )
     confirmRestore: Literal[True] = Field(description="Must be literally true.")
     targetDatabase: Annotated[SafeText, StringConstraints(min_length=1, max_length=63)] | None = Field(
         None, description="Restore into this existing database on the same server instead."

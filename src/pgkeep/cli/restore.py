@@ -13,6 +13,7 @@ from pgkeep.cli import physical as phys
 from pgkeep.cli.backups import KindOpt
 from pgkeep.cli.main import app, out_console, print_json, state
 from pgkeep.cli.progress import ReadProgress, bar_wanted
+from pgkeep.config import ToastCompression
 from pgkeep.errors import EXIT_CODES_HELP, NotConfirmedError
 from pgkeep.services.pitr import PitrOptions, RecoveryTarget
 from pgkeep.services.restore import RestoreOptions, RestorePlan, resolve_backup, resolve_file, restore
@@ -59,6 +60,15 @@ def restore_cmd(
     with_globals: Annotated[
         bool, typer.Option("--globals", help="Create the backup's saved roles and tablespaces first.")
     ] = False,
+    toast_compression: Annotated[
+        ToastCompression | None,
+        typer.Option(
+            "--toast-compression",
+            help="How restored values are compressed: auto (lz4 when the server has it and its "
+            "default_toast_compression is not configured), server (its default), lz4 or pglz. "
+            "Default: PGKEEP_RESTORE_TOAST_COMPRESSION, else auto.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     kind: phys.KindOption = KindOpt.logical,
@@ -90,6 +100,8 @@ def restore_cmd(
             raise typer.BadParameter("a physical restore takes --backup ID, not an ID argument or --file")
         if data_dir is None:
             raise typer.BadParameter("a physical restore needs --data-dir DIR (a new, empty directory)")
+        if toast_compression is not None:
+            raise typer.BadParameter("--toast-compression is for logical restores (a physical one copies files)")
         target = RecoveryTarget.parse(to_time=to_time, to_lsn=to_lsn, to_xid=to_xid, to_name=to_name, latest=latest)
         options = PitrOptions(
             data_dir=data_dir,
@@ -165,6 +177,7 @@ def restore_cmd(
                 schemas=tuple(schemas or ()),
                 into_schema=into_schema,
                 restore_globals=with_globals,
+                toast_compression=toast_compression,
             ),
             confirm=confirm_then_show,
         )

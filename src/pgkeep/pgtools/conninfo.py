@@ -50,6 +50,19 @@ class Target:
     def with_dbname(self, dbname: str) -> Target:
         return Target(params={**self.params, "dbname": dbname}, password=self.password)
 
+    def with_session_settings(self, **settings: str) -> Target:
+        """The same target, every session of which starts with ``settings`` (``-c name=value``).
+
+        They are added to the connection's options, or to PGOPTIONS's when the
+        URL has none (libpq reads PGOPTIONS only when the options are unset).
+        Values must not contain spaces or backslashes.
+        """
+        if any(" " in value or "\\" in value for value in settings.values()):
+            raise ValueError("a session setting's value must not contain spaces or backslashes")
+        base = self.params.get("options", os.environ.get("PGOPTIONS", ""))
+        added = " ".join(f"-c {name}={value}" for name, value in settings.items())
+        return Target(params={**self.params, "options": f"{base} {added}".strip()}, password=self.password)
+
     def conninfo(self) -> str:
         """Connection string *without* the password: safe for argv and messages."""
         return psycopg.conninfo.make_conninfo(**self.params)

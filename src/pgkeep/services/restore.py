@@ -32,7 +32,7 @@ from psycopg import sql
 
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
-from pgkeep.config import DumpFormat
+from pgkeep.config import DumpFormat, ToastCompression
 from pgkeep.errors import (
     InsufficientPrivilegeError,
     InvalidRequestError,
@@ -49,6 +49,7 @@ from pgkeep.pgtools.clear import clear_database_sql
 from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child, enlarge_pipe_fd
+from pgkeep.pgtools.toast import read_server_toast, session_method
 from pgkeep.pgtools.toc import privilege_problems, summarize
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
@@ -65,7 +66,13 @@ from pgkeep.services.artifacts import (
     scan,
 )
 from pgkeep.services.context import Context
-from pgkeep.services.restore_modes import apply_globals, restore_atomic, restore_selective, stage_archive
+from pgkeep.services.restore_modes import (
+    apply_globals,
+    restore_atomic,
+    restore_selective,
+    stage_archive,
+    with_toast_choice,
+)
 
 COPY_CHUNK = 1 << 20
 log = get_logger("pgkeep.restore")
@@ -85,6 +92,7 @@ class RestoreOptions:
     schemas: tuple[str, ...] = ()  # selective: whole schemas missing from the target
     into_schema: str | None = None  # selective tables go here, next to the live data
     restore_globals: bool = False  # create the backup's roles/tablespaces first
+    toast_compression: ToastCompression | None = None  # None: the settings' (pgtools/toast.py)
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,9 @@ def restore(
     if options.dry_run:
         return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True)
     target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
-    exists, has_data, major = _inspect_target(target)
+    exists, has_data, major = _inspect_target(
+        target, options.toast_compression or ctx.settings.restore_toast_compression
+    )
     if toc and not options.restore_globals:
         with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
             problems = privilege_problems(conn, summarize(toc), no_owner=options.no_owner)
@@ -266,8 +276,11 @@ def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:
     return not options.dry_run and checked_while_loading(artifact) and not (options.tables or options.schemas)
 
 
-def _inspect_target(target: Target) -> tuple[bool, bool, int]:
-    """(exists, holds any user object, server major) of the target database."""
+def _inspect_target(target: Target, toast: ToastCompression) -> tuple[bool, bool, int]:
+    """(exists, holds any user object, server major) of the target database.
+
+    Also refuses, before anything changes, a TOAST compression the server lacks.
+    """
     try:
         conn = pgserver.connect(target, operation="restore")
     except PgkeepError:
@@ -276,8 +289,10 @@ def _inspect_target(target: Target) -> tuple[bool, bool, int]:
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)).fetchone()
             if found:
                 raise
+            session_method(toast, read_server_toast(conn))
             return False, False, pgserver.server_major(conn)
     with conn:
+        session_method(toast, read_server_toast(conn))
         has_data = pgserver.has_user_objects(conn)
         return True, has_data, pgserver.server_major(conn)
 
@@ -301,6 +316,7 @@ def restore_into(ctx: Context, artifact: Artifact, target: Target, options: Rest
     with pgserver.connect(target, operation="restore") as conn:
         major = pgserver.server_major(conn)
         clear_sql = clear_database_sql(conn)
+        target = with_toast_choice(ctx, conn, target, options)
     bin_dir = ctx.settings.pg_bin_dir
     psql = find_tool("psql", major, bin_dir)
     restore_tool = pg_restore_for(artifact, bin_dir) if artifact.fmt is not DumpFormat.PLAIN else None

@@ -40,6 +40,8 @@ from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.commands import pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env, passed_fds
 from pgkeep.pgtools.process import Child
+from pgkeep.pgtools.toast import SETTING as TOAST_SETTING
+from pgkeep.pgtools.toast import read_server_toast, session_method
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
     Artifact,
@@ -57,6 +59,18 @@ log = get_logger("pgkeep.restore")
 NEW_MARK = "_pgkeep_new_"
 OLD_MARK = "_pgkeep_old_"
 SWAP_WAIT_S = 10.0
+
+
+def with_toast_choice(ctx: Context, conn: psycopg.Connection, target: Target, options: RestoreOptions) -> Target:
+    """``target``, its sessions set to compress stored values the way the options or
+    settings choose (``pgtools/toast.py``); ``conn`` is a session on it, for its defaults."""
+    choice = options.toast_compression or ctx.settings.restore_toast_compression
+    server = read_server_toast(conn)
+    method = session_method(choice, server)
+    if method is None:
+        return target
+    log.info("restore compression chosen", toast_compression=method, server_default=server.setting, phase="restore")
+    return target.with_session_settings(**{TOAST_SETTING: method})
 
 
 def require_createdb(conn: psycopg.Connection, server: Target, what: str) -> None:
@@ -237,6 +251,7 @@ def restore_selective(
     tables = [parse_table(t) for t in options.tables]
     into = options.into_schema
     with pgserver.connect(target, operation="restore") as conn:
+        target = with_toast_choice(ctx, conn, target, options)
         quote = _quoter(conn)
         for schema in options.schemas:
             if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():

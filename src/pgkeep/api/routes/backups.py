@@ -37,6 +37,7 @@ from pgkeep.api.schemas import (
 from pgkeep.api.state import AdminApi, actor_of, audit_event, audit_problem, get_api
 from pgkeep.catalog.admin_models import AuditOutcome, Role
 from pgkeep.catalog.models import BackupStatus, BackupType
+from pgkeep.config import ToastCompression
 from pgkeep.services import admin, manage
 from pgkeep.services.restore import RestoreOptions
 
@@ -179,6 +180,7 @@ def restore(
                 into_schema=body.intoSchema,
                 no_owner=body.noOwner,
                 no_acl=body.noAcl,
+                toast_compression=ToastCompression(body.toastCompression) if body.toastCompression else None,
             ),
         )
         details = ops.restore_details(prepared)
