@@ -277,9 +277,11 @@ def _pg_restore(env: Env, target: str, artifact: object) -> list[Stage]:
     return [Stage(argv, env=env.client_env())]
 
 
-def _pgkeep_restore(jobs: bool, storage: str = "local") -> Callable[[Env, str, object], list[Stage]]:
+def _pgkeep_restore(
+    jobs: bool, storage: str = "local", extra: tuple[str, ...] = ()
+) -> Callable[[Env, str, object], list[Stage]]:
     def stages(env: Env, target: str, artifact: object) -> list[Stage]:
-        args = ["restore", str(artifact), "--yes", "--json", "--target-url", env.cluster.url(target)]
+        args = ["restore", str(artifact), "--yes", "--json", "--target-url", env.cluster.url(target), *extra]
         if jobs:
             args.append(f"--jobs={env.jobs}")
         return [env.pgkeep_stage(args, storage)]
@@ -314,6 +316,12 @@ def all_methods() -> list[Method]:
         _restore("restore-fc", "`pg_restore -j N` of `-Fc`", "fc", _pg_restore),
         _restore("pgkeep-restore", "`pgkeep restore` (defaults)", "pgkeep", _pgkeep_restore(False)),
         _restore("pgkeep-restore-j", "`pgkeep restore --jobs N`", "pgkeep", _pgkeep_restore(True)),
+        _restore(
+            "pgkeep-restore-pglz",
+            "`pgkeep restore --toast-compression server` (pglz, as the reference rows)",
+            "pgkeep",
+            _pgkeep_restore(False, extra=("--toast-compression", "server")),
+        ),
         Method(
             "pgbackrest",
             "pgBackRest full backup (zst, process-max N)",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.methods import Method, Sample
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.methods import Method, Sample  # (bench/ is not an installed package)
 from bench.report import DatasetResult, MethodResult, dataset_markdown
 
 
