@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -19,6 +20,7 @@ from pgkeep.config import ToastCompression
 from pgkeep.devcluster import DevCluster, embedded_postgres_bin_dir
 from pgkeep.errors import InvalidRequestError
 from pgkeep.fingerprint import fingerprint
+from pgkeep.services import restore as restore_service
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
 from pgkeep.services.restore import RestoreOptions, resolve_backup, restore
@@ -42,6 +44,30 @@ def test_restore_compresses_with_lz4_unless_a_column_says_otherwise(
     restore(ctx, resolve_backup(ctx, backup_id), dataclasses.replace(options, target_url=empty_db.url))
     assert toast_methods(empty_db.conninfo) == ("lz4", "pglz")
     assert fingerprint(empty_db.conninfo) == fingerprint(source_db.conninfo)
+
+
+def test_one_session_restores_set_it_in_sql_not_in_the_connection_options(
+    ctx: Context, source_db: DbHandle, empty_db: DbHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connection poolers reject unknown startup options: only pg_restore --jobs gets them."""
+    started: list[list[str]] = []
+
+    class RecordingChild(restore_service.Child):
+        def __init__(self, argv: list[str], **kwargs: Any) -> None:
+            started.append(argv)
+            super().__init__(argv, **kwargs)
+
+    monkeypatch.setattr(restore_service, "Child", RecordingChild)
+    backup_id = backup_with_notes(ctx, source_db)
+    restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(target_url=empty_db.url))
+    assert toast_methods(empty_db.conninfo) == ("lz4", "pglz")
+    assert started and not [argv for argv in started if "toast" in " ".join(argv)]
+
+
+def test_selective_restore_compresses_with_lz4_too(ctx: Context, source_db: DbHandle, empty_db: DbHandle) -> None:
+    backup_id = backup_with_notes(ctx, source_db)
+    restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(target_url=empty_db.url, tables=("public.notes",)))
+    assert toast_methods(empty_db.conninfo) == ("lz4", "pglz")
 
 
 def test_server_choice_keeps_the_servers_default(ctx: Context, source_db: DbHandle, empty_db: DbHandle) -> None:

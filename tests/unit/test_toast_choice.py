@@ -8,7 +8,7 @@ import pytest
 from pgkeep.config import ToastCompression
 from pgkeep.errors import InvalidRequestError
 from pgkeep.pgtools.conninfo import Target
-from pgkeep.pgtools.toast import ServerToast, session_method
+from pgkeep.pgtools.toast import ServerToast, session_method, set_statement
 
 BUILT_IN = ServerToast(setting="pglz", configured=False, methods=("pglz", "lz4"))
 CONFIGURED = ServerToast(setting="pglz", configured=True, methods=("pglz", "lz4"))
@@ -69,3 +69,9 @@ def test_session_settings_keep_pgoptions_when_the_url_has_none(monkeypatch: pyte
 def test_session_setting_values_with_spaces_are_refused() -> None:
     with pytest.raises(ValueError, match="spaces"):
         Target.from_url("postgresql://u@h/db").with_session_settings(search_path="a b")
+
+
+def test_set_statement_names_only_known_methods() -> None:
+    assert set_statement("lz4") == "SET default_toast_compression = lz4;\n"
+    with pytest.raises(ValueError, match="unknown"):
+        set_statement("lz4; DROP TABLE x")

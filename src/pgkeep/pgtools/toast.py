@@ -10,6 +10,11 @@ of transcripts) loaded in 25 s with pglz and 9 s with lz4, for a database
 it and its default is the built-in one (``auto``); a default configured in
 postgresql.conf, for the database or the role, or in the connection's
 options is respected, and ``server`` leaves the default alone.
+
+A restore that runs in one session says so in SQL, first thing in its
+script (:func:`set_statement`): connection poolers reject unknown startup
+options. pg_restore ``--jobs`` opens its own sessions, so there the choice
+goes into the connection's options (``Target.with_session_settings``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pgkeep.config import ToastCompression
 from pgkeep.errors import InvalidRequestError
 
 SETTING = "default_toast_compression"
+METHODS = ("pglz", "lz4")
 
 
 @dataclass(frozen=True)
@@ -69,3 +75,10 @@ def session_method(choice: ToastCompression, server: ServerToast) -> str | None:
             hint="restore with --toast-compression auto or server",
         )
     return None if server.setting == choice.value else choice.value
+
+
+def set_statement(method: str) -> str:
+    """The SQL that makes the rest of a session compress with ``method``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown TOAST compression method {method!r}")
+    return f"SET {SETTING} = {method};\n"

@@ -49,7 +49,8 @@ from pgkeep.pgtools.clear import clear_database_sql
 from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child, enlarge_pipe_fd
-from pgkeep.pgtools.toast import read_server_toast, session_method
+from pgkeep.pgtools.toast import SETTING as TOAST_SETTING
+from pgkeep.pgtools.toast import read_server_toast, session_method, set_statement
 from pgkeep.pgtools.toc import privilege_problems, summarize
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
@@ -71,7 +72,7 @@ from pgkeep.services.restore_modes import (
     restore_atomic,
     restore_selective,
     stage_archive,
-    with_toast_choice,
+    toast_choice,
 )
 
 COPY_CHUNK = 1 << 20
@@ -316,7 +317,7 @@ def restore_into(ctx: Context, artifact: Artifact, target: Target, options: Rest
     with pgserver.connect(target, operation="restore") as conn:
         major = pgserver.server_major(conn)
         clear_sql = clear_database_sql(conn)
-        target = with_toast_choice(ctx, conn, target, options)
+        toast = toast_choice(ctx, conn, options)
     bin_dir = ctx.settings.pg_bin_dir
     psql = find_tool("psql", major, bin_dir)
     restore_tool = pg_restore_for(artifact, bin_dir) if artifact.fmt is not DumpFormat.PLAIN else None
@@ -324,8 +325,12 @@ def restore_into(ctx: Context, artifact: Artifact, target: Target, options: Rest
     # an older server rejects; only the script path can filter it out, so such
     # a restore runs as one transaction instead of in parallel.
     if restore_tool is not None and options.jobs > 1 and not _sends_unknown_settings(restore_tool, major):
+        if toast:  # pg_restore's workers open their own sessions
+            target = target.with_session_settings(**{TOAST_SETTING: toast})
         _restore_parallel(ctx, artifact, target, options, restore_tool, clear_sql)
         return
+    if toast:  # the one session's script starts with it (poolers reject startup options)
+        clear_sql = set_statement(toast) + clear_sql
     _restore_single_transaction(ctx, artifact, target, options, psql, restore_tool, clear_sql, major)
 
 

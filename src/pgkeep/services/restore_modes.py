@@ -40,8 +40,7 @@ from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.commands import pg_restore_script_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, client_env, passed_fds
 from pgkeep.pgtools.process import Child
-from pgkeep.pgtools.toast import SETTING as TOAST_SETTING
-from pgkeep.pgtools.toast import read_server_toast, session_method
+from pgkeep.pgtools.toast import read_server_toast, session_method, set_statement
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services.artifacts import (
     Artifact,
@@ -61,16 +60,15 @@ OLD_MARK = "_pgkeep_old_"
 SWAP_WAIT_S = 10.0
 
 
-def with_toast_choice(ctx: Context, conn: psycopg.Connection, target: Target, options: RestoreOptions) -> Target:
-    """``target``, its sessions set to compress stored values the way the options or
-    settings choose (``pgtools/toast.py``); ``conn`` is a session on it, for its defaults."""
+def toast_choice(ctx: Context, conn: psycopg.Connection, options: RestoreOptions) -> str | None:
+    """The TOAST compression a restore's sessions set (``pgtools/toast.py``), or None to
+    keep the server's default; ``conn`` is a session on the target, for its defaults."""
     choice = options.toast_compression or ctx.settings.restore_toast_compression
     server = read_server_toast(conn)
     method = session_method(choice, server)
-    if method is None:
-        return target
-    log.info("restore compression chosen", toast_compression=method, server_default=server.setting, phase="restore")
-    return target.with_session_settings(**{TOAST_SETTING: method})
+    if method is not None:
+        log.info("restore compression chosen", toast_compression=method, server_default=server.setting, phase="restore")
+    return method
 
 
 def require_createdb(conn: psycopg.Connection, server: Target, what: str) -> None:
@@ -251,7 +249,7 @@ def restore_selective(
     tables = [parse_table(t) for t in options.tables]
     into = options.into_schema
     with pgserver.connect(target, operation="restore") as conn:
-        target = with_toast_choice(ctx, conn, target, options)
+        toast = toast_choice(ctx, conn, options)
         quote = _quoter(conn)
         for schema in options.schemas:
             if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
@@ -279,7 +277,7 @@ def restore_selective(
             else {}
         )
         # pg_restore --schema restores what is in a schema but not the schema itself.
-        prelude = "".join(
+        prelude = (set_statement(toast) if toast else "") + "".join(
             f"CREATE SCHEMA IF NOT EXISTS {quote(n)};\n" for n in [*options.schemas, *([into] if into else [])]
         )
     bin_dir = ctx.settings.pg_bin_dir
