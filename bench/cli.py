@@ -119,6 +119,26 @@ def _describe(result: MethodResult) -> str:
     return f"{s.wall_s:.2f} s{size}, cpu {s.cpu_s:.1f}+{s.server_cpu_s:.1f} s{rss}"
 
 
+def round_order(group: list[Method], round_no: int) -> list[Method]:
+    """The order of ``group``'s methods in round ``round_no``: a Williams design.
+
+    Each round shifts the sequence 0, 1, n-1, 2, n-2, ... by one, so every method
+    takes every position once in n rounds and follows a different method each
+    time. (Plain rotation kept each method's neighbours: a method measured right
+    after another's aftermath, a checkpoint say, stayed there in every round.)
+    """
+    n = len(group)
+    base = [0]
+    low, high = 1, n - 1
+    while low <= high:
+        base.append(low)
+        low += 1
+        if low <= high:
+            base.append(high)
+            high -= 1
+    return [group[(i + round_no) % n] for i in base]
+
+
 def measure_dataset(env: Env, methods: list[Method], repeat: int, name: str) -> list[MethodResult]:
     results = {m.key: MethodResult(m) for m in methods}
     # A restore whose backup is not measured still needs that backup's output once.
@@ -136,8 +156,7 @@ def measure_dataset(env: Env, methods: list[Method], repeat: int, name: str) -> 
             group = [m for m in methods if m.kind == kind]
             if not group:
                 continue
-            shift = round_no % len(group)  # rotate the order too: no method is always first
-            for method in group[shift:] + group[:shift]:
+            for method in round_order(group, round_no):
                 result = results[method.key]
                 if result.error is not None:
                     continue

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.methods import Method, Sample  # (bench/ is not an installed package)
+from bench.cli import round_order  # (bench/ is not an installed package)
+from bench.methods import Method, Sample
 from bench.report import DatasetResult, MethodResult, dataset_markdown
 
 
@@ -57,3 +58,17 @@ def test_the_report_says_how_the_rounds_fell() -> None:
     ) in text
     single = dataset_markdown(DatasetResult("d", "test data", FACTS, [row("floor", [4.0]), row("pgkeep", [6.0])]), 1)
     assert "- logical backup, wall time vs the floor: 1.50 (not met); target at most 1.2" in single
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6, 8])
+def test_round_order_puts_every_method_in_every_position_after_different_neighbours(n: int) -> None:
+    group: list[Any] = list(range(n))
+    rounds = [round_order(group, r) for r in range(n)]
+    assert all(sorted(order) == group for order in rounds)  # each method once per round
+    for position in range(n):
+        assert sorted(order[position] for order in rounds) == group  # each position once per method
+    followed = [(order[i], order[i + 1]) for order in rounds for i in range(n - 1)]
+    if n % 2 == 0:  # Williams: each ordered pair of neighbours exactly once
+        assert len(set(followed)) == len(followed) == n * (n - 1)
+    elif n >= 5:  # (3 methods have no better order than a rotation)
+        assert len(set(followed)) > n  # plain rotation repeats the same n pairs
