@@ -168,6 +168,11 @@ def test_toast_compression_option(cli: Cli, tmp_path: Path, source_db: DbHandle,
     result = cli.run("restore", backup_id, "--yes", "--target-url", empty_db.url, "--toast-compression", "server")
     assert result.returncode == 0, result.stderr
     assert toast_methods(empty_db.conninfo) == ("pglz", "pglz")
+    assert "compressed with" not in result.stdout
+    result = cli.run("restore", backup_id, "--yes", "--target-url", empty_db.url)
+    assert result.returncode == 0, result.stderr
+    assert toast_methods(empty_db.conninfo) == ("lz4", "pglz")
+    assert "Long values will be compressed with lz4" in result.stdout  # said before anything changes
     result = cli.run("restore", backup_id, "--yes", "--target-url", empty_db.url, "--toast-compression", "zstd")
     assert result.returncode == ExitCode.USAGE and "zstd" in result.stderr
     result = cli.run("restore", "--kind", "physical", "--data-dir", str(tmp_path / "d"), "--toast-compression", "lz4")

@@ -130,6 +130,11 @@ def restore_cmd(
     def confirm(plan: RestorePlan) -> bool:
         say(f"   Checksum: {plan.checksum}")
         say("   ✓ Backup file is valid")
+        if plan.toast_compression:
+            say(
+                f"   Long values will be compressed with {plan.toast_compression} "
+                "(--toast-compression server keeps the server's default)"
+            )
         if yes:
             return True
         if not sys.stdin.isatty():

@@ -103,6 +103,7 @@ class RestorePlan:
     artifact: Artifact
     checksum: str
     target: str  # user@host:port/db, no password
+    toast_compression: str | None = None  # what restored long values will be compressed with, if not the default
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def restore(
     if options.dry_run:
         return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True)
     target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
-    exists, has_data, major = _inspect_target(
+    exists, has_data, major, toast = _inspect_target(
         target, options.toast_compression or ctx.settings.restore_toast_compression
     )
     if toc and not options.restore_globals:
@@ -205,7 +206,7 @@ def restore(
             f"database {target.dbname} does not exist on {target.describe()}",
             hint="create it first or pass --create-db",
         )
-    plan = RestorePlan(artifact, checksum, target.describe())
+    plan = RestorePlan(artifact, checksum, target.describe(), toast)
     if confirm is not None and not confirm(plan):
         raise NotConfirmedError("restore cancelled: not confirmed", backup_id=artifact.backup_id)
     where = target.describe()
@@ -277,10 +278,11 @@ def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:
     return not options.dry_run and checked_while_loading(artifact) and not (options.tables or options.schemas)
 
 
-def _inspect_target(target: Target, toast: ToastCompression) -> tuple[bool, bool, int]:
-    """(exists, holds any user object, server major) of the target database.
+def _inspect_target(target: Target, toast: ToastCompression) -> tuple[bool, bool, int, str | None]:
+    """(exists, holds any user object, server major, TOAST compression the restore will set)
+    of the target database.
 
-    Also refuses, before anything changes, a TOAST compression the server lacks.
+    Refuses, before anything changes, a TOAST compression the server lacks.
     """
     try:
         conn = pgserver.connect(target, operation="restore")
@@ -290,12 +292,12 @@ def _inspect_target(target: Target, toast: ToastCompression) -> tuple[bool, bool
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)).fetchone()
             if found:
                 raise
-            session_method(toast, read_server_toast(conn))
-            return False, False, pgserver.server_major(conn)
+            method = session_method(toast, read_server_toast(conn))
+            return False, False, pgserver.server_major(conn), method
     with conn:
-        session_method(toast, read_server_toast(conn))
+        method = session_method(toast, read_server_toast(conn))
         has_data = pgserver.has_user_objects(conn)
-        return True, has_data, pgserver.server_major(conn)
+        return True, has_data, pgserver.server_major(conn), method
 
 
 def _create_database_if_missing(target: Target) -> None:
