@@ -131,6 +131,25 @@ def test_growing_parts_make_one_whole_object(devs3: DevS3, monkeypatch: pytest.M
     assert sum("partNumber=" in request for request in sent) == 5, sent
 
 
+def test_a_writer_fills_the_same_buffers_again(devs3: DevS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nine parts go out in max_concurrency + 1 buffers, reused; no stale bytes reach the object."""
+    storage = open_storage(f"s3://{BUCKET}/{unique()}", s3_settings(devs3, s3_part_size=5 * MIB))
+    window = unwrap(storage).options.max_concurrency
+    shipped: list[bytearray] = []  # kept alive, so each new allocation is a new object
+    upload_part = s3_module.S3Writer._upload_part
+
+    def spy(self: Any, number: int, buf: bytearray) -> Any:
+        shipped.append(buf)
+        return upload_part(self, number, buf)
+
+    monkeypatch.setattr(s3_module.S3Writer, "_upload_part", spy)
+    data = data_of(8 * 5 * MIB + MIB + 123)  # the last part is short: a reused buffer, cut
+    write(storage, "reuse.dump", data, chunk=MIB - 1)
+    assert len(shipped) == 9
+    assert len({id(buf) for buf in shipped}) == window + 1
+    assert read(storage, "reuse.dump") == data
+
+
 # -- permanent errors ---------------------------------------------------------------
 
 
