@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from cli_runner import Cli, assert_one_clear_line
@@ -175,6 +176,20 @@ def test_toast_compression_option(cli: Cli, tmp_path: Path, source_db: DbHandle,
     assert "Long values will be compressed with lz4" in result.stdout  # said before anything changes
     result = cli.run("restore", backup_id, "--yes", "--target-url", empty_db.url, "--toast-compression", "zstd")
     assert result.returncode == ExitCode.USAGE and "zstd" in result.stderr
+    # A dry run looks at the target too, and says what the restore would do there.
+    result = cli.run("restore", backup_id, "--dry-run", "--target-url", empty_db.url)
+    assert result.returncode == 0, result.stderr
+    password = urlsplit(empty_db.url).password
+    assert password and password not in result.stdout
+    [said] = [line for line in result.stdout.splitlines() if "Would restore into" in line]
+    assert said.endswith(f"/{empty_db.name}")
+    assert "Long values will be compressed with lz4" in result.stdout
+    dry = cli.json("restore", backup_id, "--dry-run", "--target-url", empty_db.url, "--toast-compression", "server")
+    assert dry["dryRun"] is True and dry["target"] == said.split("Would restore into ")[1]
+    assert dry["toastCompression"] is None  # the server's default
+    missing = empty_db.url.rsplit("/", 1)[0] + "/pgkeep_no_such_db"
+    result = cli.run("restore", backup_id, "--dry-run", "--target-url", missing)
+    assert_one_clear_line(result, ExitCode.FAILED, "pgkeep_no_such_db does not exist", "--create-db")
     result = cli.run("restore", "--kind", "physical", "--data-dir", str(tmp_path / "d"), "--toast-compression", "lz4")
     assert result.returncode == ExitCode.USAGE and "Traceback" not in result.stderr
     assert "--toast-compression is for logical restores" in result.stderr

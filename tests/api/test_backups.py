@@ -147,6 +147,7 @@ def test_restore_takes_the_toast_compression_choice(
     response = as_admin.post(url, json={**body, "toastCompression": "server"})
     assert response.status_code == 200, response.text
     assert toast_methods(empty_db.conninfo) == ("pglz", "pglz")
+    assert response.json()["toastCompression"] is None  # nothing set: the server's default
     response = as_admin.post(url, json={**body, "toastCompression": "zstd"})
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
@@ -154,6 +155,10 @@ def test_restore_takes_the_toast_compression_choice(
     response = as_admin.post(url, json={**body, "safetyBackup": False})  # the default: auto
     assert response.status_code == 200, response.text
     assert toast_methods(empty_db.conninfo) == ("lz4", "pglz")
+    assert response.json()["toastCompression"] == "lz4"
+    dry = as_admin.post(url, json={**body, "dryRun": True, "toastCompression": "server"})
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["toastCompression"] is None
 
 
 def test_delete_marks_deleted_and_removes_the_file(as_admin: TestClient, tmp_path) -> None:

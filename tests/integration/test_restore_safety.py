@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from helpers import DbHandle, backup_rows, fake_old_pg_dump_dir, make_context, open_pipes, schema_snapshot
+from helpers import DbHandle, backup_rows, fake_old_pg_dump_dir, make_context, open_pipes, scalar, schema_snapshot
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.config import DumpFormat
@@ -149,4 +149,35 @@ def test_dry_run_verifies_and_changes_nothing(ctx: Context, source_db: DbHandle)
     before = snapshot(source_db)
     outcome = restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(dry_run=True))
     assert outcome.dry_run
+    assert outcome.plan is not None and outcome.plan.target.endswith(f"/{source_db.name}")
     assert snapshot(source_db) == before
+
+
+def test_dry_run_checks_the_target_as_the_restore_would(
+    ctx: Context, pg15: DevCluster, source_db: DbHandle, empty_db: DbHandle
+) -> None:
+    backup_id = create_backup(ctx).id
+    artifact = resolve_backup(ctx, backup_id)
+    missing = empty_db.url.rsplit("/", 1)[0] + f"/pgkeep_missing_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(RestoreFailedError, match="does not exist") as info:
+        restore(ctx, artifact, RestoreOptions(target_url=missing, dry_run=True))
+    assert info.value.hint and "--create-db" in info.value.hint
+    outcome = restore(ctx, artifact, RestoreOptions(target_url=missing, dry_run=True, create_database=True))
+    assert outcome.dry_run and outcome.plan is not None
+    created = "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgkeep_missing%'"
+    assert scalar(pg15.admin_conninfo("postgres"), created) == 0
+    # A role the archive needs that the target lacks: refused by the dry run, as by a restore.
+    role = f"Owner-{uuid.uuid4().hex[:8]}"
+    pg15.create_role(role, None, login=False)
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute("CREATE TABLE owned_dry (id int)")
+        conn.execute(sql.SQL("ALTER TABLE owned_dry OWNER TO {}").format(sql.Identifier(role)))
+    owned_id = create_backup(ctx).id
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute("DROP TABLE owned_dry")
+    pg15.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    before = snapshot(empty_db)
+    with pytest.raises(PgkeepError, match=r"do(es)? not exist") as refused:
+        restore(ctx, resolve_backup(ctx, owned_id), RestoreOptions(target_url=empty_db.url, dry_run=True))
+    assert role in str(refused.value)
+    assert snapshot(empty_db) == before

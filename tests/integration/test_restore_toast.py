@@ -113,10 +113,11 @@ def test_lz4_on_a_server_built_without_it_is_refused_before_anything_changes(
         with DevCluster.start(bin_dir) as pg18:  # this build has no lz4
             pg18.execute("CREATE TABLE keep_me (id int)")
             target = pg18.url("postgres")
-            with pytest.raises(InvalidRequestError) as err:
-                options = RestoreOptions(target_url=target, toast_compression=ToastCompression.LZ4)
-                restore(ctx, resolve_backup(ctx, backup_id), options)
-            assert "lz4" in str(err.value) and "built without" in str(err.value)
+            for dry_run in (True, False):  # a dry run says so as the restore would
+                with pytest.raises(InvalidRequestError) as err:
+                    options = RestoreOptions(target_url=target, toast_compression=ToastCompression.LZ4, dry_run=dry_run)
+                    restore(ctx, resolve_backup(ctx, backup_id), options)
+                assert "lz4" in str(err.value) and "built without" in str(err.value)
             assert scalar(pg18.admin_conninfo("postgres"), "SELECT count(*) FROM keep_me") == 0  # still there
             assert scalar(pg18.admin_conninfo("postgres"), "SELECT count(*) FROM pg_database") == 3  # nothing new
     finally:

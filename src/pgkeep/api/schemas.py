@@ -267,6 +267,18 @@ class RestoreJob(_Response):
     totalBytes: int | None = Field(None, description="The stored backup's size: bytesRead's end.")
 
 
+class RestoreDone(_Response):
+    message: str
+    jobId: str
+    checksum: str = Field(description="SHA-256 of the stored backup, checked while it was read.")
+    safetyBackupId: str | None = Field(None, description="The backup of the target's previous contents.")
+    toastCompression: Literal["lz4", "pglz"] | None = Field(
+        None,
+        description="What the restore set (or, in a dry run, would set) for long values; "
+        "null: the server's default_toast_compression.",
+    )
+
+
 class RestoreAccepted(_Response):
     message: str
     job: RestoreJob

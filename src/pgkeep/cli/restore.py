@@ -127,7 +127,7 @@ def restore_cmd(
     say = (lambda *_: None) if as_json else (lambda text: out_console.print(text, markup=False))
     say(f"🔄 Preparing to restore from: {file or artifact.name}")
 
-    def confirm(plan: RestorePlan) -> bool:
+    def show(plan: RestorePlan) -> None:
         say(f"   Checksum: {plan.checksum}")
         say("   ✓ Backup file is valid")
         if plan.toast_compression:
@@ -135,6 +135,9 @@ def restore_cmd(
                 f"   Long values will be compressed with {plan.toast_compression} "
                 "(--toast-compression server keeps the server's default)"
             )
+
+    def confirm(plan: RestorePlan) -> bool:
+        show(plan)
         if yes:
             return True
         if not sys.stdin.isatty():
@@ -194,11 +197,14 @@ def restore_cmd(
                 "dryRun": outcome.dry_run,
                 "safetyBackupId": outcome.safety_backup_id,
                 "terminatedSessions": outcome.terminated_sessions,
+                "target": outcome.plan.target if outcome.plan else None,
+                "toastCompression": outcome.plan.toast_compression if outcome.plan else None,
             }
         )
     elif outcome.dry_run:
-        say(f"   Checksum: {outcome.checksum}")
-        say("   ✓ Backup file is valid")
+        assert outcome.plan is not None  # a dry run stops after planning
+        show(outcome.plan)
+        say(f"   Would restore into {outcome.plan.target}")
         say("🔍 Dry run - backup verified, no changes made")
     else:
         say(f"✅ {outcome.message}")

@@ -113,6 +113,7 @@ class RestoreOutcome:
     dry_run: bool
     safety_backup_id: str | None = None
     terminated_sessions: int = 0
+    plan: RestorePlan | None = None  # what was (or, in a dry run, would have been) done
 
 
 def resolve_backup(ctx: Context, backup_id: str) -> Artifact:
@@ -174,8 +175,11 @@ def restore(
     """Verify ``artifact`` and (unless dry run, and once confirmed) restore it.
 
     Before anything changes: the checksum and archive are verified, the
-    options checked, and the restoring role's rights compared with what the
-    archive needs (owners, extensions).
+    options checked, the target inspected (it exists or ``create_database``;
+    its server has the TOAST compression asked for), and the restoring role's
+    rights compared with what the archive needs (owners, extensions). A dry
+    run does all of that too, so it fails where the restore would, and stops
+    there.
     """
     _check_options(artifact, options)
     toc: list[str] = []
@@ -188,8 +192,6 @@ def restore(
         checksum = str(artifact.checksum)
     else:
         checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, toc=toc)
-    if options.dry_run:
-        return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True)
     target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
     exists, has_data, major, toast = _inspect_target(
         target, options.toast_compression or ctx.settings.restore_toast_compression
@@ -207,6 +209,9 @@ def restore(
             hint="create it first or pass --create-db",
         )
     plan = RestorePlan(artifact, checksum, target.describe(), toast)
+    if options.dry_run:
+        log.info("restore dry run passed", backup_id=artifact.backup_id, target=plan.target)
+        return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True, plan=plan)
     if confirm is not None and not confirm(plan):
         raise NotConfirmedError("restore cancelled: not confirmed", backup_id=artifact.backup_id)
     where = target.describe()
@@ -268,7 +273,7 @@ def restore(
         backupId=artifact.backup_id,
         target=where,
     )
-    return RestoreOutcome(message, checksum, False, safety_id, terminated)
+    return RestoreOutcome(message, checksum, False, safety_id, terminated, plan)
 
 
 def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:

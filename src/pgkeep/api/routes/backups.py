@@ -29,6 +29,7 @@ from pgkeep.api.schemas import (
     KeepRequest,
     Message,
     RestoreAccepted,
+    RestoreDone,
     RestoreJob,
     RestoreRequest,
     VerifyRequest,
@@ -198,6 +199,7 @@ def restore(
             "jobId": prepared.job_id,
             "checksum": outcome.checksum,
             "safetyBackupId": getattr(outcome, "safety_backup_id", None),
+            "toastCompression": outcome.plan.toast_compression if outcome.plan else None,
         }
     finally:
         if guard is not None and not handed_over:
@@ -355,7 +357,7 @@ def register(router: APIRouter) -> None:
         "/backups/{backup_id}/restore",
         restore,
         methods=["POST"],
-        response_model=Message,
+        response_model=RestoreDone,
         operation_id="restoreBackup",
         summary="Restore a backup",
         name="pgkeep_restore_backup",
