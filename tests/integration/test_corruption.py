@@ -41,6 +41,25 @@ def change(source_db: DbHandle) -> None:
         conn.execute("CREATE TABLE after_backup (id int)")
 
 
+def test_a_changed_byte_that_breaks_the_sql_is_named_as_damage(
+    ctx: Context, source_db: DbHandle, empty_db: DbHandle
+) -> None:
+    # Uncompressed plain SQL: nothing but the checksum can notice. The first end-of-data
+    # marker "\\." becomes "\\/": psql fails on it long before the end of the backup (the
+    # rows of zz_filler, dumped last, are more than the pipes between them hold).
+    with psycopg.connect(source_db.conninfo) as conn:
+        conn.execute("CREATE TABLE zz_filler AS SELECT g, md5(g::text) AS t FROM generate_series(1, 100000) g")
+    backup_id = create_backup(ctx, fmt=DumpFormat.PLAIN, compression=Compression.NONE).id
+    path = stored_path(ctx, backup_id)
+    flip_byte(path, path.read_bytes().index(b"\n\\.\n") + 2)
+    before = fingerprint(empty_db.conninfo)
+    with pytest.raises(VerificationError, match="checksum mismatch") as info:
+        restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(target_url=empty_db.url))
+    assert "the load failed first" in info.value.message  # what psql said is kept
+    assert info.value.exit_code is ExitCode.INVALID
+    assert fingerprint(empty_db.conninfo) == before
+
+
 @pytest.mark.parametrize(("fmt", "compression"), KINDS, ids=lambda v: v.value)
 def test_flipped_byte_fails_verify_and_restore_leaves_target_untouched(
     ctx: Context, source_db: DbHandle, fmt: DumpFormat, compression: Compression

@@ -63,6 +63,7 @@ def test_restore_failing_halfway_leaves_the_target_unchanged(
             restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(target_url=target.url))
         assert "violates check constraint" in str(info.value), label
         assert "nothing was changed" in str(info.value)
+        assert "the backup itself is intact" in str(info.value)  # read to the end and checked
         assert info.value.exit_code is not ExitCode.OK
         assert info.value.backup_id == backup_id
         assert snapshot(target) == before, label

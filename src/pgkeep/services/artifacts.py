@@ -21,7 +21,7 @@ from typing import IO, Any, BinaryIO
 
 from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.config import Compression, DumpFormat, Settings
-from pgkeep.errors import NotFoundError, VerificationError
+from pgkeep.errors import NotFoundError, PgkeepError, VerificationError
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.commands import pg_restore_list_argv
 from pgkeep.pgtools.process import Child
@@ -234,6 +234,24 @@ def explain_damage(artifact: Artifact, reader: HashingReader, exc: VerificationE
         reader.drain()
         check_digest(artifact, reader)
     exc.backup_id = artifact.backup_id
+
+
+def explain_failed_load(artifact: Artifact, reader: HashingReader, exc: PgkeepError) -> None:
+    """A load that failed on what it was given (an SQL error, say), maybe before the whole
+    backup was read: read the rest and check the checksum. Damage is then the cause, and is
+    raised instead (exit 5, not 1); intact bytes are said in ``exc``'s message."""
+    if artifact.checksum is None:
+        return
+    try:
+        reader.drain()
+    except (OSError, PgkeepError):  # the storage failed too: nothing to tell
+        return
+    try:
+        check_digest(artifact, reader)
+    except VerificationError as damage:
+        damage.message += f"; the load failed first, on what it read: {exc.message}"
+        raise damage from exc
+    exc.message += "; the backup itself is intact (read to its end, its SHA-256 matches)"
 
 
 def pg_restore_for(artifact: Artifact, configured_dir: Path | None) -> Tool:

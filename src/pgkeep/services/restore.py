@@ -61,6 +61,7 @@ from pgkeep.services.artifacts import (
     check_digest,
     checked_while_loading,
     explain_damage,
+    explain_failed_load,
     extract_tar,
     pg_restore_for,
     read_toc,
@@ -402,6 +403,8 @@ def _restore_single_transaction(
             child.kill()
         if isinstance(exc, VerificationError):
             explain_damage(artifact, reader, exc)
+        elif isinstance(exc, RestoreFailedError):
+            explain_failed_load(artifact, reader, exc)
         raise
     finally:
         reader.close()
