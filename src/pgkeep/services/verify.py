@@ -8,8 +8,9 @@
   amcheck on the restored B-tree indexes where the extension is available,
   and drops the scratch database whatever happens. For custom and plain
   backups the drill is the only read: its load checks every stored byte
-  against the checksum before it commits, and when the load fails the
-  checksum is checked on its own, so that damage is named as damage.
+  against the checksum before it commits, and a load that fails before
+  the end reads the rest and checks it (``explain_failed_load``), so that
+  damage is named as damage.
 
 Every verification is recorded (``backup_verifications``, and the backup's
 ``last_verified_*`` columns).
@@ -31,7 +32,13 @@ from psycopg import sql
 
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupVerification, utcnow
-from pgkeep.errors import InsufficientPrivilegeError, InvalidStateError, PgkeepError, VerificationError
+from pgkeep.errors import (
+    InsufficientPrivilegeError,
+    InvalidStateError,
+    PgkeepError,
+    RestoreFailedError,
+    VerificationError,
+)
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.conninfo import Target
@@ -196,7 +203,7 @@ def restore_drill(ctx: Context, artifact: Artifact, expected: dict[str, int]) ->
             "restore",
             details,
         )
-    except VerificationError as exc:
+    except (VerificationError, RestoreFailedError) as exc:  # a failed load has checked the bytes
         return VerifyResult(False, f"restore drill failed: {exc.message}", "restore")
     except PgkeepError as exc:
         return VerifyResult(False, f"restore drill failed: {_damage(ctx, artifact) or exc.message}", "restore")
