@@ -8,8 +8,10 @@ An outage must still fail archive_command, and lose nothing.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pitr_helpers import (
@@ -89,16 +91,33 @@ def test_the_pusher_archives_ahead_and_the_archive_restores(async_archiving: Arc
         assert diff_fingerprints(expected, restored_fingerprint(arch, result)) == []
 
 
+def pusher_report(arch: Archiving) -> dict[str, Any]:
+    result = run_pgkeep("archive", "status", "--spool", str(arch.root / "spool"), "--json", env=arch.env())
+    assert result.returncode in (0, 1), result.stderr  # the archive's verdict; the spool's is only a report
+    return dict(json.loads(result.stdout)["spool"])
+
+
 def test_an_outage_fails_archive_command_and_loses_nothing(async_archiving: Archiving) -> None:
     arch = async_archiving
     with storage_outage(arch) as pending:
         assert f"{pending}: not stored" in pusher_log(arch)
+        # archive status --spool shows the backlog PostgreSQL keeps, and why.
+        report = pusher_report(arch)
+        assert report["pgWal"] == str(arch.cluster.data_dir / "pg_wal")
+        assert report["oldestReady"] == pending and report["readyCount"] >= 1
+        assert report["oldestReadyAgeSeconds"] >= 0
+        assert f"{pending}: not stored" in report["lastLogLine"]
+        said = run_pgkeep("archive", "status", "--spool", str(arch.root / "spool"), env=arch.env()).stdout
+        assert f"ready in pg_wal, the oldest ({pending})" in said, said
+        assert "pusher log:" in said and f"{pending}: not stored" in said, said
     add_rows(arch, 10)
     last = switch_and_wait_archived(arch.cluster)  # a new segment wakes the archiver, which retries
     archived = segment_objects(arch.storage)
     assert pending in archived and last in archived
     status = archive_service.status(arch.ctx)
     assert status.ok and status.holes == []
+    report = pusher_report(arch)
+    assert report["oldestReady"] != pending and report["errors"] == []
 
 
 def test_s3_archive_pushed_ahead_and_restored_with_prefetching(

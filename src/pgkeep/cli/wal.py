@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,6 +30,9 @@ from pgkeep.storage import open_storage
 from pgkeep.wal import ahead, prefetch
 from pgkeep.wal import archive as wal
 from pgkeep.wal.spool import FETCHER, Spool, settings_key
+
+if TYPE_CHECKING:
+    from pgkeep.wal.spool_status import SpoolStatus
 
 # PostgreSQL aborts recovery when restore_command exits above 125 (it reads such a
 # status as "killed by a signal"); 1 means "not in the archive, recovery may end here".
@@ -315,25 +318,48 @@ archive_app = typer.Typer(help="The WAL archive.\n\n" + EXIT_CODES_HELP, no_args
 app.add_typer(archive_app, name="archive")
 
 
-STATUS_HELP = "Exit codes: 0 no hole in the archive; 1 a hole, or no WAL since the oldest backup; 6 bad configuration."
+STATUS_HELP = (
+    "Exit codes: 0 no hole in the archive; 1 a hole, or no WAL since the oldest backup; 6 bad configuration, "
+    "or (--spool) an unreadable spool. The spool's report does not change the exit code."
+)
 
 
 @archive_app.command("status", epilog=STATUS_HELP)
 def archive_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    spool_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool",
+            help="Also report the asynchronous pusher of this spool (archive_command's --spool): "
+            "running or not, the files PostgreSQL has ready and how long the oldest has waited, "
+            "what it stored ahead, its last log line. Read only.",
+            file_okay=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Newest archived WAL segment, its age, and any hole since the oldest kept physical backup."""
     from pgkeep.services import archive as archive_service  # the catalog: see cli.main._run
     from pgkeep.services.context import Context
+    from pgkeep.wal.spool_status import spool_status
 
+    pusher = None
+    if spool_dir is not None:
+        try:
+            pusher = spool_status(Spool(spool_dir))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the spool {spool_dir}: {exc.strerror or exc}",
+                hint="give archive_command's --spool directory; run as the server's OS user (it is private)",
+            ) from None
     ctx = Context.build(load_config(config) if config is not None else load_settings())
     try:
         result = archive_service.status(ctx)
     finally:
         ctx.close()
     if as_json:
-        print_json(result.as_json())
+        print_json(result.as_json() | ({"spool": pusher.as_json()} if pusher else {}))
     else:
         if result.newest:
             out_console.print(
@@ -350,5 +376,26 @@ def archive_status(
             err_console.print(f"missing segments ({len(result.holes)}): {', '.join(result.holes[:10])}", markup=False)
         else:
             out_console.print("no hole in the archive", markup=False)
+        if pusher is not None:
+            _print_pusher(pusher)
     if not result.ok:
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _print_pusher(pusher: SpoolStatus) -> None:
+    say = functools.partial(out_console.print, markup=False)
+    say(f"pusher:         {'running' if pusher.pusher_running else 'not running (the next archive_command starts it)'}")
+    if pusher.ready is None:
+        where = "no pusher has run yet" if pusher.pg_wal is None else f"{pusher.pg_wal} is not readable here"
+        say(f"backlog:        unknown ({where})")
+    elif pusher.ready:
+        count = f"{len(pusher.ready)} file{'s' if len(pusher.ready) > 1 else ''}"
+        waited = pusher.oldest_ready_age_s or 0.0
+        say(f"backlog:        {count} ready in pg_wal, the oldest ({pusher.ready[0]}) for {waited:.0f} s")
+    else:
+        say("backlog:        none (archiving has caught up)")
+    say(f"pushed ahead:   {pusher.pushed_ahead} (stored, waiting for archive_command)")
+    for file, error in pusher.errors.items():
+        say(f"pusher error:   {file}: {error}")
+    if pusher.last_log_line:
+        say(f"pusher log:     {pusher.last_log_line}")
