@@ -213,8 +213,16 @@ class Spool:
                 time.sleep(0.01)
 
     def worker_running(self) -> bool:
-        fd = self.take_lock()
-        if fd is None:
+        """Whether a worker holds the lock. Read only: no lock file is created (``archive
+        status --spool`` may run as another OS user, whose file would lock the worker out)."""
+        try:
+            fd = os.open(self._own("lock"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts with the worker's exclusive lock
+        except BlockingIOError:
             return True
-        os.close(fd)  # closing releases it
+        finally:
+            os.close(fd)  # releases the probe's shared lock at once
         return False

@@ -9,14 +9,13 @@ storage's error), so the backlog and the log are what tell an outage.
 
 Read only: the command may run as another OS user than the server (root,
 say), and a file it created in the spool (a lock file) would lock the
-server's pusher out. So the pusher's lock is probed through an existing
-lock file, opened read-only, and nothing is written.
+server's pusher out. So nothing is written (``Spool.worker_running`` probes
+the lock through the existing file, opened read-only).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from dataclasses import dataclass, field
@@ -55,21 +54,6 @@ class SpoolStatus:
         }
 
 
-def lock_held(path: Path) -> bool:
-    """Whether a process holds the flock on ``path``, probed read-only (no file is created)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts with the worker's exclusive lock
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # releases the probe's shared lock at once
-    return False
-
-
 def last_line(path: Path) -> str | None:
     """The last non-empty line of a log (read from its tail), shortened."""
     try:
@@ -88,7 +72,7 @@ def spool_status(spool: Spool, now: float | None = None) -> SpoolStatus:
     Raises OSError when the spool itself cannot be read; an unreadable pg_wal
     only leaves the backlog unknown.
     """
-    status = SpoolStatus(spool.root, lock_held(spool.root / f"{spool.worker}.lock"), spool.serving())
+    status = SpoolStatus(spool.root, spool.worker_running(), spool.serving())
     if status.pg_wal is not None:
         with contextlib.suppress(OSError):
             status.ready = ready_files(status.pg_wal)
