@@ -7,6 +7,7 @@ archiver sees it.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -59,7 +60,17 @@ def backup_id(pg15_archiving: Archiving) -> str:
 def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving, backup_id: str) -> None:
     arch = pg15_archiving
     with storage_outage(arch) as pending:
-        pass  # PostgreSQL keeps the segment until the push succeeds
+        # PostgreSQL keeps the segment until the push succeeds; the server says archiving fails.
+        failing = run_pgkeep("archive", "status", "--server", "--json", env=arch.env())
+        assert failing.returncode == 1, failing.stdout + failing.stderr
+        server = json.loads(failing.stdout)["server"]
+        assert server["failing"] is True and server["lastFailedWal"] == pending, server
+        assert server["readyCount"] >= 1 and server["oldestReady"] <= pending, server
+        assert any("archiving is failing" in p for p in server["problems"]), server
+        registry = build_registry(arch.ctx)
+        assert registry.get_sample_value("pgkeep_wal_archiver_failing") == 1.0
+        assert (registry.get_sample_value("pgkeep_wal_archiver_ready_files") or 0) >= 1
+        assert (registry.get_sample_value("pgkeep_wal_archiver_failed_total") or 0) >= 1
     add_rows(arch, 10)
     last = switch_and_wait_archived(arch.cluster)  # a new segment wakes the archiver, which retries
     expected = fingerprint(arch.cluster.admin_conninfo(APP_DB))
@@ -68,10 +79,17 @@ def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving
     assert pending in archived and last in archived
     status = archive_service.status(arch.ctx)
     assert status.ok and status.holes == [] and status.newest == last
-    cli = run_pgkeep("archive", "status", "--json", env=arch.env())
+    cli = run_pgkeep("archive", "status", "--server", "--json", env=arch.env())
     assert cli.returncode == 0, cli.stderr
+    report = json.loads(cli.stdout)
+    assert report["ok"] is True and report["server"]["failing"] is False, report
+    assert report["server"]["archiveMode"] == "on" and report["server"]["lastArchivedWal"] == last, report
+    text = run_pgkeep("archive", "status", "--server", env=arch.env())
+    assert text.returncode == 0 and f"last archived:  {last} at " in text.stdout, text.stdout + text.stderr
     registry = build_registry(arch.ctx)
     assert registry.get_sample_value("pgkeep_wal_archive_ok") == 1.0
+    assert registry.get_sample_value("pgkeep_wal_archiver_failing") == 0.0
+    assert registry.get_sample_value("pgkeep_wal_archiver_ready_files") == 0.0
     lag = registry.get_sample_value("pgkeep_wal_archive_newest_age_seconds")
     assert lag is not None and 0 <= lag < 120
 

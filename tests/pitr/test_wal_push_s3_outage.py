@@ -106,6 +106,14 @@ def test_s3_killed_during_archiving_loses_nothing(s3_archiving: Archiving, s3: D
     assert "archive command failed with exit code 1" in server_log
     assert "cannot talk to the S3 endpoint" in server_log
 
+    # The archive cannot be listed, but the server's side is still reported.
+    status = run_pgkeep("archive", "status", "--server", "--json", env=arch.env(PGKEEP_S3_MAX_ATTEMPTS="1"))
+    assert status.returncode == 1, status.stdout + status.stderr
+    report = json.loads(status.stdout)
+    assert report["ok"] is False and report["problems"][0].startswith("cannot list the archive"), report
+    assert report["server"]["failing"] is True and report["server"]["lastFailedWal"] in during, report
+    assert report["server"]["readyCount"] >= len(during), report
+
     # The same push by hand: it fails, and within seconds (the archiver waits for it).
     work = server_user_dir("pgkeep-outage-")
     try:

@@ -125,3 +125,7 @@ def test_awkward_password_url_is_valid_and_parsed_exactly() -> None:
     assert AWKWARD not in target.describe()
     assert AWKWARD not in repr(target)
     assert target.scrub(f"FATAL: bad {AWKWARD}!") == "FATAL: bad ********!"
+    # A driver error on one line, the password gone even when it holds runs of spaces.
+    spaced = Target.from_url(f"postgresql://u:{quote('a  b' + chr(10) + 'c', safe='')}@h/d")
+    error = RuntimeError("FATAL: password a  b\nc rejected\nIs the server running?")
+    assert spaced.error_text(error) == "FATAL: password ******** rejected Is the server running?"

@@ -141,6 +141,6 @@ def _check_target(ctx: Context) -> str:
     except PgkeepError:
         return "not configured"
     except psycopg.Error as exc:
-        log.warning("readiness: target unreachable: %s", ctx.target.scrub(str(exc).strip()))
+        log.warning("readiness: target unreachable: %s", ctx.target.error_text(exc))
         return "unreachable"
     return "ok"

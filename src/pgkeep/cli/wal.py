@@ -23,7 +23,7 @@ import typer
 from pgkeep.cli.main import app, err_console, out_console, print_json
 from pgkeep.cli.quick import DEFAULT_JOBS, PUSH_DEADLINE_S
 from pgkeep.config import Settings, load_settings
-from pgkeep.errors import EXIT_CODES_HELP, ConfigError, ExitCode, PgkeepError
+from pgkeep.errors import EXIT_CODES_HELP, ConfigError, ExitCode, PgkeepError, StorageError
 from pgkeep.pipeline.codecs import CodecOptions
 from pgkeep.pipeline.crypto import parse_recipients
 from pgkeep.storage import open_storage
@@ -32,6 +32,7 @@ from pgkeep.wal import archive as wal
 from pgkeep.wal.spool import FETCHER, Spool, settings_key
 
 if TYPE_CHECKING:
+    from pgkeep.pgtools.archiver import ArchiverStatus
     from pgkeep.wal.spool_status import SpoolStatus
 
 # PostgreSQL aborts recovery when restore_command exits above 125 (it reads such a
@@ -319,14 +320,24 @@ app.add_typer(archive_app, name="archive")
 
 
 STATUS_HELP = (
-    "Exit codes: 0 no hole in the archive; 1 a hole, or no WAL since the oldest backup; 6 bad configuration, "
-    "or (--spool) an unreadable spool. The spool's report does not change the exit code."
+    "Exit codes: 0 no hole in the archive (and, with --server, the server archiving without failure); "
+    "1 a hole, no WAL since the oldest backup, the archive unreadable, or (--server) archiving failing or off; "
+    "6 bad configuration, or (--spool) an unreadable spool. The spool's report does not change the exit code."
 )
 
 
 @archive_app.command("status", epilog=STATUS_HELP)
 def archive_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: Annotated[
+        bool,
+        typer.Option(
+            "--server",
+            help="Also ask the server (DATABASE_URL) how its archiving goes: pg_stat_archiver (is "
+            "archive_command failing now, since when) and the files waiting in pg_wal (needs superuser "
+            "or pg_monitor). Works from any host.",
+        ),
+    ] = False,
     spool_dir: Annotated[
         Path | None,
         typer.Option(
@@ -343,6 +354,7 @@ def archive_status(
     from pgkeep.services import archive as archive_service  # the catalog: see cli.main._run
     from pgkeep.services.context import Context
     from pgkeep.wal.spool_status import spool_status
+    from pgkeep.wal.status import ArchiveStatus
 
     pusher = None
     if spool_dir is not None:
@@ -355,11 +367,20 @@ def archive_status(
             ) from None
     ctx = Context.build(load_config(config) if config is not None else load_settings())
     try:
-        result = archive_service.status(ctx)
+        archiver = archive_service.server_archiver(ctx) if server else None
+        try:
+            result = archive_service.status(ctx)
+        except StorageError as exc:
+            if archiver is None and pusher is None:
+                raise
+            # The storage being down is often why archiving fails: still show what the server says.
+            result = ArchiveStatus(problems=[f"cannot list the archive: {exc.message}"])
     finally:
         ctx.close()
+    ok = result.ok and (archiver is None or archiver.ok)
     if as_json:
-        print_json(result.as_json() | ({"spool": pusher.as_json()} if pusher else {}))
+        extra = {"server": archiver.as_json()} if archiver else {}
+        print_json(result.as_json() | {"ok": ok} | extra | ({"spool": pusher.as_json()} if pusher else {}))
     else:
         if result.newest:
             out_console.print(
@@ -376,10 +397,36 @@ def archive_status(
             err_console.print(f"missing segments ({len(result.holes)}): {', '.join(result.holes[:10])}", markup=False)
         else:
             out_console.print("no hole in the archive", markup=False)
+        if archiver is not None:
+            _print_archiver(archiver)
         if pusher is not None:
             _print_pusher(pusher)
-    if not result.ok:
+    if not ok:
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _print_archiver(archiver: ArchiverStatus) -> None:
+    say = functools.partial(out_console.print, markup=False)
+    say(f"archive_mode:   {archiver.archive_mode}{' (in recovery)' if archiver.in_recovery else ''}")
+    if archiver.last_archived_time is not None:
+        say(f"last archived:  {archiver.last_archived_wal} at {archiver.last_archived_time.isoformat()}")
+    else:
+        say("last archived:  none since the statistics were reset")
+    if archiver.failed_count:
+        at = archiver.last_failed_time.isoformat() if archiver.last_failed_time else "?"
+        say(f"failures:       {archiver.failed_count}, the last {archiver.last_failed_wal} at {at}")
+    else:
+        say("failures:       none")
+    if archiver.ready is None:
+        say(f"server backlog: unknown ({archiver.backlog_unknown_why})")
+    elif archiver.ready:
+        waited = archiver.oldest_ready_age_s or 0.0
+        count = f"{archiver.ready} file{'s' if archiver.ready > 1 else ''}"
+        say(f"server backlog: {count} waiting in pg_wal, the oldest ({archiver.oldest_ready}) for {waited:.0f} s")
+    else:
+        say("server backlog: none")
+    for problem in archiver.problems:
+        err_console.print(f"problem: {problem}", markup=False)
 
 
 def _print_pusher(pusher: SpoolStatus) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import String, cast, func, select
 
 from pgkeep.catalog.models import BackupStatus, BackupType, BackupVerification, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import PgkeepError
+from pgkeep.services.archive import server_archiver
 from pgkeep.services.archive import status as archive_status
 from pgkeep.services.context import Context
 from pgkeep.wal.status import ArchiveStatus
@@ -26,6 +27,8 @@ _SUCCEEDED = [BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED
 # The WAL archive's listing is one storage request per 1,000 segments (S3 LIST): a busy
 # archive is not listed again on every scrape, only when the last listing is this old.
 ARCHIVE_LISTING_MAX_AGE_S = 60.0
+# A scrape must answer within Prometheus's timeout (10 s by default) even when the server does not.
+ARCHIVER_CONNECT_TIMEOUT_S = 3
 
 
 class CatalogCollector(Collector):
@@ -149,6 +152,7 @@ class CatalogCollector(Collector):
                 drill_time.add_metric([], drill.timestamp())
             yield drill_time
         yield from self._archive_metrics()
+        yield from self._archiver_metrics()
 
     def _archive_metrics(self) -> Iterator[GaugeMetricFamily]:
         """The WAL archive's lag and holes (point-in-time recovery); no samples when nothing is archived.
@@ -171,6 +175,47 @@ class CatalogCollector(Collector):
             ok.add_metric([], 1.0 if status.ok else 0.0)
         yield lag
         yield ok
+
+    def _archiver_metrics(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """The target server's archiver (pg_stat_archiver), when it archives; no samples when it cannot be read.
+
+        Alert on ``pgkeep_wal_archiver_failing == 1`` for a few minutes (archive_command failing:
+        WAL piles up in pg_wal until the disk fills) and on a growing
+        ``pgkeep_wal_archiver_oldest_ready_age_seconds`` (archiving falls behind).
+        """
+        if not self.ctx.settings.database_url:
+            return
+        try:
+            archiver = server_archiver(self.ctx, connect_timeout_s=ARCHIVER_CONNECT_TIMEOUT_S)
+        except PgkeepError:
+            return  # the server is down: its own alerts say so; no sample here
+        if not archiver.archiving:
+            return  # archive_mode off, or a standby whose primary archives
+        yield GaugeMetricFamily(
+            "pgkeep_wal_archiver_failing",
+            "1 if the server's last archive_command attempt failed (pg_stat_archiver), else 0",
+            value=1.0 if archiver.failing else 0.0,
+        )
+        yield CounterMetricFamily(
+            "pgkeep_wal_archiver_failed",
+            "archive_command failures counted by the server since its statistics were reset",
+            value=float(archiver.failed_count),
+        )
+        archived = GaugeMetricFamily(
+            "pgkeep_wal_archiver_last_archived_timestamp_seconds", "When the server last archived a WAL file"
+        )
+        if archiver.last_archived_time is not None:
+            archived.add_metric([], archiver.last_archived_time.timestamp())
+        yield archived
+        if archiver.ready is not None:  # needs superuser or pg_monitor
+            yield GaugeMetricFamily(
+                "pgkeep_wal_archiver_ready_files", "WAL files waiting in pg_wal to be archived", value=archiver.ready
+            )
+            yield GaugeMetricFamily(
+                "pgkeep_wal_archiver_oldest_ready_age_seconds",
+                "How long the oldest WAL file waiting to be archived has waited (0 when none waits)",
+                value=archiver.oldest_ready_age_s or 0.0,
+            )
 
 
 def build_registry(ctx: Context) -> CollectorRegistry:

@@ -82,6 +82,10 @@ class Target:
     def connect(self, **kwargs: object) -> psycopg.Connection:
         return psycopg.connect(self.connect_conninfo(), **kwargs)  # type: ignore[arg-type]
 
+    def error_text(self, exc: BaseException) -> str:
+        """A driver error as one line (libpq adds its hints on further lines), without the password."""
+        return " ".join(self.scrub(str(exc)).split())  # scrubbed first: joining may change the password's spaces
+
     def scrub(self, text: str) -> str:
         """Remove the password from a message that might echo it."""
         # Very short passwords would garble every message and are guessable anyway.

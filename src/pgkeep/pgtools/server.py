@@ -36,7 +36,7 @@ def connect(target: Target, *, autocommit: bool = True, operation: str = "connec
         return psycopg.connect(target.connect_conninfo(), autocommit=autocommit, application_name="pgkeep")
     except psycopg.Error as exc:
         raise PgkeepError(
-            f"cannot connect to {target.describe()}: {target.scrub(str(exc).strip())}",
+            f"cannot connect to {target.describe()}: {target.error_text(exc)}",
             operation=operation,
             hint="check DATABASE_URL (host, port, user, password, database) and that the server runs",
         ) from None

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import select
 
 from pgkeep.catalog.models import PHYSICAL, BackupStatus, DatabaseBackup, utcnow
-from pgkeep.errors import StorageError
+from pgkeep.errors import PgkeepError, StorageError
+from pgkeep.pgtools.archiver import ArchiverStatus, read_archiver
 from pgkeep.retention.wal import PhysicalBackup, plan_wal_cleanup, recovery_window_pins
 from pgkeep.services.context import Context
 from pgkeep.wal.naming import DEFAULT_SEGMENT_SIZE, segment_key
@@ -68,6 +70,24 @@ def status(ctx: Context, now: datetime | None = None) -> ArchiveStatus:
             segment_size = _recorded_segment_size(newest_first)
     start = min((w for w in starts if w), key=segment_key, default=None)
     return archive_status(list_archive(ctx.storage), start=start, segment_size=segment_size, now=now or utcnow())
+
+
+def server_archiver(ctx: Context, *, connect_timeout_s: int | None = None) -> ArchiverStatus:
+    """The target server's archiver (``pg_stat_archiver``) and its backlog in pg_wal.
+
+    Raises PgkeepError (no password in it) when the server cannot be reached.
+    """
+    target = ctx.target
+    timeout = {} if connect_timeout_s is None else {"connect_timeout": connect_timeout_s}
+    try:
+        with target.connect(autocommit=True, application_name="pgkeep", **timeout) as conn:
+            return read_archiver(conn)
+    except psycopg.Error as exc:
+        raise PgkeepError(
+            f"cannot read the archiver of {target.describe()}: {target.error_text(exc)}",
+            operation="archive status",
+            hint="check DATABASE_URL and that the server runs",
+        ) from None
 
 
 def cleanup_wal(ctx: Context, kept_wal_starts: list[str], *, dry_run: bool = False) -> tuple[list[str], str | None]:
