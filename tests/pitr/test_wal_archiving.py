@@ -71,6 +71,13 @@ def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving
         assert registry.get_sample_value("pgkeep_wal_archiver_failing") == 1.0
         assert (registry.get_sample_value("pgkeep_wal_archiver_ready_files") or 0) >= 1
         assert (registry.get_sample_value("pgkeep_wal_archiver_failed_total") or 0) >= 1
+        # pgkeep check: archiving fails, and a fresh segment does not arrive.
+        checked = run_pgkeep("check", "--physical", "--archive-test", "--timeout", "2", "--json", env=arch.env())
+        assert checked.returncode == 1, checked.stdout + checked.stderr
+        checks = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
+        assert checks["archiving"]["status"] == "fail" and "archiving is failing" in checks["archiving"]["detail"]
+        assert checks["archive test"]["status"] == "fail"
+        assert "was not in" in checks["archive test"]["detail"], checks["archive test"]
     add_rows(arch, 10)
     last = switch_and_wait_archived(arch.cluster)  # a new segment wakes the archiver, which retries
     expected = fingerprint(arch.cluster.admin_conninfo(APP_DB))
@@ -86,6 +93,12 @@ def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving
     assert report["server"]["archiveMode"] == "on" and report["server"]["lastArchivedWal"] == last, report
     text = run_pgkeep("archive", "status", "--server", env=arch.env())
     assert text.returncode == 0 and f"last archived:  {last} at " in text.stdout, text.stdout + text.stderr
+    checked = run_pgkeep("check", "--physical", "--archive-test", "--json", env=arch.env())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    checks = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
+    assert all(c["status"] == "ok" for c in checks.values()), checks
+    switched = checks["archive test"]["detail"].split(": ")[1].split()[0]
+    assert switched > last and switched in segment_objects(arch.storage)
     registry = build_registry(arch.ctx)
     assert registry.get_sample_value("pgkeep_wal_archive_ok") == 1.0
     assert registry.get_sample_value("pgkeep_wal_archiver_failing") == 0.0

@@ -136,6 +136,7 @@ def _exit_now(code: int) -> None:
 _COMMAND_MODULES = {
     **dict.fromkeys(("backup", "list", "show", "verify", "delete", "cleanup", "keep"), "backups"),
     "restore": "restore",
+    "check": "check",
     "admin": "admin",
     "catalog": "catalog",
     "db": "db",
@@ -144,7 +145,7 @@ _COMMAND_MODULES = {
     "worker": "worker",
     **dict.fromkeys(("wal-push", "wal-push-ahead", "wal-fetch", "wal-fetch-ahead", "archive"), "wal"),
 }
-_ALL_MODULES = ("backups", "restore", "admin", "catalog", "db", "demo", "serve", "worker")
+_ALL_MODULES = ("backups", "restore", "check", "admin", "catalog", "db", "demo", "serve", "worker")
 
 
 def _register_commands(argv: list[str]) -> None:

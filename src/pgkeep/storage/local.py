@@ -84,7 +84,14 @@ class LocalStorage:
         self.root = root.absolute()
 
     def _dir(self) -> Path:
-        return private_dir(self.root)
+        try:
+            return private_dir(self.root)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot use {self.root} as the storage directory: {exc.strerror or exc}",
+                permanent=True,
+                hint="PGKEEP_STORAGE_URL must name a directory pgkeep can create or write to",
+            ) from None
 
     def url_for(self, name: str) -> str:
         return (self.root / name).as_uri()
@@ -110,18 +117,24 @@ class LocalStorage:
             st = self.path_for(name).stat()
         except FileNotFoundError:
             raise ObjectNotFoundError(f"backup file {name} not found in {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {name} in {self.root}: {exc.strerror}") from None
         return ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         if not self.root.is_dir():
             return []
         out = []
-        for entry in os.scandir(self.root):
-            hidden = entry.name.startswith(".")  # partial files and other bookkeeping
-            if hidden or not entry.is_file() or not entry.name.startswith(prefix):
-                continue
-            st = entry.stat()
-            out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        try:
+            for entry in os.scandir(self.root):
+                hidden = entry.name.startswith(".")  # partial files and other bookkeeping
+                if hidden or not entry.is_file() or not entry.name.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # deleted while listing
+                    st = entry.stat()
+                    out.append(ObjectInfo(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.root}: {exc.strerror}") from None
         return sorted(out, key=lambda o: o.name)
 
     def delete(self, name: str) -> None:

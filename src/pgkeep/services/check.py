@@ -1,0 +1,279 @@
+"""``pgkeep check``: is this installation ready to back up and restore? Find out before the night's backup.
+
+Each check is independent and says what it found, and how to fix a failure:
+the catalog (reachable, schema current), the storage (a probe object
+written, read back and deleted; free space next to the newest backup's
+size), the database server (reachable), the client tools for its version,
+the backup role's access (tables and sequences it cannot read, row-level
+security pg_dump would refuse), and WAL archiving. With ``physical``, what
+physical backups and point-in-time recovery need is required rather than
+reported; with ``archive_test``, a WAL switch proves archive_command end to
+end: the segment must appear in the archive this pgkeep reads.
+
+Checks only read, except the probe object (deleted) and, with
+``archive_test``, one WAL segment switched and archived.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import psycopg
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from pgkeep.catalog.db import SCHEMA_HEAD, current_revision
+from pgkeep.catalog.models import BackupStatus, DatabaseBackup
+from pgkeep.errors import PgkeepError
+from pgkeep.pgtools import dump_access
+from pgkeep.pgtools import server as pgserver
+from pgkeep.pgtools.archiver import read_archiver
+from pgkeep.pgtools.binaries import find_tool
+from pgkeep.pgtools.physical import check_can_back_up, cluster_info
+from pgkeep.services.context import Context
+from pgkeep.storage import local_path_from_url
+from pgkeep.wal.archive import copies
+
+Status = Literal["ok", "warn", "fail", "skip"]
+
+PROBE_BYTES = 4096
+# Free space below this many times the newest backup's size is worth a warning.
+FREE_SPACE_FACTOR = 2
+MAX_NAMED = 5  # relations named in a message; the count says how many more
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    hint: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    physical: bool = False  # physical backups and PITR must work: archiving problems fail
+    archive_test: bool = False  # switch a WAL segment and wait for it in the archive
+    archive_timeout_s: float = 60.0
+
+
+def _failed(name: str, exc: PgkeepError) -> Check:
+    return Check(name, "fail", exc.message, exc.hint)
+
+
+def _named(items: list[str]) -> str:
+    more = f" and {len(items) - MAX_NAMED} more" if len(items) > MAX_NAMED else ""
+    return ", ".join(items[:MAX_NAMED]) + more
+
+
+def run_checks(ctx: Context, options: CheckOptions) -> list[Check]:
+    """Every check, in order; a check that needs the server is skipped when it cannot be reached."""
+    checks = [check_catalog(ctx), check_storage(ctx)]
+    try:
+        conn = pgserver.connect(ctx.target, operation="check")
+    except PgkeepError as exc:
+        checks.append(_failed("server", exc))
+        later = ["client tools", "access", "archiving"] + (["archive test"] if options.archive_test else [])
+        checks += [Check(name, "skip", "the server cannot be reached") for name in later]
+        return checks
+    with conn:
+        checks.append(_server(ctx, conn))
+        checks.append(check_tools(ctx, conn, options))
+        checks.append(check_access(conn))
+        checks.append(check_archiving(conn, options))
+        if options.archive_test:
+            checks.append(check_archive_roundtrip(ctx, conn, options.archive_timeout_s))
+    return checks
+
+
+def check_catalog(ctx: Context) -> Check:
+    url = make_url(ctx.settings.catalog_url)
+    where = url.render_as_string(hide_password=True)
+    try:
+        revision = current_revision(ctx.catalog.engine)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = " ".join(str(cause).split())[:300]
+        return Check("catalog", "fail", f"cannot reach the catalog {where}: {reason}", "check PGKEEP_CATALOG_URL")
+    if revision == SCHEMA_HEAD:
+        return Check("catalog", "ok", f"{where}, schema at {SCHEMA_HEAD}")
+    if url.get_backend_name() == "sqlite":
+        return Check("catalog", "ok", f"{where}, schema {revision or 'not created'}: the next command migrates it")
+    return Check(
+        "catalog",
+        "fail",
+        f"{where}: schema at {revision or 'none'}, this pgkeep needs {SCHEMA_HEAD}",
+        "run `pgkeep db upgrade` once (a newer catalog needs a newer pgkeep)",
+    )
+
+
+def check_storage(ctx: Context) -> Check:
+    """Write, read back and delete a probe object; on local disk, compare free space with the last backup."""
+    storage, url = ctx.storage, ctx.settings.storage_url
+    name = f"pgkeep-check-{uuid.uuid4().hex}"
+    payload = os.urandom(PROBE_BYTES)
+    try:
+        writer = storage.open_writer(name)
+        try:
+            writer.write(payload)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        try:
+            with storage.open_reader(name) as reader:
+                back = reader.read()
+        finally:
+            storage.delete(name)
+    except PgkeepError as exc:
+        return Check("storage", "fail", f"{url}: {exc.message}", exc.hint or "check PGKEEP_STORAGE_URL and access")
+    if back != payload:
+        return Check("storage", "fail", f"{url}: a probe object read back differs from what was written")
+    detail = f"{url}: wrote, read back and deleted a probe object"
+    if urlsplit(url).scheme != "file":
+        return Check("storage", "ok", detail)
+    free = shutil.disk_usage(local_path_from_url(url)).free
+    newest = _newest_backup_size(ctx)
+    detail += f"; {_gib(free)} free"
+    if newest and free < FREE_SPACE_FACTOR * newest:
+        return Check(
+            "storage",
+            "warn",
+            f"{detail}, less than {FREE_SPACE_FACTOR}x the newest backup ({_gib(newest)})",
+            "free space, or shorten retention (pgkeep cleanup)",
+        )
+    return Check("storage", "ok", detail + (f" (newest backup {_gib(newest)})" if newest else ""))
+
+
+def _newest_backup_size(ctx: Context) -> int | None:
+    try:
+        with ctx.catalog.session() as s:
+            return s.scalar(
+                select(func.max(DatabaseBackup.size)).where(DatabaseBackup.status == BackupStatus.COMPLETED)
+            )
+    except SQLAlchemyError:
+        return None  # the catalog check says why
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 30):.1f} GiB"
+
+
+def _server(ctx: Context, conn: psycopg.Connection) -> Check:
+    row = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    role = "role ?" if row is None else f"role {row[0]}" + (" (superuser)" if row[1] else "")
+    return Check("server", "ok", f"PostgreSQL {pgserver.server_version_text(conn)} at {ctx.target.describe()}, {role}")
+
+
+def check_tools(ctx: Context, conn: psycopg.Connection, options: CheckOptions) -> Check:
+    major = pgserver.server_major(conn)
+    names = ["pg_dump", "pg_dumpall", "pg_restore", "psql"]
+    if options.physical:
+        names += ["pg_basebackup", "pg_verifybackup"]
+    found = []
+    for name in names:
+        try:
+            tool = find_tool(name, major, ctx.settings.pg_bin_dir)
+        except PgkeepError as exc:
+            return _failed("client tools", exc)
+        found.append(f"{name} {tool.version}")
+    where = ctx.settings.pg_bin_dir or "found by version"
+    return Check("client tools", "ok", f"{', '.join(found)} ({where})")
+
+
+def check_access(conn: psycopg.Connection) -> Check:
+    """What pg_dump would be refused: relations the role cannot read, row-level security it does not bypass."""
+    unreadable = dump_access.unreadable_relations(conn)
+    if unreadable:
+        return Check(
+            "access",
+            "fail",
+            f"the role cannot read {len(unreadable)} table(s) or sequence(s) a backup dumps: {_named(unreadable)}",
+            "GRANT USAGE on their schemas and SELECT on them (or GRANT pg_read_all_data, PostgreSQL 14+)",
+        )
+    blocked = dump_access.rls_blocked_tables(conn)
+    if blocked:
+        return Check(
+            "access",
+            "fail",
+            f"row-level security applies to the role on {len(blocked)} table(s): {_named(blocked)}; "
+            "pg_dump refuses to dump part of a table's rows",
+            "ALTER ROLE ... BYPASSRLS for the backup role, or back up as the tables' owner",
+        )
+    return Check("access", "ok", "the role can read every table and sequence a backup dumps")
+
+
+def check_archiving(conn: psycopg.Connection, options: CheckOptions) -> Check:
+    archiver = read_archiver(conn)
+    if options.physical:
+        try:
+            check_can_back_up(cluster_info(conn), incremental=False)
+        except PgkeepError as exc:
+            return _failed("archiving", exc)
+    if archiver.problems and (options.physical or archiver.archive_mode != "off"):
+        return Check(
+            "archiving", "fail", "; ".join(archiver.problems), "`pgkeep archive status --server` shows the details"
+        )
+    if archiver.archive_mode == "off":
+        return Check("archiving", "ok", "archive_mode is off: logical backups only (physical backups and PITR need it)")
+    last = (
+        f"last archived {archiver.last_archived_wal} at {archiver.last_archived_time.isoformat()}"
+        if archiver.last_archived_time is not None
+        else "nothing archived since the statistics were reset"
+    )
+    backlog = "" if archiver.ready is None else f", {archiver.ready} file(s) waiting in pg_wal"
+    return Check("archiving", "ok", f"archive_mode {archiver.archive_mode}, {last}{backlog}")
+
+
+def check_archive_roundtrip(
+    ctx: Context, conn: psycopg.Connection, timeout_s: float, *, sleep: Callable[[float], None] = time.sleep
+) -> Check:
+    """Close a WAL segment and wait until it is in the archive this pgkeep reads."""
+    name = "archive test"
+    try:
+        # A transaction id makes the switch close a segment with something in it (a
+        # switch on an empty segment does nothing).
+        conn.execute("SELECT txid_current()")
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return Check(
+            name,
+            "fail",
+            "the role may not switch WAL segments (pg_switch_wal)",
+            "run the check as a superuser, or GRANT EXECUTE ON FUNCTION pg_switch_wal() TO the role",
+        )
+    except psycopg.errors.ObjectNotInPrerequisiteState as exc:  # a standby, or wal_level minimal
+        return Check(name, "fail", " ".join(str(exc).split()))
+    assert row is not None
+    segment = str(row[0])
+    started = time.monotonic()
+    while True:
+        try:
+            if copies(ctx.storage, segment):
+                waited = time.monotonic() - started
+                return Check(name, "ok", f"switched to a new segment: {segment} was archived within {waited:.1f} s")
+        except PgkeepError as exc:
+            return _failed(name, exc)
+        if time.monotonic() - started > timeout_s:
+            break
+        sleep(0.5)
+    failing = read_archiver(conn).problems
+    return Check(
+        name,
+        "fail",
+        f"{segment} was not in {ctx.settings.storage_url} after {timeout_s:.0f} s"
+        + (f" ({'; '.join(failing)})" if failing else ""),
+        "archive_command must push to this storage (its --config names the same PGKEEP_STORAGE_URL); "
+        "the server log has archive_command's errors",
+    )
