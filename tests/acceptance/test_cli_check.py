@@ -17,8 +17,9 @@ import pytest
 from cli_runner import Cli, assert_one_clear_line
 from psycopg import sql
 
-from helpers import DbHandle, dir_entries, fake_old_pg_dump_dir, make_context
+from helpers import DbHandle, dir_entries, fake_old_pg_dump_dir, make_context, s3_env, s3_overrides
 from pgkeep.devcluster import DevCluster
+from pgkeep.devs3 import DevS3
 from pgkeep.errors import ExitCode
 from pgkeep.services import check as check_service
 from pgkeep.services.backup import create_backup
@@ -168,3 +169,20 @@ def test_little_free_space_next_to_the_newest_backup_warns(
         assert check_service.check_storage(ctx).status == "ok"
     finally:
         ctx.close()
+
+
+def test_s3_storage_is_probed_and_bad_credentials_fail(cli: Cli, devs3: DevS3) -> None:
+    overrides = s3_overrides(devs3)
+    code, report = run_check(cli, env=s3_env(overrides))
+    storage = by_name(report)["storage"]
+    assert code == 0 and storage["status"] == "ok", report
+    assert storage["detail"] == f"{overrides['storage_url']}: wrote, read back and deleted a probe object"
+    client = devs3.client()
+    bucket, prefix = overrides["storage_url"].removeprefix("s3://").split("/", 1)
+    assert client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount") == 0  # the probe is gone
+
+    wrong = s3_env(overrides | {"s3_secret_access_key": "not-the-key"})
+    code, report = run_check(cli, env=wrong)
+    storage = by_name(report)["storage"]
+    assert code == int(ExitCode.FAILED) and storage["status"] == "fail", report
+    assert "not-the-key" not in json.dumps(report)
