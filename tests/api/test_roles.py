@@ -44,6 +44,7 @@ ROUTES = [
     Route("POST", "/backups/{backup_id}/keep", "operator", 200, {"json": {"keep": False}}),
     Route("GET", "/me", "viewer", 200),
     Route("GET", "/summary", "viewer", 200),
+    Route("GET", "/check", "operator", 200),
     # This app has no PGKEEP_PITR_DATA_ROOT: its 409 proves access (tests/pitr restores for real).
     Route("POST", "/pitr-restores", "admin", 409, {"json": {"latest": True}}),
     # A logical restore's job is not a point-in-time restore's: its 404 proves access.

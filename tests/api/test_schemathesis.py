@@ -50,6 +50,7 @@ OPERATIONS = [
     ("POST", f"{API}/backups/{{backup_id}}/keep"),
     ("GET", f"{API}/me"),
     ("GET", f"{API}/summary"),
+    ("GET", f"{API}/check"),
     ("POST", f"{API}/pitr-restores"),
     ("GET", f"{API}/pitr-restores/{{job_id}}"),
     ("GET", "/metrics"),
@@ -62,6 +63,9 @@ def examples_for(method: str, path: str, mode: GenerationMode) -> int:
     # Each valid POST /backups runs a real pg_dump; its body has three valid values.
     if (method, path, mode) == ("POST", f"{API}/backups", GenerationMode.POSITIVE):
         return 6
+    # Its one input is a boolean; each call connects to the server and writes a probe.
+    if path == f"{API}/check":
+        return 5
     return MAX_EXAMPLES
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pgkeep.api.route import bound_route_class
-from pgkeep.api.routes import audit, backups, me, pitr, summary
+from pgkeep.api.routes import audit, backups, check, me, pitr, summary
 from pgkeep.api.state import AdminApi
 from pgkeep.services.context import Context
 
@@ -27,4 +27,5 @@ def admin_router(ctx: Context | AdminApi) -> APIRouter:
     audit.register(router)
     me.register(router)
     summary.register(router)
+    check.register(router)
     return router
