@@ -44,7 +44,7 @@ def test_a_ready_installation_passes_and_leaves_nothing_behind(cli: Cli, backups
     assert list(checks) == NAMES
     assert all(c["status"] == "ok" for c in checks.values()), report
     assert "wrote, read back and deleted a probe object" in checks["storage"]["detail"]
-    assert "GiB free" in checks["storage"]["detail"]
+    assert "iB free" in checks["storage"]["detail"]
     assert checks["server"]["detail"].startswith("PostgreSQL 15.")
     assert "pg_dump 15." in checks["client tools"]["detail"] and "pg_restore 15." in checks["client tools"]["detail"]
     assert checks["archiving"]["detail"].startswith("archive_mode is off: logical backups only")

@@ -30,6 +30,7 @@ def test_a_viewer_sees_no_actions_and_the_api_refuses_them_anyway(page: Page, se
         expect(page.get_by_role("button", name=name)).to_be_hidden()
     expect(page.get_by_role("link", name="Audit log")).to_be_hidden()
     expect(page.get_by_role("columnheader", name="Actions")).to_be_hidden()
+    expect(page.locator("#readiness")).to_be_hidden()
     screenshot(page, "08-viewer")
 
     # What the page hides, the API refuses: the same calls with the viewer's token, from the page.
@@ -45,6 +46,7 @@ def test_a_viewer_sees_no_actions_and_the_api_refuses_them_anyway(page: Page, se
                 ["DELETE", `/api/admin/backups/${id}`, null],
                 ["POST", "/api/admin/backups/cleanup", {dryRun: true}],
                 ["GET", "/api/admin/audit-logs", null],
+                ["GET", "/api/admin/check", null],
             ];
             const out = [];
             for (const [method, path, body] of calls) {
@@ -55,10 +57,26 @@ def test_a_viewer_sees_no_actions_and_the_api_refuses_them_anyway(page: Page, se
         }""",
         backup_id,
     )
-    assert statuses == [403] * 7
+    assert statuses == [403] * 8
     page.goto("/#audit")  # typing the address does not reach the audit view either
     expect(page.locator("#dashboard-view")).to_be_visible()
     expect(page.locator("#audit-view")).to_be_hidden()
+
+
+def test_an_operator_runs_the_readiness_checks(page: Page, server: Server) -> None:
+    sign_in(page, server.tokens["operator"])
+    panel = page.locator("#readiness")
+    expect(panel).to_be_visible()
+    expect(panel.locator("#readiness-table")).to_be_hidden()
+    page.get_by_role("button", name="Run checks").click()
+    rows = panel.locator("#readiness-body tr")
+    expect(rows).to_have_count(6)
+    names = ["catalog", "storage", "server", "client tools", "access", "archiving"]
+    assert [row.get_attribute("data-check") for row in rows.all()] == names
+    assert {row.get_attribute("data-status") for row in rows.all()} == {"ok"}
+    expect(panel.locator("#readiness-summary")).to_contain_text("Every check passed")
+    expect(panel.get_by_role("row", name="storage")).to_contain_text("wrote, read back and deleted a probe object")
+    screenshot(page, "11-readiness")
 
 
 def test_filters_and_pages(page: Page, server: Server) -> None:

@@ -145,15 +145,15 @@ def check_storage(ctx: Context) -> Check:
         return Check("storage", "ok", detail)
     free = shutil.disk_usage(local_path_from_url(url)).free
     newest = _newest_backup_size(ctx)
-    detail += f"; {_gib(free)} free"
+    detail += f"; {_size(free)} free"
     if newest and free < FREE_SPACE_FACTOR * newest:
         return Check(
             "storage",
             "warn",
-            f"{detail}, less than {FREE_SPACE_FACTOR}x the newest backup ({_gib(newest)})",
+            f"{detail}, less than {FREE_SPACE_FACTOR}x the newest backup ({_size(newest)})",
             "free space, or shorten retention (pgkeep cleanup)",
         )
-    return Check("storage", "ok", detail + (f" (newest backup {_gib(newest)})" if newest else ""))
+    return Check("storage", "ok", detail + (f" (newest backup {_size(newest)})" if newest else ""))
 
 
 def _newest_backup_size(ctx: Context) -> int | None:
@@ -166,8 +166,14 @@ def _newest_backup_size(ctx: Context) -> int | None:
         return None  # the catalog check says why
 
 
-def _gib(nbytes: int) -> str:
-    return f"{nbytes / (1 << 30):.1f} GiB"
+def _size(nbytes: int) -> str:
+    """1.5 GiB, 135.2 KiB: binary units, one decimal."""
+    value, unit = float(nbytes), "B"
+    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, next_unit
+    return f"{value:.1f} {unit}" if unit != "B" else f"{nbytes} B"
 
 
 def _server(ctx: Context, conn: psycopg.Connection) -> Check:

@@ -5,6 +5,7 @@ import { Activity } from "./activity.js";
 import { Api, allows, session } from "./api.js";
 import { AuditView } from "./audit.js";
 import { BackupsView } from "./backups.js";
+import { ReadinessView } from "./readiness.js";
 import { $, $$ } from "./dom.js";
 
 const STATUS_CLEAR_MS = 8000;
@@ -26,6 +27,7 @@ class Dashboard {
     this.actions = new Actions(this.api, app);
     this.backups = new BackupsView(this.api, { ...app, actions: this.actions });
     this.audit = new AuditView(this.api, app);
+    this.readiness = new ReadinessView(this.api, app);
     this.activity = new Activity(this.api, {
       onSummary: (s) => this.onSummary(s),
       onFinished: (ids) => this.onFinished(ids),
@@ -41,6 +43,7 @@ class Dashboard {
     window.addEventListener("hashchange", () => this.route());
     this.backups.bind();
     this.audit.bind();
+    this.readiness.bind();
     this.actions.bind();
     if (session.token()) this.enter();
     else this.showSignIn();
@@ -97,6 +100,7 @@ class Dashboard {
     this.actions.closeAll();
     this.backups.reset();
     this.audit.reset();
+    this.readiness.reset();
     delete document.body.dataset.role;
     this.clearError();
     this.showSignIn();
