@@ -186,6 +186,8 @@ def test_keyboard_labels_and_contrast(page: Page, server: Server) -> None:
     expect(page.locator("#backup-dialog")).to_be_hidden()
     expect(backup_now).to_be_focused()
 
+    page.get_by_role("button", name="Run checks").click()  # its badges and hints count too
+    expect(page.locator("#readiness-body tr")).to_have_count(6)
     assert low_contrast(page) == []
     page.get_by_role("link", name="Audit log").click()
     expect(page.locator("#audit-view")).to_be_visible()
@@ -198,5 +200,7 @@ def test_a_narrow_screen_needs_no_sideways_scrolling(page: Page, server: Server)
     page.set_viewport_size({"width": 390, "height": 844})
     sign_in(page, server.tokens["admin"])
     expect(page.locator("#backups-body tr").first).to_be_visible()
+    page.get_by_role("button", name="Run checks").click()  # long paths and messages in its table
+    expect(page.locator("#readiness-body tr")).to_have_count(6)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "09-narrow-screen")
