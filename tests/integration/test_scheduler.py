@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -10,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DbHandle
+from helpers import DbHandle, wait_for
 from pgkeep.catalog.models import BackupType
 from pgkeep.config import load_settings
 from pgkeep.scheduler.runner import run_tick
 from pgkeep.scheduler.ticks import previous_fire_time
-from pgkeep.scheduler.worker import catch_up
+from pgkeep.scheduler.worker import Worker, catch_up
 from pgkeep.services import manage
 from pgkeep.services.context import Context
 
@@ -148,3 +149,37 @@ def test_bad_cron_is_a_config_error_naming_the_setting() -> None:
 
     with pytest.raises(ConfigError, match="PGKEEP_BACKUP_CRON"):
         load_settings(backup_cron="61 2 * *")
+
+
+def _readiness_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("readiness")]
+
+
+@pytest.mark.parametrize("physical", [False, True])
+def test_the_worker_checks_readiness_once_at_start(
+    tmp_path: Path, source_db: DbHandle, caplog: pytest.LogCaptureFixture, physical: bool
+) -> None:
+    # With physical backups scheduled, the server's archive_mode = off fails the check.
+    extra = {"physical_backup_cron": "0 1 * * *"} if physical else {}
+    context = Context.build(load_settings(**_settings(tmp_path, source_db.url, **extra)))
+    caplog.set_level(logging.INFO, logger="pgkeep.scheduler")
+    worker = Worker(context)
+    try:
+        worker.start()
+        wait_for(lambda: _readiness_lines(caplog), "the worker's readiness log")
+    finally:
+        worker.stop()
+        context.close()
+    lines = _readiness_lines(caplog)
+    if physical:
+        assert lines == [
+            (
+                logging.ERROR,
+                "readiness: archiving fail: physical backups need WAL archiving: the server has archive_mode = off "
+                "(fix: set archive_mode = on and archive_command = 'pgkeep wal-push --config FILE %p' "
+                "(see the README), then restart the server)",
+            )
+        ]
+    else:
+        names = "catalog ok, storage ok, server ok, client tools ok, access ok, archiving ok"
+        assert lines == [(logging.INFO, f"readiness: no check failed ({names})")]

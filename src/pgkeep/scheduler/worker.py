@@ -1,4 +1,4 @@
-"""The worker: catch up on a missed tick, then run the cron schedule.
+"""The worker: catch up on a missed tick, then run the cron schedule (and ``pgkeep check`` once, logged).
 
 APScheduler's BackgroundScheduler fires the jobs; each job computes the tick
 it belongs to (the latest fire time) and hands it to :func:`run_tick`, which
@@ -21,6 +21,7 @@ from pgkeep.errors import PgkeepError
 from pgkeep.observability.freshness import check_freshness
 from pgkeep.scheduler.runner import TickOutcome, claim, run_tick
 from pgkeep.scheduler.ticks import previous_fire_time, trigger
+from pgkeep.services.check import CheckOptions, run_checks
 from pgkeep.services.context import Context
 from pgkeep.services.recovery import recover_interrupted
 
@@ -107,6 +108,23 @@ class Worker:
         except Exception as exc:  # an alert check must never kill the scheduler thread
             log.error("freshness check failed: %s", exc)
 
+    def _check_readiness(self) -> None:
+        """``pgkeep check`` once, at start: a broken setup shows in the log now, not at the night's backup."""
+        settings = self.ctx.settings
+        physical = bool(settings.physical_backup_cron or settings.physical_incremental_cron)
+        try:
+            checks = run_checks(self.ctx, CheckOptions(physical=physical))
+        except Exception as exc:  # never kill the scheduler thread
+            log.error("readiness check could not run: %s", exc)
+            return
+        for check in checks:
+            if check.status in ("fail", "warn"):
+                level = logging.ERROR if check.status == "fail" else logging.WARNING
+                hint = f" (fix: {check.hint})" if check.hint else ""
+                log.log(level, "readiness: %s %s: %s%s", check.name, check.status, check.detail, hint)
+        if not any(c.status == "fail" for c in checks):
+            log.info("readiness: no check failed (%s)", ", ".join(f"{c.name} {c.status}" for c in checks))
+
     def start(self) -> None:
         """Recover backups a dead process left IN_PROGRESS, catch up on a missed tick, start the schedule."""
         try:
@@ -134,6 +152,7 @@ class Worker:
             coalesce=True,
             next_run_time=utcnow(),
         )
+        self.scheduler.add_job(self._check_readiness, id="readiness")  # once, now
         self.scheduler.start()
         log.info("worker started: %s", ", ".join(f"{s.name} '{s.cron}'" for s in job_specs(self.ctx)))
 
