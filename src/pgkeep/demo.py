@@ -25,6 +25,7 @@ from pgkeep.fingerprint import diff_fingerprints, fingerprint
 from pgkeep.sample import load_sample
 from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
+from pgkeep.services.check import CheckOptions, run_checks
 from pgkeep.services.context import Context
 from pgkeep.services.restore import RestoreOptions, resolve_backup, restore
 
@@ -67,7 +68,15 @@ def run_demo(console: Console, *, keep: bool = False) -> bool:
 
 
 def _walkthrough(console: Console, ctx: Context, cluster: DevCluster, work: Path) -> bool:
-    console.print("[bold]3.[/] Taking a backup (custom format, zstd)")
+    console.print("[bold]3.[/] Checking that a backup can work (pgkeep check)")
+    checks = run_checks(ctx, CheckOptions())
+    for check in checks:
+        mark = {"ok": "✓", "warn": "!", "skip": "-"}.get(check.status, "✗")
+        console.print(f"   {mark} {check.name}: {check.detail}", markup=False)
+    if any(c.status == "fail" for c in checks):
+        return False
+
+    console.print("[bold]4.[/] Taking a backup (custom format, zstd)")
     with Progress(
         SpinnerColumn(),
         TextColumn("backing up"),
@@ -82,13 +91,13 @@ def _walkthrough(console: Console, ctx: Context, cluster: DevCluster, work: Path
     console.print(f"   {result.filename}: {result.size} bytes in {result.duration} ms")
     console.print(f"   sha256 {result.checksum}")
 
-    console.print("[bold]4.[/] Verifying it (checksum + archive readable)")
+    console.print("[bold]5.[/] Verifying it (checksum + archive readable)")
     verdict = manage.verify_backup(ctx, result.id)
     console.print(f"   {'✓' if verdict.valid else '✗'} {verdict.message}")
     if not verdict.valid:
         return False
 
-    console.print(f"[bold]5.[/] Restoring it into a new database {RESTORED_DB!r}")
+    console.print(f"[bold]6.[/] Restoring it into a new database {RESTORED_DB!r}")
     started = time.monotonic()
     restore(
         ctx,
@@ -97,7 +106,7 @@ def _walkthrough(console: Console, ctx: Context, cluster: DevCluster, work: Path
     )
     console.print(f"   restored in {int((time.monotonic() - started) * 1000)} ms")
 
-    console.print("[bold]6.[/] Comparing source and restored database")
+    console.print("[bold]7.[/] Comparing source and restored database")
     source = fingerprint(cluster.admin_conninfo(SOURCE_DB))
     restored = fingerprint(cluster.admin_conninfo(RESTORED_DB))
     table = Table("table", "rows (source)", "rows (restored)", "content")
@@ -114,5 +123,5 @@ def _walkthrough(console: Console, ctx: Context, cluster: DevCluster, work: Path
             console.print(f"   {line}", markup=False)
         return False
     console.print("[green]✓ Row counts and content match. The backup restores.[/]")
-    console.print("[bold]7.[/] Cleaning up the throwaway server and files")
+    console.print("[bold]8.[/] Cleaning up the throwaway server and files")
     return True
