@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flaky_proxy import FlakyProxy
+from flaky_proxy import TRUNCATE_AFTER, FlakyProxy
 from pydantic import SecretStr
 from storage_helpers import BUCKET, MIB, s3_settings, unique, unwrap
 
@@ -469,14 +470,48 @@ def test_a_checksum_changed_on_the_way_is_refused(devs3: DevS3, size: int) -> No
     assert uploads(unwrap(storage)) == []
 
 
-def test_a_download_cut_short_is_a_storage_error(proxy: FlakyProxy, devs3: DevS3) -> None:
-    storage = via(proxy, devs3)
+def test_a_download_cut_short_resumes_where_it_stopped(
+    proxy: FlakyProxy, devs3: DevS3, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = via(proxy, devs3, s3_max_attempts=3)
     data = data_of(2 * MIB)
     write(storage, "cut.dump", data)
-    proxy.arm("truncate", marker=b"GET ")
+    proxy.arm("truncate", times=2, marker=b"GET ")  # the first GET and the first resume: two drops
+    with caplog.at_level(logging.WARNING, logger="pgkeep.storage.s3"), storage.open_reader("cut.dump") as reader:
+        # Small reads: a drop loses at most the read in progress, so each resume starts further on.
+        got = b"".join(iter_chunks(reader, 16 * 1024))
+    assert proxy.hits == {"truncate": 2}
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    resumed = [r.getMessage() for r in caplog.records if "resuming" in r.getMessage()]
+    assert len(resumed) == 2 and "(1 of 2)" in resumed[0] and "(2 of 2)" in resumed[1], resumed
+    positions = [int(m.split(" cut short at byte ")[1].split()[0]) for m in resumed]
+    assert 0 < positions[0] < positions[1] < len(data), positions  # each resume starts where the last stopped
+
+
+def test_a_download_cut_short_too_often_is_a_storage_error(proxy: FlakyProxy, devs3: DevS3) -> None:
+    storage = via(proxy, devs3, s3_max_attempts=2)
+    data = data_of(2 * MIB)
+    write(storage, "cut.dump", data)
+    proxy.arm("truncate", times=2, marker=b"GET ")  # one resume allowed, cut short again
     reader = storage.open_reader("cut.dump")
     with pytest.raises(StorageError, match="cut short") as caught:
         b"".join(iter_chunks(reader))
     reader.close()
-    assert not caught.value.permanent
+    assert not caught.value.permanent and "1 resumes" in caught.value.message
     assert hashlib.sha256(read(storage, "cut.dump")).digest() == hashlib.sha256(data).digest()
+
+
+def test_an_object_replaced_while_read_is_not_spliced(proxy: FlakyProxy, devs3: DevS3) -> None:
+    storage = via(proxy, devs3, s3_max_attempts=3)
+    write(storage, "swapped.dump", data_of(2 * MIB))
+    proxy.arm("truncate", times=1, marker=b"GET ")
+    reader = storage.open_reader("swapped.dump")
+    first = reader.read(TRUNCATE_AFTER // 2)
+    # Someone replaces the object (pgkeep never does: names are written once) before the resume.
+    client = devs3.client()
+    bucket_key = unwrap(storage).key_for("swapped.dump")
+    client.put_object(Bucket=BUCKET, Key=bucket_key, Body=b"another object")
+    with pytest.raises(StorageError, match="replaced while it was being read") as caught:
+        b"".join(iter_chunks(reader))
+    reader.close()
+    assert caught.value.permanent and len(first) == TRUNCATE_AFTER // 2

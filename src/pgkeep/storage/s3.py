@@ -456,7 +456,7 @@ class S3Storage:
             resp = self.client.get_object(Bucket=self.bucket, Key=self.key_for(name))
         except (bce.BotoCoreError, bce.ClientError) as exc:
             raise self.error(exc, "reading", name) from None
-        return cast(BinaryIO, S3Reader(self, name, resp["Body"]))
+        return cast(BinaryIO, S3Reader(self, name, resp))
 
     def stat(self, name: str) -> ObjectInfo:
         check_name(name)
@@ -515,32 +515,75 @@ class S3Reader(io.RawIOBase):
     """A GetObject body as a file; errors become StorageError.
 
     A connection dropped mid-body is not retried by botocore (the response had
-    started): it surfaces here as a transient StorageError.
+    started): the reader resumes where it stopped, with a ranged GET of the
+    same object version (``If-Match`` its ETag: an object replaced meanwhile is
+    an error, never a splice of two), up to the retry policy's attempts. Only
+    then does the drop surface, as a transient StorageError.
     """
 
-    def __init__(self, storage: S3Storage, name: str, body: Any) -> None:
+    def __init__(self, storage: S3Storage, name: str, response: dict[str, Any]) -> None:
         super().__init__()
         self._storage = storage
         self._name = name
-        self._body = body
+        self._body = response["Body"]
+        self._etag: str | None = response.get("ETag")
+        self._length: int | None = response.get("ContentLength")
         self._pos = 0
+        self._resumes = 0
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        try:
-            data = self._body.read(None if size is None or size < 0 else size)
-        except bce.ClientError as exc:
-            raise self._storage.error(exc, f"reading (at byte {self._pos})", self._name) from None
-        except (bce.BotoCoreError, OSError) as exc:
+        while True:
+            try:
+                data = self._body.read(None if size is None or size < 0 else size)
+            except bce.ClientError as exc:
+                raise self._storage.error(exc, f"reading (at byte {self._pos})", self._name) from None
+            except (bce.BotoCoreError, OSError) as exc:
+                self._resume(exc)
+                if self._length is not None and self._pos >= self._length:
+                    return b""  # the drop came after the last byte
+                continue
+            self._pos += len(data)
+            return cast(bytes, data)
+
+    def _resume(self, cause: Exception) -> None:
+        """Reopen the body at the current position, or raise the drop when out of attempts."""
+        url = self._storage.url_for(self._name)
+        limit = self._storage.options.retry.max_attempts - 1
+        if self._resumes >= limit or self._etag is None:
             raise StorageError(
-                f"reading {self._storage.url_for(self._name)} failed at byte {self._pos}: "
-                f"the download was cut short ({exc})",
+                f"reading {url} failed at byte {self._pos}: the download was cut short ({cause})"
+                + (f", {self._resumes} resumes" if self._resumes else ""),
                 hint="check the network path to the S3 endpoint, then retry",
             ) from None
-        self._pos += len(data)
-        return cast(bytes, data)
+        self._resumes += 1
+        log.warning(
+            "download of %s cut short at byte %d (%s): resuming (%d of %d)", url, self._pos, cause, self._resumes, limit
+        )
+        with contextlib.suppress(Exception):
+            self._body.close()
+        if self._length is not None and self._pos >= self._length:
+            return
+        try:
+            response = self._storage.client.get_object(
+                Bucket=self._storage.bucket,
+                Key=self._storage.key_for(self._name),
+                Range=f"bytes={self._pos}-",
+                IfMatch=self._etag,
+            )
+        except bce.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 412:
+                raise StorageError(
+                    f"reading {url} failed at byte {self._pos}: the object was replaced while it was being read",
+                    permanent=True,
+                ) from None
+            raise self._storage.error(exc, f"resuming (at byte {self._pos})", self._name) from None
+        except bce.BotoCoreError as exc:
+            raise self._storage.error(exc, f"resuming (at byte {self._pos})", self._name) from None
+        self._body = response["Body"]
 
     def readall(self) -> bytes:
         return self.read(-1)

@@ -11,7 +11,9 @@ per request: botocore's ``standard`` or ``adaptive`` mode, with exponential
 backoff, jitter and a retry quota, built from :class:`RetryPolicy`. A second
 retry loop around whole storage calls would multiply the attempts (N x M),
 re-send calls that are not idempotent (completing a multipart upload) and
-retry permanent errors; so there is none. A ``permanent`` StorageError
+retry permanent errors; so there is none. (A download cut short mid-body,
+which botocore cannot retry, is continued rather than retried: the S3
+reader resumes it with a ranged GET of the same version.) A ``permanent`` StorageError
 (bad credentials, no such bucket, name taken, disk full) is never retried
 by anyone: the operator has to act. The local backend has no transient
 failures worth retrying.
