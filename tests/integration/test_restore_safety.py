@@ -9,7 +9,17 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from helpers import DbHandle, backup_rows, fake_old_pg_dump_dir, make_context, open_pipes, scalar, schema_snapshot
+from helpers import (
+    PG15_BIN_DIR,
+    DbHandle,
+    backup_rows,
+    fake_old_pg_dump_dir,
+    make_context,
+    open_pipes,
+    scalar,
+    schema_snapshot,
+    write_script,
+)
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.config import DumpFormat
@@ -169,3 +179,43 @@ def test_dry_run_checks_the_target_as_the_restore_would(
     assert outcome.dry_run and outcome.plan is not None
     created = "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgkeep_missing%'"
     assert scalar(pg15.admin_conninfo("postgres"), created) == 0
+
+
+def test_psqls_error_is_reported_even_when_pg_restore_dies_of_its_exit_first(
+    tmp_path: Path, source_db: DbHandle, empty_db: DbHandle
+) -> None:
+    """psql stops on an error and exits; pg_restore, writing into the closed pipe, dies of SIGPIPE.
+    pgkeep may collect pg_restore's status before psql's: the cause is still psql's error."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in PG15_BIN_DIR.iterdir():
+        (bin_dir / tool.name).symlink_to(tool)
+    (bin_dir / "psql").unlink()
+    # A psql that takes its first byte, closes its input (pg_restore then dies of SIGPIPE),
+    # and reports its error a second later: the order the race can produce, every time.
+    write_script(
+        bin_dir / "psql",
+        f'if [ "$1" = "--version" ]; then exec {PG15_BIN_DIR}/psql --version; fi\n'
+        "head -c 1 >/dev/null\n"
+        "exec 0<&-\n"
+        "sleep 1\n"
+        "echo 'psql:<stdin>:1: ERROR:  simulated failure after closing the input' >&2\n"
+        "exit 3\n",
+    )
+    with psycopg.connect(source_db.conninfo) as conn:  # more than a pipe holds: pg_restore must block
+        conn.execute("CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 60000) g")
+    plain_ctx = make_context(tmp_path, source_db.url)
+    try:
+        backup_id = create_backup(plain_ctx, fmt=DumpFormat.CUSTOM).id
+    finally:
+        plain_ctx.close()
+    ctx = make_context(tmp_path, source_db.url, pg_bin_dir=bin_dir)
+    try:
+        before = snapshot(empty_db)
+        with pytest.raises(RestoreFailedError) as info:
+            restore(ctx, resolve_backup(ctx, backup_id), RestoreOptions(target_url=empty_db.url, safety_backup=False))
+        assert "simulated failure after closing the input" in str(info.value), str(info.value)
+        assert "SIGPIPE" not in str(info.value)
+        assert snapshot(empty_db) == before
+    finally:
+        ctx.close()

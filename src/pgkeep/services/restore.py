@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -77,6 +78,8 @@ from pgkeep.services.restore_modes import (
 )
 
 COPY_CHUNK = 1 << 20
+# How long psql may take to finish exiting once pg_restore saw its input closed.
+SIGPIPE_GRACE_S = 30
 log = get_logger("pgkeep.restore")
 
 
@@ -458,7 +461,14 @@ def _load_direct(
                     stdin.close()
                 except BrokenPipeError:
                     pass  # pg_restore stopped (psql's error stopped it, or its own): see below
-            script_failure = script_child.failure(script_child.wait())
+            script_rc = script_child.wait()
+            script_failure = script_child.failure(script_rc)
+            if script_rc == -signal.SIGPIPE:
+                # Only psql reads pg_restore's output: it closed it, so it is exiting. Its exit
+                # closes the pipe before its status can be collected, so wait for that status
+                # (pg_restore's SIGPIPE may be seen first): psql's error is the cause.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    loader.proc.wait(timeout=SIGPIPE_GRACE_S)
             # pg_restore's output is read only by psql: if psql has exited, its error is the cause.
             stopped = loader.proc.poll() is not None
             if script_failure and not stopped:
