@@ -150,6 +150,14 @@ class Settings(BaseSettings):
         description="age identity file (AGE-SECRET-KEY-1...) to decrypt backups for restore and verify",
     )
 
+    lock_wait_timeout: float = Field(
+        default=600.0,
+        ge=0,
+        validation_alias=AliasChoices("PGKEEP_LOCK_WAIT_TIMEOUT", "lock_wait_timeout"),
+        description="seconds pg_dump waits for a table another session holds exclusively (a migration, "
+        "an unfinished ALTER) before the backup fails naming the holder; 0 waits forever",
+    )
+
     default_format: DumpFormat = Field(
         default=DumpFormat.CUSTOM, validation_alias=AliasChoices("PGKEEP_FORMAT", "default_format")
     )

@@ -109,6 +109,27 @@ def test_pg_dump_killed_mid_stream(tmp_path: Path, source_db: DbHandle, backups_
         ctx.close()
 
 
+@pytest.mark.parametrize("fmt", [DumpFormat.CUSTOM, DumpFormat.DIRECTORY], ids=lambda f: f.value)
+def test_a_table_held_exclusively_fails_the_backup_naming_the_holder(
+    tmp_path: Path, source_db: DbHandle, backups_dir: Path, fmt: DumpFormat
+) -> None:
+    ctx = make_context(tmp_path, source_db.url, lock_wait_timeout=1)
+    try:
+        with table_locked(source_db.conninfo) as holder:  # a migration left open, say
+            holder_pid = holder.info.backend_pid
+            with pytest.raises(BackupFailedError) as info:
+                create_backup(ctx, fmt=fmt)
+        row = assert_failed_cleanly(
+            ctx, backups_dir, info.value, "pg_dump waited 1 s for a lock on public.users and gave up"
+        )
+    finally:
+        ctx.close()
+    expected = f"exclusive locks: pid {holder_pid} holds public.users (user postgres, idle in transaction for "
+    assert expected in str(row.error_message)
+    assert 'LOCK TABLE "users" IN ACCESS EXCLUSIVE MODE' in str(row.error_message)  # the holder's statement
+    assert info.value.hint and "PGKEEP_LOCK_WAIT_TIMEOUT" in info.value.hint
+
+
 def test_pg_dump_killed_while_running(
     ctx: Context, backups_dir: Path, blocked_backup: tuple[BackupThread, psycopg.Connection]
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pgkeep.config import DumpFormat
+from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import Tool
 from pgkeep.pgtools.commands import pg_dump_argv, psql_argv
 from pgkeep.pgtools.conninfo import Target, _passfile_escape, client_env, passed_fds
@@ -98,3 +99,21 @@ def test_argument_lists_carry_no_password() -> None:
         assert "--no-password" in argv
         assert any(a.startswith("--dbname=") and "sslmode=require" in a for a in argv)
     assert "p@ss" not in "\0".join(psql_argv(tool, target))
+
+
+def test_pg_dump_waits_for_locks_only_as_long_as_configured() -> None:
+    target = Target.from_url("postgresql://app@db.example/app")
+    tool = Tool("pg_dump", Path("/usr/bin/pg_dump"), "15.18", 15)
+    assert "--lock-wait-timeout=600000" in pg_dump_argv(tool, target, DumpFormat.CUSTOM, lock_wait_timeout_s=600)
+    assert "--lock-wait-timeout=1" in pg_dump_argv(tool, target, DumpFormat.CUSTOM, lock_wait_timeout_s=0.0001)
+    assert not any(a.startswith("--lock-wait") for a in pg_dump_argv(tool, target, DumpFormat.CUSTOM))
+
+
+@pytest.mark.parametrize("cause", ["statement timeout", "lock timeout"])
+def test_a_lock_wait_timeout_names_its_table(cause: str) -> None:
+    failure = (
+        f"pg_dump exited with status 1: pg_dump: error: query failed: ERROR:  canceling statement due to {cause}\n"
+        'pg_dump: detail: Query was: LOCK TABLE "Weird Schema"."Mixed Case; Table" IN ACCESS SHARE MODE'
+    )
+    assert pgserver.lock_timeout_table(failure) == '"Weird Schema"."Mixed Case; Table"'
+    assert pgserver.lock_timeout_table("pg_dump exited with status 1: canceling statement due to user request") is None

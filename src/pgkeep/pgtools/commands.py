@@ -24,8 +24,12 @@ def pg_dump_argv(
     snapshot: str | None = None,
     jobs: int = 1,
     out_dir: Path | None = None,
+    lock_wait_timeout_s: float = 0,
 ) -> list[str]:
     argv = [str(tool.path), f"--dbname={target.conninfo()}", "--no-password", f"--format={_FORMAT_FLAG[fmt]}"]
+    if lock_wait_timeout_s > 0:
+        # Milliseconds: every pg_dump version reads a bare number so.
+        argv.append(f"--lock-wait-timeout={max(1, round(lock_wait_timeout_s * 1000))}")
     if fmt is not DumpFormat.PLAIN:
         # pgkeep compresses the stream itself (zstd for every client version).
         argv.append("--compress=0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 
 import psycopg
@@ -160,3 +161,43 @@ def has_user_objects(conn: psycopg.Connection) -> bool:
     types, schemas, extensions, large objects)."""
     row = conn.execute(HAS_USER_OBJECTS_SQL).fetchone()
     return bool(row and row[0])
+
+
+# pg_dump's words when --lock-wait-timeout expires (it sets statement_timeout for its LOCK
+# statements), and the table it names.
+_LOCK_TIMEOUT = re.compile(
+    r"canceling statement due to (?:statement|lock) timeout.*?LOCK TABLE (.+?) IN ACCESS SHARE MODE", re.S
+)
+
+EXCLUSIVE_HOLDERS_SQL = """
+SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.relation),
+       a.pid, a.usename, a.state,
+       extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::int,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 160)
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'AccessExclusiveLock'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.pid <> pg_backend_pid()
+ORDER BY a.xact_start NULLS LAST
+LIMIT 5
+"""
+
+
+def lock_timeout_table(failure: str) -> str | None:
+    """The table pg_dump gave up waiting for, if its failure is a lock timeout."""
+    match = _LOCK_TIMEOUT.search(failure)
+    return match.group(1) if match else None
+
+
+def exclusive_lock_holders(target: Target) -> list[str]:
+    """Sessions holding a table of the target's database exclusively, described (best effort: [] on error)."""
+    try:
+        with connect(target, operation="backup") as conn:
+            rows = conn.execute(EXCLUSIVE_HOLDERS_SQL).fetchall()
+    except (PgkeepError, psycopg.Error):
+        return []
+    return [
+        f"pid {pid} holds {table} (user {user}, {state or 'state unknown'} for {age} s: {query or '?'})"
+        for table, pid, user, state, age, query in rows
+    ]

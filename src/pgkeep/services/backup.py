@@ -371,7 +371,7 @@ def _store(
             if fmt is DumpFormat.DIRECTORY:
                 _dump_directory(ctx, tool, target, env, snapshot, job.jobs, sink)
             else:
-                _dump_stream(tool, target, env, fmt, snapshot, sink)
+                _dump_stream(tool, target, env, fmt, snapshot, sink, ctx.settings.lock_wait_timeout)
         if fmt is DumpFormat.PLAIN and PLAIN_TRAILER not in sink.tail:
             raise BackupFailedError("the plain dump has no end marker: the output is incomplete")
         checksum = sink.finish()
@@ -475,11 +475,32 @@ def _dump_globals(
 
 
 def _dump_stream(
-    tool: Tool, target: Target, env: dict[str, str], fmt: DumpFormat, snapshot: str, sink: CompressingSink
+    tool: Tool,
+    target: Target,
+    env: dict[str, str],
+    fmt: DumpFormat,
+    snapshot: str,
+    sink: CompressingSink,
+    lock_wait_timeout_s: float,
 ) -> None:
-    failure = _stream_child(pg_dump_argv(tool, target, fmt, snapshot=snapshot), env, target, sink)
+    argv = pg_dump_argv(tool, target, fmt, snapshot=snapshot, lock_wait_timeout_s=lock_wait_timeout_s)
+    failure = _stream_child(argv, env, target, sink)
     if failure:
-        raise BackupFailedError(failure)
+        raise _dump_failed(failure, target, lock_wait_timeout_s)
+
+
+def _dump_failed(failure: str, target: Target, lock_wait_timeout_s: float) -> BackupFailedError:
+    """pg_dump's failure; a lock it waited too long for is named with the sessions holding tables."""
+    table = pgserver.lock_timeout_table(failure)
+    if table is None:
+        return BackupFailedError(failure)
+    holders = pgserver.exclusive_lock_holders(target)
+    held = f"; exclusive locks: {'; '.join(holders)}" if holders else " (its holder has let go since)"
+    return BackupFailedError(
+        f"pg_dump waited {lock_wait_timeout_s:g} s for a lock on {table} and gave up{held}",
+        hint="let that session finish (or end it: SELECT pg_terminate_backend(pid)) and back up again; "
+        "PGKEEP_LOCK_WAIT_TIMEOUT sets the wait (0: forever)",
+    )
 
 
 def _stream_child(argv: list[str], env: dict[str, str], target: Target, sink: CompressingSink) -> str | None:
@@ -512,7 +533,15 @@ def _dump_directory(
     try:
         out_dir = staging / "dump"
         child = Child(
-            pg_dump_argv(tool, target, DumpFormat.DIRECTORY, snapshot=snapshot, jobs=jobs, out_dir=out_dir),
+            pg_dump_argv(
+                tool,
+                target,
+                DumpFormat.DIRECTORY,
+                snapshot=snapshot,
+                jobs=jobs,
+                out_dir=out_dir,
+                lock_wait_timeout_s=ctx.settings.lock_wait_timeout,
+            ),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -525,7 +554,7 @@ def _dump_directory(
             raise
         failure = child.failure(rc)
         if failure:
-            raise BackupFailedError(failure)
+            raise _dump_failed(failure, target, ctx.settings.lock_wait_timeout)
         with tarfile.open(fileobj=cast(IO[bytes], sink), mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for path in sorted(out_dir.iterdir()):
                 tar.add(path, arcname=path.name, recursive=False)
