@@ -18,6 +18,7 @@ from helpers import (
     open_pipes,
     scalar,
     schema_snapshot,
+    table_locked,
     write_script,
 )
 from pgkeep.catalog import repository as repo
@@ -217,5 +218,31 @@ def test_psqls_error_is_reported_even_when_pg_restore_dies_of_its_exit_first(
         assert "simulated failure after closing the input" in str(info.value), str(info.value)
         assert "SIGPIPE" not in str(info.value)
         assert snapshot(empty_db) == before
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("jobs", [1, 2], ids=["one transaction", "parallel"])
+def test_a_restore_held_up_by_a_session_gives_up_naming_it(
+    tmp_path: Path, source_db: DbHandle, empty_db: DbHandle, jobs: int
+) -> None:
+    """An application's open transaction on a table: the restore waits PGKEEP_LOCK_WAIT_TIMEOUT, not forever."""
+    ctx = make_context(tmp_path, source_db.url, lock_wait_timeout=1)
+    try:
+        backup_id = create_backup(ctx).id
+        with psycopg.connect(empty_db.conninfo) as conn:
+            conn.execute("CREATE TABLE in_use (id int)")
+        before = snapshot(empty_db)
+        with table_locked(empty_db.conninfo, "in_use", "ACCESS SHARE") as reader:
+            reader_pid = reader.info.backend_pid
+            with pytest.raises(RestoreFailedError) as info:
+                options = RestoreOptions(target_url=empty_db.url, safety_backup=False, jobs=jobs)
+                restore(ctx, resolve_backup(ctx, backup_id), options)
+        message = str(info.value)
+        assert f"waited 1 s for a table of {empty_db.name} another session uses" in message, message
+        assert f"pid {reader_pid} holds public.in_use (user postgres, idle in transaction for " in message, message
+        assert info.value.hint and "--atomic" in info.value.hint
+        if jobs == 1:  # one transaction: rolled back, nothing changed
+            assert snapshot(empty_db) == before
     finally:
         ctx.close()

@@ -169,17 +169,24 @@ _LOCK_TIMEOUT = re.compile(
     r"canceling statement due to (?:statement|lock) timeout.*?LOCK TABLE (.+?) IN ACCESS SHARE MODE", re.S
 )
 
-EXCLUSIVE_HOLDERS_SQL = """
-SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.relation),
-       a.pid, a.usename, a.state,
+# Sessions holding tables of the current database (other than this one), oldest transaction
+# first: the pid, who, in which state since when, what they last ran, and which tables.
+LOCK_HOLDERS_SQL = """
+SELECT a.pid, a.usename, a.state,
        extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::int,
-       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 160)
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'AccessExclusiveLock'
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 160),
+       min(format('%%I.%%I', n.nspname, c.relname)), count(*)
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE l.locktype = 'relation' AND l.granted
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.pid <> pg_backend_pid()
-ORDER BY a.xact_start NULLS LAST
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND (NOT %(exclusive)s OR l.mode = 'AccessExclusiveLock')
+GROUP BY a.pid, a.usename, a.state, a.xact_start, a.backend_start, a.query
+ORDER BY min(coalesce(a.xact_start, a.backend_start))
 LIMIT 5
 """
 
@@ -190,14 +197,18 @@ def lock_timeout_table(failure: str) -> str | None:
     return match.group(1) if match else None
 
 
-def exclusive_lock_holders(target: Target) -> list[str]:
-    """Sessions holding a table of the target's database exclusively, described (best effort: [] on error)."""
+def lock_holders(target: Target, *, exclusive: bool = False) -> list[str]:
+    """Other sessions holding tables of the target's database (``exclusive``: only ACCESS EXCLUSIVE
+    holders, the only ones a pg_dump waits for), described; best effort: [] on error."""
     try:
-        with connect(target, operation="backup") as conn:
-            rows = conn.execute(EXCLUSIVE_HOLDERS_SQL).fetchall()
+        with connect(target, operation="locks") as conn:
+            rows = conn.execute(LOCK_HOLDERS_SQL, {"exclusive": exclusive}).fetchall()
     except (PgkeepError, psycopg.Error):
         return []
-    return [
-        f"pid {pid} holds {table} (user {user}, {state or 'state unknown'} for {age} s: {query or '?'})"
-        for table, pid, user, state, age, query in rows
-    ]
+    described = []
+    for pid, user, state, age, query, table, tables in rows:
+        more = f" and {tables - 1} more" if tables > 1 else ""
+        described.append(
+            f"pid {pid} holds {table}{more} (user {user}, {state or 'state unknown'} for {age} s: {query or '?'})"
+        )
+    return described

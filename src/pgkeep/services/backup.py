@@ -494,7 +494,7 @@ def _dump_failed(failure: str, target: Target, lock_wait_timeout_s: float) -> Ba
     table = pgserver.lock_timeout_table(failure)
     if table is None:
         return BackupFailedError(failure)
-    holders = pgserver.exclusive_lock_holders(target)
+    holders = pgserver.lock_holders(target, exclusive=True)
     held = f"; exclusive locks: {'; '.join(holders)}" if holders else " (its holder has let go since)"
     return BackupFailedError(
         f"pg_dump waited {lock_wait_timeout_s:g} s for a lock on {table} and gave up{held}",

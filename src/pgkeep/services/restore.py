@@ -335,14 +335,30 @@ def restore_into(ctx: Context, artifact: Artifact, target: Target, options: Rest
     # pg_restore 17+ sends SET transaction_timeout on its own connections, which
     # an older server rejects; only the script path can filter it out, so such
     # a restore runs as one transaction instead of in parallel.
-    if restore_tool is not None and options.jobs > 1 and not _sends_unknown_settings(restore_tool, major):
-        if toast:  # pg_restore's workers open their own sessions
-            target = target.with_session_settings(**{TOAST_SETTING: toast})
-        _restore_parallel(ctx, artifact, target, options, restore_tool, clear_sql)
-        return
-    if toast:  # the one session's script starts with it (poolers reject startup options)
-        clear_sql = set_statement(toast) + clear_sql
-    _restore_single_transaction(ctx, artifact, target, options, psql, restore_tool, clear_sql, major)
+    # Emptying the target takes every table exclusively: a session using one (an application's
+    # open transaction) would hold the restore up for good, and every query behind it.
+    lock_wait = ctx.settings.lock_wait_timeout
+    lock_ms = str(max(1, round(lock_wait * 1000))) if lock_wait > 0 else None
+    try:
+        if restore_tool is not None and options.jobs > 1 and not _sends_unknown_settings(restore_tool, major):
+            # pg_restore's workers open their own sessions
+            settings = {**({TOAST_SETTING: toast} if toast else {}), **({"lock_timeout": lock_ms} if lock_ms else {})}
+            _restore_parallel(ctx, artifact, target.with_session_settings(**settings), options, restore_tool, clear_sql)
+            return
+        # The one session's script starts with them (poolers reject startup options).
+        prelude = (set_statement(toast) if toast else "") + (f"SET lock_timeout = {lock_ms};\n" if lock_ms else "")
+        _restore_single_transaction(ctx, artifact, target, options, psql, restore_tool, prelude + clear_sql, major)
+    except RestoreFailedError as exc:
+        if "canceling statement due to lock timeout" not in exc.message:
+            raise
+        holders = pgserver.lock_holders(target)
+        held = f"; sessions holding its tables: {'; '.join(holders)}" if holders else ""
+        raise RestoreFailedError(
+            f"{exc.message.rstrip('.')} (waited {lock_wait:g} s for a table of {target.dbname} another session "
+            f"uses){held}",
+            hint="stop the application's sessions on that database (or restore with --atomic, which ends them) "
+            "and restore again; PGKEEP_LOCK_WAIT_TIMEOUT sets the wait (0: forever)",
+        ) from None
 
 
 def _sends_unknown_settings(tool: Tool, server_major: int) -> bool:
