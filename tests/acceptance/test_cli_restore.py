@@ -187,6 +187,14 @@ def test_toast_compression_option(cli: Cli, tmp_path: Path, source_db: DbHandle,
     dry = cli.json("restore", backup_id, "--dry-run", "--target-url", empty_db.url, "--toast-compression", "server")
     assert dry["dryRun"] is True and dry["target"] == said.split("Would restore into ")[1]
     assert dry["toastCompression"] is None  # the server's default
+    assert dry["otherSessions"] == 0 and "other session" not in result.stdout
+    # Someone is connected to the target: the dry run says what that means for the restore.
+    with psycopg.connect(empty_db.conninfo), psycopg.connect(empty_db.conninfo):
+        result = cli.run("restore", backup_id, "--dry-run", "--target-url", empty_db.url)
+        dry = cli.json("restore", backup_id, "--dry-run", "--target-url", empty_db.url)
+    assert result.returncode == 0, result.stderr
+    assert "⚠️  2 other sessions are connected to the target: a table one of them uses holds" in result.stdout
+    assert dry["otherSessions"] == 2
     missing = empty_db.url.rsplit("/", 1)[0] + "/pgkeep_no_such_db"
     result = cli.run("restore", backup_id, "--dry-run", "--target-url", missing)
     assert_one_clear_line(result, ExitCode.FAILED, "pgkeep_no_such_db does not exist", "--create-db")

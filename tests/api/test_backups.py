@@ -159,6 +159,10 @@ def test_restore_takes_the_toast_compression_choice(
     dry = as_admin.post(url, json={**body, "dryRun": True, "toastCompression": "server"})
     assert dry.status_code == 200, dry.text
     assert dry.json()["toastCompression"] is None
+    assert dry.json()["otherSessions"] == 0
+    with psycopg.connect(empty_db.conninfo):  # someone connected to the target
+        dry = as_admin.post(url, json={**body, "dryRun": True})
+    assert dry.status_code == 200 and dry.json()["otherSessions"] == 1, dry.text
 
 
 def test_delete_marks_deleted_and_removes_the_file(as_admin: TestClient, tmp_path) -> None:

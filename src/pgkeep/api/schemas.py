@@ -277,6 +277,11 @@ class RestoreDone(_Response):
         description="What the restore set (or, in a dry run, would set) for long values; "
         "null: the server's default_toast_compression.",
     )
+    otherSessions: int | None = Field(
+        None,
+        description="Client sessions connected to the target when it was inspected: a table one of them "
+        "uses holds an in-place restore up (PGKEEP_LOCK_WAIT_TIMEOUT at most); an atomic one ends them.",
+    )
 
 
 class RestoreAccepted(_Response):

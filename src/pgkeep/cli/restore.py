@@ -135,6 +135,14 @@ def restore_cmd(
                 f"   Long values will be compressed with {plan.toast_compression} "
                 "(--toast-compression server keeps the server's default)"
             )
+        if plan.other_sessions and not (tables or schemas):
+            n = plan.other_sessions
+            what = (
+                "the atomic swap ends them"
+                if atomic
+                else "a table one of them uses holds the restore up, for PGKEEP_LOCK_WAIT_TIMEOUT at most"
+            )
+            say(f"   ⚠️  {n} other session{'s are' if n > 1 else ' is'} connected to the target: {what}")
 
     def confirm(plan: RestorePlan) -> bool:
         show(plan)
@@ -199,6 +207,7 @@ def restore_cmd(
                 "terminatedSessions": outcome.terminated_sessions,
                 "target": outcome.plan.target if outcome.plan else None,
                 "toastCompression": outcome.plan.toast_compression if outcome.plan else None,
+                "otherSessions": outcome.plan.other_sessions if outcome.plan else None,
             }
         )
     elif outcome.dry_run:

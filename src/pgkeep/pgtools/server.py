@@ -52,6 +52,15 @@ def server_version_text(conn: psycopg.Connection) -> str:
     return f"{v // 10000}.{v % 10000}"
 
 
+def other_sessions(conn: psycopg.Connection) -> int:
+    """Client sessions connected to this connection's database, this one aside."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def try_backup_lock(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (BACKUP_LOCK_KEY,)).fetchone()
     return bool(row and row[0])

@@ -108,6 +108,7 @@ class RestorePlan:
     checksum: str
     target: str  # user@host:port/db, no password
     toast_compression: str | None = None  # what restored long values will be compressed with, if not the default
+    other_sessions: int = 0  # client sessions connected to the target: they may hold an in-place restore up
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,8 @@ def restore(
     else:
         checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, toc=toc)
     target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
-    exists, has_data, major, toast = _inspect_target(
-        target, options.toast_compression or ctx.settings.restore_toast_compression
-    )
+    state = _inspect_target(target, options.toast_compression or ctx.settings.restore_toast_compression)
+    exists, has_data, major = state.exists, state.has_data, state.major
     if toc and not options.restore_globals:
         with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
             problems = privilege_problems(conn, summarize(toc), no_owner=options.no_owner)
@@ -212,7 +212,7 @@ def restore(
             f"database {target.dbname} does not exist on {target.describe()}",
             hint="create it first or pass --create-db",
         )
-    plan = RestorePlan(artifact, checksum, target.describe(), toast)
+    plan = RestorePlan(artifact, checksum, target.describe(), state.toast, state.other_sessions)
     if options.dry_run:
         log.info("restore dry run passed", backup_id=artifact.backup_id, target=plan.target)
         return RestoreOutcome("Dry run completed - backup verified, no changes made", checksum, True, plan=plan)
@@ -287,9 +287,17 @@ def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:
     return not options.dry_run and checked_while_loading(artifact) and not (options.tables or options.schemas)
 
 
-def _inspect_target(target: Target, toast: ToastCompression) -> tuple[bool, bool, int, str | None]:
-    """(exists, holds any user object, server major, TOAST compression the restore will set)
-    of the target database.
+@dataclass(frozen=True)
+class _TargetState:
+    exists: bool
+    has_data: bool  # holds any user object
+    major: int  # server major version
+    toast: str | None  # the TOAST compression the restore will set
+    other_sessions: int = 0  # other client sessions connected to it
+
+
+def _inspect_target(target: Target, toast: ToastCompression) -> _TargetState:
+    """The target database as the restore will find it.
 
     Refuses, before anything changes, a TOAST compression the server lacks.
     """
@@ -302,11 +310,16 @@ def _inspect_target(target: Target, toast: ToastCompression) -> tuple[bool, bool
             if found:
                 raise
             method = session_method(toast, read_server_toast(conn))
-            return False, False, pgserver.server_major(conn), method
+            return _TargetState(False, False, pgserver.server_major(conn), method)
     with conn:
         method = session_method(toast, read_server_toast(conn))
-        has_data = pgserver.has_user_objects(conn)
-        return True, has_data, pgserver.server_major(conn), method
+        return _TargetState(
+            True,
+            pgserver.has_user_objects(conn),
+            pgserver.server_major(conn),
+            method,
+            pgserver.other_sessions(conn),
+        )
 
 
 def _create_database_if_missing(target: Target) -> None:
