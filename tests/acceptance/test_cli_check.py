@@ -63,6 +63,10 @@ def test_physical_requires_archiving(cli: Cli) -> None:
     assert archiving["detail"] == "physical backups need WAL archiving: the server has archive_mode = off"
     assert "archive_mode = on" in archiving["hint"]
     assert "pg_basebackup 15." in by_name(report)["client tools"]["detail"]
+    replication = by_name(report)["replication"]
+    assert replication["status"] == "ok" and replication["detail"].startswith(
+        "a replication connection (as pg_basebackup opens) works: timeline 1, WAL at "
+    )
 
 
 @pytest.fixture
@@ -116,6 +120,13 @@ def test_what_pg_dump_would_refuse_is_named(
     # ... and pg_dump does refuse it: the check is not stricter than the backup.
     backup = cli.run("backup", env={"DATABASE_URL": url})
     assert backup.returncode == int(ExitCode.FAILED) and "row-level security" in backup.stderr
+
+    # Physical backups need a replication connection, which this role may not open.
+    code, report = run_check(cli, "--physical", env={"DATABASE_URL": url})
+    replication = by_name(report)["replication"]
+    assert code == int(ExitCode.FAILED) and replication["status"] == "fail"
+    assert "must be superuser or replication role to start walsender" in replication["detail"]
+    assert "REPLICATION" in replication["hint"]
 
     pg15.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(name)))
     code, report = run_check(cli, env={"DATABASE_URL": url})

@@ -25,7 +25,8 @@ def check(
         typer.Option(
             "--physical",
             help="Require what physical backups and point-in-time recovery need (wal_level, archiving "
-            "without failures, a REPLICATION role, pg_basebackup and pg_verifybackup).",
+            "without failures, pg_basebackup and pg_verifybackup, and a replication connection as "
+            "pg_basebackup opens it: REPLICATION role, pg_hba.conf line, max_wal_senders).",
         ),
     ] = False,
     archive_test: Annotated[

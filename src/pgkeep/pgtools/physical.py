@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 
 from pgkeep.errors import ConfigError, InsufficientPrivilegeError, VerificationError
 from pgkeep.pgtools.binaries import Tool
@@ -119,6 +120,28 @@ def check_can_back_up(info: ClusterInfo, *, incremental: bool) -> None:
                 hint="set summarize_wal = on (no restart needed), then take a full backup before the "
                 "first incremental one",
             )
+
+
+def probe_replication(target: Target) -> str:
+    """Open a replication connection as pg_basebackup will and identify the system; its timeline and
+    position, described. Raises InsufficientPrivilegeError naming the cause (pg_hba.conf's replication
+    lines, the REPLICATION attribute, max_wal_senders: none shows on an ordinary connection)."""
+    conninfo = psycopg.conninfo.make_conninfo(target.connect_conninfo(), replication="true")
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            result = conn.pgconn.exec_(b"IDENTIFY_SYSTEM")
+            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                raise psycopg.OperationalError(result.get_error_message())
+            timeline, position = (result.get_value(0, i) for i in (1, 2))
+    except psycopg.Error as exc:
+        raise InsufficientPrivilegeError(
+            f"a replication connection to {target.describe()} (as pg_basebackup opens) was refused: "
+            f"{target.error_text(exc)}",
+            operation="check",
+            hint="the role needs LOGIN REPLICATION, pg_hba.conf a `replication` line for it and this host, "
+            "and the server max_wal_senders > 0 (see the README's physical backup set-up)",
+        ) from None
+    return f"timeline {(timeline or b'?').decode()}, WAL at {(position or b'?').decode()}"
 
 
 def basebackup_argv(tool: Tool, target: Target, label: str, incremental_manifest: Path | None = None) -> list[str]:

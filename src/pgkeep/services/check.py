@@ -37,7 +37,7 @@ from pgkeep.pgtools import dump_access
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.archiver import read_archiver
 from pgkeep.pgtools.binaries import find_tool
-from pgkeep.pgtools.physical import check_can_back_up, cluster_info
+from pgkeep.pgtools.physical import check_can_back_up, cluster_info, probe_replication
 from pgkeep.services.context import Context
 from pgkeep.storage import local_path_from_url
 from pgkeep.wal.archive import copies
@@ -84,7 +84,8 @@ def run_checks(ctx: Context, options: CheckOptions) -> list[Check]:
         conn = pgserver.connect(ctx.target, operation="check")
     except PgkeepError as exc:
         checks.append(_failed("server", exc))
-        later = ["client tools", "access", "archiving"] + (["archive test"] if options.archive_test else [])
+        later = ["client tools", "access", "archiving"]
+        later += (["replication"] if options.physical else []) + (["archive test"] if options.archive_test else [])
         checks += [Check(name, "skip", "the server cannot be reached") for name in later]
         return checks
     with conn:
@@ -92,6 +93,8 @@ def run_checks(ctx: Context, options: CheckOptions) -> list[Check]:
         checks.append(check_tools(ctx, conn, options))
         checks.append(check_access(conn))
         checks.append(check_archiving(conn, options))
+        if options.physical:
+            checks.append(check_replication(ctx))
         if options.archive_test:
             checks.append(check_archive_roundtrip(ctx, conn, options.archive_timeout_s))
     return checks
@@ -240,6 +243,15 @@ def check_archiving(conn: psycopg.Connection, options: CheckOptions) -> Check:
     )
     backlog = "" if archiver.ready is None else f", {archiver.ready} file(s) waiting in pg_wal"
     return Check("archiving", "ok", f"archive_mode {archiver.archive_mode}, {last}{backlog}")
+
+
+def check_replication(ctx: Context) -> Check:
+    """What pg_basebackup needs that an ordinary connection does not show: a replication connection."""
+    try:
+        where = probe_replication(ctx.target)
+    except PgkeepError as exc:
+        return _failed("replication", exc)
+    return Check("replication", "ok", f"a replication connection (as pg_basebackup opens) works: {where}")
 
 
 def check_archive_roundtrip(
