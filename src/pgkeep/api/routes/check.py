@@ -24,7 +24,7 @@ Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
 
 
 class CheckResult(BaseModel):
-    name: str = Field(description="catalog, storage, server, client tools, access, archiving")
+    name: str = Field(description="catalog, storage, server, client tools, access, archiving (replication: physical)")
     status: Literal["ok", "warn", "fail", "skip"]
     detail: str
     hint: str | None = Field(None, description="How to fix a failure or warning.")
