@@ -40,6 +40,7 @@ from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.physical import check_can_back_up, cluster_info, probe_replication
 from pgkeep.services.context import Context
 from pgkeep.storage import local_path_from_url
+from pgkeep.storage.base import put_bytes
 from pgkeep.wal.archive import copies
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -127,13 +128,7 @@ def check_storage(ctx: Context) -> Check:
     name = f"pgkeep-check-{uuid.uuid4().hex}"
     payload = os.urandom(PROBE_BYTES)
     try:
-        writer = storage.open_writer(name)
-        try:
-            writer.write(payload)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        put_bytes(storage, name, payload)
         try:
             with storage.open_reader(name) as reader:
                 back = reader.read()

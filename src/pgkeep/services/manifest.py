@@ -25,6 +25,7 @@ from typing import Any
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup
 from pgkeep.errors import VerificationError
 from pgkeep.storage import Storage
+from pgkeep.storage.base import put_bytes
 
 SUFFIX = ".manifest.json"
 PG_MANIFEST_SUFFIX = ".backup_manifest.zst"  # PostgreSQL's manifest beside a physical backup
@@ -186,13 +187,7 @@ def write_manifest(storage: Storage, manifest: dict[str, Any]) -> str:
     """Store ``manifest`` beside its artifact; return the manifest's name."""
     name = manifest_name(manifest["filename"])
     data = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode() + b"\n"
-    writer = storage.open_writer(name)
-    try:
-        writer.write(data)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    put_bytes(storage, name, data)
     return name
 
 

@@ -70,6 +70,17 @@ class Storage(Protocol):
         """
 
 
+def put_bytes(storage: Storage, name: str, data: bytes) -> None:
+    """Store a small object in one go: committed whole, or aborted (nothing left) on any failure."""
+    writer = storage.open_writer(name)
+    try:
+        writer.write(data)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
 def iter_chunks(reader: BinaryIO, size: int = READ_CHUNK) -> Iterator[bytes]:
     while True:
         chunk = reader.read(size)
