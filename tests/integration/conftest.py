@@ -9,6 +9,7 @@ import pytest
 
 from helpers import DbHandle, make_context
 from pgkeep.services.context import Context
+from webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -36,3 +37,13 @@ def private_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook endpoint on loopback recording every notification."""
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,47 +20,7 @@ from pgkeep.observability.metrics import build_registry
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
 from pgkeep.services.manage import cleanup_expired
-
-
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that records JSON bodies."""
-
-    def __init__(self) -> None:
-        received = self.received = []  # type: ignore[var-annotated]
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, event: str, timeout: float = 20) -> dict:  # type: ignore[type-arg]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for item in self.received:
-                if item["event"] == event:
-                    return item
-            time.sleep(0.05)
-        raise AssertionError(f"no {event} notification; got {[r['event'] for r in self.received]}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
-    r = Receiver()
-    yield r
-    r.close()
+from webhook_receiver import Receiver
 
 
 def _ctx(tmp_path: Path, url: str, **extra: object) -> Context:

@@ -19,6 +19,7 @@ from pgkeep.scheduler.ticks import previous_fire_time
 from pgkeep.scheduler.worker import Worker, catch_up
 from pgkeep.services import manage
 from pgkeep.services.context import Context
+from webhook_receiver import Receiver
 
 TICK = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 
@@ -157,10 +158,12 @@ def _readiness_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("physical", [False, True])
 def test_the_worker_checks_readiness_once_at_start(
-    tmp_path: Path, source_db: DbHandle, caplog: pytest.LogCaptureFixture, physical: bool
+    tmp_path: Path, source_db: DbHandle, caplog: pytest.LogCaptureFixture, physical: bool, receiver: Receiver
 ) -> None:
     # With physical backups scheduled, the server's archive_mode = off fails the check.
-    extra = {"physical_backup_cron": "0 1 * * *"} if physical else {}
+    extra: dict[str, object] = {"webhook_urls": receiver.url}
+    if physical:
+        extra["physical_backup_cron"] = "0 1 * * *"
     context = Context.build(load_settings(**_settings(tmp_path, source_db.url, **extra)))
     caplog.set_level(logging.INFO, logger="pgkeep.scheduler")
     worker = Worker(context)
@@ -171,6 +174,12 @@ def test_the_worker_checks_readiness_once_at_start(
         worker.stop()
         context.close()
     lines = _readiness_lines(caplog)
+    if physical:
+        alert = receiver.wait_for("check.failed")
+        assert alert["text"].startswith("pgkeep: 1 readiness check failed as the worker started: archiving: ")
+        assert [c["name"] for c in alert["checks"]] == ["archiving"]
+    else:
+        assert receiver.received == []
     if physical:
         assert lines == [
             (

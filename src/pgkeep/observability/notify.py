@@ -1,7 +1,8 @@
 """Webhook notifications: a JSON POST with a Slack-compatible ``text`` field.
 
-Sent when a backup or cleanup fails, when a restore starts and ends, and
-when no backup has succeeded within the alert window. A notification that
+Sent when a backup or cleanup fails, when a restore starts and ends, when
+no backup has succeeded within the alert window, and when a readiness check
+(``pgkeep check``) fails as the worker starts. A notification that
 cannot be delivered is logged and never fails the operation that sent it.
 """
 

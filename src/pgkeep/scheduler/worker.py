@@ -122,8 +122,17 @@ class Worker:
                 level = logging.ERROR if check.status == "fail" else logging.WARNING
                 hint = f" (fix: {check.hint})" if check.hint else ""
                 log.log(level, "readiness: %s %s: %s%s", check.name, check.status, check.detail, hint)
-        if not any(c.status == "fail" for c in checks):
+        failed = [c for c in checks if c.status == "fail"]
+        if not failed:
             log.info("readiness: no check failed (%s)", ", ".join(f"{c.name} {c.status}" for c in checks))
+            return
+        # Unattended, nobody reads the log at start: the alert goes where backup failures go.
+        self.ctx.notifier.send(
+            "check.failed",
+            f"{len(failed)} readiness check{'s' if len(failed) > 1 else ''} failed as the worker started: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+            checks=[c.as_json() for c in failed],
+        )
 
     def start(self) -> None:
         """Recover backups a dead process left IN_PROGRESS, catch up on a missed tick, start the schedule."""
