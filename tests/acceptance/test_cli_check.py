@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from cli_runner import Cli, assert_one_clear_line
 from psycopg import sql
+from pyrage import x25519
 
 from helpers import DbHandle, dir_entries, fake_old_pg_dump_dir, make_context, s3_env, s3_overrides
 from pgkeep.devcluster import DevCluster
@@ -24,7 +25,7 @@ from pgkeep.errors import ExitCode
 from pgkeep.services import check as check_service
 from pgkeep.services.backup import create_backup
 
-NAMES = ["catalog", "storage", "server", "client tools", "access", "archiving"]
+NAMES = ["catalog", "storage", "encryption", "server", "client tools", "access", "archiving"]
 
 
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -197,3 +198,30 @@ def test_s3_storage_is_probed_and_bad_credentials_fail(cli: Cli, devs3: DevS3) -
     storage = by_name(report)["storage"]
     assert code == int(ExitCode.FAILED) and storage["status"] == "fail", report
     assert "not-the-key" not in json.dumps(report)
+
+
+def test_encryption_keys_are_checked_against_the_recipients(cli: Cli, tmp_path: Path) -> None:
+    ours, stranger = x25519.Identity.generate(), x25519.Identity.generate()
+    recipients = f"{ours.to_public()},{x25519.Identity.generate().to_public()}"  # and an offline key
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(f"# a comment\n{ours}\n")
+    wrong_file = tmp_path / "wrong.txt"
+    wrong_file.write_text(f"{stranger}\n")
+    env = {"PGKEEP_AGE_RECIPIENTS": recipients}
+
+    code, report = run_check(cli, env=env)  # no key here: a warning, not a failure
+    encryption = by_name(report)["encryption"]
+    assert code == 0 and encryption["status"] == "warn", report
+    assert "encrypted (age) to 2 key(s)" in encryption["detail"] and "cannot verify" in encryption["detail"]
+
+    code, report = run_check(cli, env={**env, "PGKEEP_AGE_IDENTITY_FILE": str(wrong_file)})
+    encryption = by_name(report)["encryption"]
+    assert code == int(ExitCode.FAILED) and encryption["status"] == "fail", report
+    assert "nothing here can read the new backups" in encryption["detail"]
+    assert str(stranger) not in json.dumps(report)  # a private key is never echoed
+
+    code, report = run_check(cli, env={**env, "PGKEEP_AGE_IDENTITY_FILE": str(key_file)})
+    encryption = by_name(report)["encryption"]
+    assert code == 0 and encryption["status"] == "ok", report
+    assert "holds 1 of them: this host reads them" in encryption["detail"]
+    assert str(ours) not in json.dumps(report)

@@ -19,6 +19,7 @@ def test_check_reports_every_check_and_changes_nothing(as_admin: TestClient, ctx
     assert [c["name"] for c in report["checks"]] == [
         "catalog",
         "storage",
+        "encryption",
         "server",
         "client tools",
         "access",

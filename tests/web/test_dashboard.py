@@ -70,8 +70,8 @@ def test_an_operator_runs_the_readiness_checks(page: Page, server: Server) -> No
     expect(panel.locator("#readiness-table")).to_be_hidden()
     page.get_by_role("button", name="Run checks").click()
     rows = panel.locator("#readiness-body tr")
-    expect(rows).to_have_count(6)
-    names = ["catalog", "storage", "server", "client tools", "access", "archiving"]
+    expect(rows).to_have_count(7)
+    names = ["catalog", "storage", "encryption", "server", "client tools", "access", "archiving"]
     assert [row.get_attribute("data-check") for row in rows.all()] == names
     assert {row.get_attribute("data-status") for row in rows.all()} == {"ok"}
     expect(panel.locator("#readiness-summary")).to_contain_text("Every check passed")
@@ -187,7 +187,7 @@ def test_keyboard_labels_and_contrast(page: Page, server: Server) -> None:
     expect(backup_now).to_be_focused()
 
     page.get_by_role("button", name="Run checks").click()  # its badges and hints count too
-    expect(page.locator("#readiness-body tr")).to_have_count(6)
+    expect(page.locator("#readiness-body tr")).to_have_count(7)
     assert low_contrast(page) == []
     page.get_by_role("link", name="Audit log").click()
     expect(page.locator("#audit-view")).to_be_visible()
@@ -201,6 +201,6 @@ def test_a_narrow_screen_needs_no_sideways_scrolling(page: Page, server: Server)
     sign_in(page, server.tokens["admin"])
     expect(page.locator("#backups-body tr").first).to_be_visible()
     page.get_by_role("button", name="Run checks").click()  # long paths and messages in its table
-    expect(page.locator("#readiness-body tr")).to_have_count(6)
+    expect(page.locator("#readiness-body tr")).to_have_count(7)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "09-narrow-screen")

@@ -3,7 +3,8 @@
 Each check is independent and says what it found, and how to fix a failure:
 the catalog (reachable, schema current), the storage (a probe object
 written, read back and deleted; free space next to the newest backup's
-size), the database server (reachable), the client tools for its version,
+size), encryption (a key here reads what new backups are encrypted to),
+the database server (reachable), the client tools for its version,
 the backup role's access (tables and sequences it cannot read, row-level
 security pg_dump would refuse), and WAL archiving. With ``physical``, what
 physical backups and point-in-time recovery need is required rather than
@@ -38,6 +39,7 @@ from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.archiver import read_archiver
 from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.physical import check_can_back_up, cluster_info, probe_replication
+from pgkeep.pipeline.crypto import fingerprint, load_identities
 from pgkeep.services.context import Context
 from pgkeep.storage import local_path_from_url
 from pgkeep.storage.base import put_bytes
@@ -80,7 +82,7 @@ def _named(items: list[str]) -> str:
 
 def run_checks(ctx: Context, options: CheckOptions) -> list[Check]:
     """Every check, in order; a check that needs the server is skipped when it cannot be reached."""
-    checks = [check_catalog(ctx), check_storage(ctx)]
+    checks = [check_catalog(ctx), check_storage(ctx), check_encryption(ctx)]
     try:
         conn = pgserver.connect(ctx.target, operation="check")
     except PgkeepError as exc:
@@ -152,6 +154,44 @@ def check_storage(ctx: Context) -> Check:
             "free space, or shorten retention (pgkeep cleanup)",
         )
     return Check("storage", "ok", detail + (f" (newest backup {_size(newest)})" if newest else ""))
+
+
+def check_encryption(ctx: Context) -> Check:
+    """Whether new backups are encrypted, and whether this host holds a key that reads them.
+
+    A backup encrypted to keys nobody holds is lost; one this host cannot read
+    cannot be verified, drilled or restored here (the weekly drill included).
+    """
+    settings = ctx.settings
+    try:
+        recipients = [str(r) for r in ctx.age_recipients]
+        keys = load_identities(settings.age_identity_file, "") if settings.age_identity_file else None
+    except PgkeepError as exc:
+        return _failed("encryption", exc)
+    if not recipients:
+        return Check("encryption", "ok", "new backups are not encrypted (PGKEEP_AGE_RECIPIENTS is unset)")
+    wanted = [fingerprint(r) for r in recipients]
+    encrypted = f"new backups are encrypted (age) to {len(recipients)} key(s): {', '.join(wanted)}"
+    if keys is None:
+        return Check(
+            "encryption",
+            "warn",
+            f"{encrypted}; PGKEEP_AGE_IDENTITY_FILE is unset, so this host cannot verify their contents, "
+            "run restore drills or restore them",
+            "set PGKEEP_AGE_IDENTITY_FILE where restores and drills run, and keep a copy of the key "
+            "away from the backups",
+        )
+    held = [f for f in keys.fingerprints if f in wanted]
+    if not held:
+        return Check(
+            "encryption",
+            "fail",
+            f"{encrypted}; none of them is in {keys.source} (it holds {', '.join(keys.fingerprints)}): "
+            "nothing here can read the new backups",
+            "list the identity file's public key (`age-keygen -y FILE`) in PGKEEP_AGE_RECIPIENTS, or point "
+            "PGKEEP_AGE_IDENTITY_FILE at the key that matches",
+        )
+    return Check("encryption", "ok", f"{encrypted}; {keys.source} holds {len(held)} of them: this host reads them")
 
 
 def _newest_backup_size(ctx: Context) -> int | None:
