@@ -54,9 +54,13 @@ export class ReadinessView {
       );
     }
     $("#readiness-table").hidden = false;
-    const failed = report.checks.filter((c) => c.status === "fail").length;
+    const count = (status) => report.checks.filter((c) => c.status === status).length;
+    const [failed, warned] = [count("fail"), count("warn")];
+    const warnings = warned ? ` ${warned} warning${warned > 1 ? "s" : ""}: see ${warned > 1 ? "their" : "its"} fix.` : "";
     $("#readiness-summary").textContent = failed
       ? `${failed} check${failed > 1 ? "s" : ""} failed: the next backup may fail. Each says how to fix it.`
-      : `Every check passed at ${new Date().toLocaleTimeString()}.`;
+      : warned
+        ? `No check failed at ${new Date().toLocaleTimeString()}.${warnings}`
+        : `Every check passed at ${new Date().toLocaleTimeString()}.`;
   }
 }
