@@ -225,3 +225,13 @@ def test_encryption_keys_are_checked_against_the_recipients(cli: Cli, tmp_path: 
     assert code == 0 and encryption["status"] == "ok", report
     assert "holds 1 of them: this host reads them" in encryption["detail"]
     assert str(ours) not in json.dumps(report)
+
+
+def test_an_unreachable_catalog_fails_without_its_password(cli: Cli) -> None:
+    url = "postgresql+psycopg://keeper:catpw-secret@127.0.0.1:9/pgkeep"
+    code, report = run_check(cli, env={"PGKEEP_CATALOG_URL": url})
+    catalog = by_name(report)["catalog"]
+    assert code == int(ExitCode.FAILED) and catalog["status"] == "fail", report
+    assert catalog["detail"].startswith("cannot reach the catalog postgresql+psycopg://keeper:***@127.0.0.1:9/pgkeep")
+    assert "catpw-secret" not in json.dumps(report)
+    assert by_name(report)["server"]["status"] == "ok"  # the other checks still ran
