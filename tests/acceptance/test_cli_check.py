@@ -53,7 +53,9 @@ def test_a_ready_installation_passes_and_leaves_nothing_behind(cli: Cli, backups
 
     text = cli.run("check")
     assert text.returncode == 0
-    assert [line.split()[0] for line in text.stdout.splitlines()] == ["ok"] * len(NAMES)
+    *lines, verdict = text.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["ok"] * len(NAMES)
+    assert verdict == f"ready ({len(NAMES)} ok, 0 warnings, 0 failed)"
 
 
 def test_physical_requires_archiving(cli: Cli) -> None:
@@ -154,6 +156,8 @@ def test_an_unusable_storage_and_an_unreachable_server(offline_cli: Cli, tmp_pat
     assert checks["server"]["status"] == "fail"
     assert checks["server"]["detail"].startswith("cannot connect to nobody@127.0.0.1:9/nowhere")
     assert [checks[n]["status"] for n in ("client tools", "access", "archiving")] == ["skip"] * 3
+    text = offline_cli.run("check", env={"PGKEEP_STORAGE_URL": f"file://{blocker}/backups"})
+    assert text.stdout.splitlines()[-1] == "NOT ready: fix what failed (2 ok, 0 warnings, 2 failed, 3 skipped)"
 
 
 def test_a_backup_into_an_unusable_storage_directory_says_so(cli: Cli, tmp_path: Path) -> None:

@@ -52,6 +52,13 @@ def check(
     else:
         for c in checks:
             _print(c)
+        counts = {status: sum(c.status == status for c in checks) for status in _LABELS}
+        verdict = "ready" if ok else "NOT ready: fix what failed"
+        out_console.print(
+            f"{verdict} ({counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed"
+            + (f", {counts['skip']} skipped)" if counts["skip"] else ")"),
+            markup=False,
+        )
     if not ok:
         raise typer.Exit(int(ExitCode.FAILED))
 
