@@ -154,8 +154,9 @@ class Settings(BaseSettings):
         default=600.0,
         ge=0,
         validation_alias=AliasChoices("PGKEEP_LOCK_WAIT_TIMEOUT", "lock_wait_timeout"),
-        description="seconds pg_dump waits for a table another session holds exclusively (a migration, "
-        "an unfinished ALTER) before the backup fails naming the holder; 0 waits forever",
+        description="seconds a backup waits for a table another session holds exclusively (a migration, "
+        "an unfinished ALTER), and a logical restore for a table another session uses, before failing "
+        "and naming the holders; 0 waits forever",
     )
 
     default_format: DumpFormat = Field(

@@ -80,7 +80,6 @@ def test_a_standby_archives_only_with_always(mode: str, archiving: bool) -> None
 def test_json_names_the_state_and_rounds_the_age() -> None:
     s = failed(T0 + timedelta(seconds=5))
     s.ready, s.oldest_ready, s.oldest_ready_age_s = 2, "00000001000000000000000B", 12.34567
-    s.problems = archiver_problems(s)
     out = s.as_json()
     assert out["ok"] is False and out["failing"] is True
     assert (out["readyCount"], out["oldestReady"]) == (2, "00000001000000000000000B")

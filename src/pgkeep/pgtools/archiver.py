@@ -11,7 +11,7 @@ secrets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +53,6 @@ class ArchiverStatus:
     oldest_ready: str | None = None
     oldest_ready_age_s: float | None = None
     backlog_unknown_why: str | None = None
-    problems: list[str] = field(default_factory=list)
 
     @property
     def archiving(self) -> bool:
@@ -68,6 +67,11 @@ class ArchiverStatus:
         if self.last_failed_time is None:
             return False
         return self.last_archived_time is None or self.last_failed_time > self.last_archived_time
+
+    @property
+    def problems(self) -> list[str]:
+        """Why point-in-time recovery from this server's archive is at risk now (empty when it is not)."""
+        return archiver_problems(self)
 
     @property
     def ok(self) -> bool:
@@ -116,7 +120,6 @@ def read_archiver(conn: psycopg.Connection) -> ArchiverStatus:
         stats_reset=row[9],
     )
     _read_backlog(conn, status)
-    status.problems = archiver_problems(status)
     return status
 
 

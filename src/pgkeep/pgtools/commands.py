@@ -16,6 +16,12 @@ from pgkeep.pgtools.conninfo import Target
 _FORMAT_FLAG = {DumpFormat.CUSTOM: "c", DumpFormat.PLAIN: "p", DumpFormat.DIRECTORY: "d"}
 
 
+def timeout_ms(seconds: float) -> int | None:
+    """A timeout for PostgreSQL (``lock_timeout``, ``--lock-wait-timeout``) in milliseconds, at least
+    1; None for 0 (no timeout). Every version reads a bare number as milliseconds."""
+    return max(1, round(seconds * 1000)) if seconds > 0 else None
+
+
 def pg_dump_argv(
     tool: Tool,
     target: Target,
@@ -27,9 +33,9 @@ def pg_dump_argv(
     lock_wait_timeout_s: float = 0,
 ) -> list[str]:
     argv = [str(tool.path), f"--dbname={target.conninfo()}", "--no-password", f"--format={_FORMAT_FLAG[fmt]}"]
-    if lock_wait_timeout_s > 0:
-        # Milliseconds: every pg_dump version reads a bare number so.
-        argv.append(f"--lock-wait-timeout={max(1, round(lock_wait_timeout_s * 1000))}")
+    lock_wait_ms = timeout_ms(lock_wait_timeout_s)
+    if lock_wait_ms is not None:
+        argv.append(f"--lock-wait-timeout={lock_wait_ms}")
     if fmt is not DumpFormat.PLAIN:
         # pgkeep compresses the stream itself (zstd for every client version).
         argv.append("--compress=0")

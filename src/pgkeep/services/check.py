@@ -21,7 +21,6 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -289,9 +288,7 @@ def check_replication(ctx: Context) -> Check:
     return Check("replication", "ok", f"a replication connection (as pg_basebackup opens) works: {where}")
 
 
-def check_archive_roundtrip(
-    ctx: Context, conn: psycopg.Connection, timeout_s: float, *, sleep: Callable[[float], None] = time.sleep
-) -> Check:
+def check_archive_roundtrip(ctx: Context, conn: psycopg.Connection, timeout_s: float) -> Check:
     """Close a WAL segment and wait until it is in the archive this pgkeep reads."""
     name = "archive test"
     try:
@@ -320,7 +317,7 @@ def check_archive_roundtrip(
             return _failed(name, exc)
         if time.monotonic() - started > timeout_s:
             break
-        sleep(0.5)
+        time.sleep(0.5)
     failing = read_archiver(conn).problems
     return Check(
         name,

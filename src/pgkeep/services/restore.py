@@ -47,7 +47,7 @@ from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.clear import clear_database_sql
-from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv
+from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv, timeout_ms
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child, enlarge_pipe_fd
 from pgkeep.pgtools.toast import SETTING as TOAST_SETTING
@@ -345,17 +345,18 @@ def restore_into(ctx: Context, artifact: Artifact, target: Target, options: Rest
     bin_dir = ctx.settings.pg_bin_dir
     psql = find_tool("psql", major, bin_dir)
     restore_tool = pg_restore_for(artifact, bin_dir) if artifact.fmt is not DumpFormat.PLAIN else None
-    # pg_restore 17+ sends SET transaction_timeout on its own connections, which
-    # an older server rejects; only the script path can filter it out, so such
-    # a restore runs as one transaction instead of in parallel.
     # Emptying the target takes every table exclusively: a session using one (an application's
     # open transaction) would hold the restore up for good, and every query behind it.
     lock_wait = ctx.settings.lock_wait_timeout
-    lock_ms = str(max(1, round(lock_wait * 1000))) if lock_wait > 0 else None
+    lock_ms = timeout_ms(lock_wait)
     try:
+        # pg_restore 17+ sends SET transaction_timeout on its own connections, which
+        # an older server rejects; only the script path can filter it out, so such
+        # a restore runs as one transaction instead of in parallel.
         if restore_tool is not None and options.jobs > 1 and not _sends_unknown_settings(restore_tool, major):
             # pg_restore's workers open their own sessions
-            settings = {**({TOAST_SETTING: toast} if toast else {}), **({"lock_timeout": lock_ms} if lock_ms else {})}
+            wanted = {TOAST_SETTING: toast, "lock_timeout": None if lock_ms is None else str(lock_ms)}
+            settings = {name: value for name, value in wanted.items() if value is not None}
             _restore_parallel(ctx, artifact, target.with_session_settings(**settings), options, restore_tool, clear_sql)
             return
         # The one session's script starts with them (poolers reject startup options).

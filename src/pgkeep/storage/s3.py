@@ -541,9 +541,9 @@ class S3Reader(io.RawIOBase):
             except bce.ClientError as exc:
                 raise self._storage.error(exc, f"reading (at byte {self._pos})", self._name) from None
             except (bce.BotoCoreError, OSError) as exc:
-                self._resume(exc)
                 if self._length is not None and self._pos >= self._length:
                     return b""  # the drop came after the last byte
+                self._resume(exc)
                 continue
             self._pos += len(data)
             return cast(bytes, data)
@@ -564,8 +564,6 @@ class S3Reader(io.RawIOBase):
         )
         with contextlib.suppress(Exception):
             self._body.close()
-        if self._length is not None and self._pos >= self._length:
-            return
         try:
             response = self._storage.client.get_object(
                 Bucket=self._storage.bucket,
