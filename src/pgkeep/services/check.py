@@ -26,7 +26,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import psycopg
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -197,7 +197,10 @@ def _newest_backup_size(ctx: Context) -> int | None:
     try:
         with ctx.catalog.session() as s:
             return s.scalar(
-                select(func.max(DatabaseBackup.size)).where(DatabaseBackup.status == BackupStatus.COMPLETED)
+                select(DatabaseBackup.size)
+                .where(DatabaseBackup.status == BackupStatus.COMPLETED)
+                .order_by(DatabaseBackup.completed_at.desc())
+                .limit(1)
             )
     except SQLAlchemyError:
         return None  # the catalog check says why
