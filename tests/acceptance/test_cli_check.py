@@ -8,6 +8,8 @@ cluster (which does not archive). Archiving clusters, and the WAL switch of
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +58,21 @@ def test_a_ready_installation_passes_and_leaves_nothing_behind(cli: Cli, backups
     *lines, verdict = text.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["ok"] * len(NAMES)
     assert verdict == f"ready ({len(NAMES)} ok, 0 warnings, 0 failed)"
+
+
+def test_probes_left_by_an_interrupted_check_are_removed(cli: Cli, backups_dir: Path) -> None:
+    backups_dir.mkdir(parents=True, exist_ok=True)
+    two_hours_ago = time.time() - 7200
+    for stale in ("pgkeep-check-killed1", "pgkeep-check-killed2"):
+        (backups_dir / stale).write_bytes(b"probe")
+        os.utime(backups_dir / stale, (two_hours_ago, two_hours_ago))
+    (backups_dir / "pgkeep-check-running").write_bytes(b"probe")  # another check, writing right now
+    code, report = run_check(cli)
+    assert code == 0, report
+    assert by_name(report)["storage"]["detail"].startswith(
+        f"file://{backups_dir}: wrote, read back and deleted a probe object (and 2 left by an interrupted check)"
+    )
+    assert dir_entries(backups_dir) == ["pgkeep-check-running"]
 
 
 def test_physical_requires_archiving(cli: Cli) -> None:
@@ -134,6 +151,46 @@ def test_what_pg_dump_would_refuse_is_named(
     pg15.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(name)))
     code, report = run_check(cli, env={"DATABASE_URL": url})
     assert code == 0 and by_name(report)["access"]["status"] == "ok", report
+
+
+def test_large_objects_the_role_cannot_read_are_named(
+    cli: Cli, pg15: DevCluster, source_db: DbHandle, backup_role: tuple[str, str]
+) -> None:
+    url, name = backup_role
+    role = sql.Identifier(name)
+    for statement in [
+        sql.SQL("GRANT SELECT ON public.hidden_t TO {}").format(role),
+        sql.SQL("ALTER TABLE public.policed_t DISABLE ROW LEVEL SECURITY"),
+        sql.SQL("GRANT pg_read_all_data TO {}").format(role),  # which does not cover large objects
+    ]:
+        pg15.execute(statement, dbname=source_db.name)
+    oids = [
+        int(row[0])
+        for row in pg15.query("SELECT lo_from_bytea(0, 'x') FROM generate_series(1, 7)", dbname=source_db.name)
+    ]
+    code, report = run_check(cli, env={"DATABASE_URL": url})
+    access = by_name(report)["access"]
+    assert code == int(ExitCode.FAILED) and access["status"] == "fail", report
+    named = ", ".join(str(oid) for oid in sorted(oids)[:5])
+    assert access["detail"] == f"the role cannot read 7 large object(s): {named} and 2 more"
+    assert "GRANT SELECT ON LARGE OBJECT" in access["hint"]
+    # pg_dump refuses them as the check says.
+    backup = cli.run("backup", env={"DATABASE_URL": url})
+    assert backup.returncode == int(ExitCode.FAILED) and "permission denied for large object" in backup.stderr
+
+    # One granted to the role, the others to PUBLIC: readable through either.
+    pg15.execute(
+        sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(oids[0]), role), dbname=source_db.name
+    )
+    for oid in oids[1:]:
+        pg15.execute(
+            sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO PUBLIC").format(sql.Literal(oid)), dbname=source_db.name
+        )
+    code, report = run_check(cli, env={"DATABASE_URL": url})
+    assert code == 0 and by_name(report)["access"]["detail"].endswith(
+        "every table, sequence and large object a backup dumps"
+    )
+    assert cli.run("backup", env={"DATABASE_URL": url}).returncode == 0
 
 
 def test_old_client_tools_fail_with_the_fix(cli: Cli, tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ SELECT (or in a schema without USAGE) fails the whole backup with
 "permission denied". A table under row-level security fails it too, unless
 the role bypasses RLS (superuser, BYPASSRLS, or the owner of a table that
 does not FORCE it): pg_dump turns row_security off and refuses to dump a
-subset of the rows.
+subset of the rows. A large object it cannot read fails it as well ("permission
+denied for large object"): large objects have their own privileges, which
+neither SELECT on tables nor pg_read_all_data gives.
 """
 
 from __future__ import annotations
@@ -50,3 +52,23 @@ def unreadable_relations(conn: psycopg.Connection) -> list[str]:
 def rls_blocked_tables(conn: psycopg.Connection) -> list[str]:
     """Tables whose row-level security applies to the connected role (pg_dump refuses them)."""
     return [str(row[0]) for row in conn.execute(RLS_SQL).fetchall()]
+
+
+# Large objects the role may not read: neither superuser, nor lo_compat_privileges, nor SELECT
+# for PUBLIC or a role it has the privileges of (the owner's rights are in the default ACL).
+LARGE_OBJECTS_SQL = """
+SELECT m.oid::bigint, count(*) OVER ()
+FROM pg_largeobject_metadata m
+WHERE NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+  AND NOT current_setting('lo_compat_privileges')::boolean
+  AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a
+                  WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE')))
+ORDER BY 1
+LIMIT %s
+"""
+
+
+def unreadable_large_objects(conn: psycopg.Connection, sample: int = 5) -> tuple[int, list[int]]:
+    """How many large objects the connected role cannot read, and the first ``sample`` of their OIDs."""
+    rows = conn.execute(LARGE_OBJECTS_SQL, (sample,)).fetchall()
+    return (int(rows[0][1]) if rows else 0), [int(row[0]) for row in rows]

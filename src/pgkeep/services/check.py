@@ -5,8 +5,8 @@ the catalog (reachable, schema current), the storage (a probe object
 written, read back and deleted; free space next to the newest backup's
 size), encryption (a key here reads what new backups are encrypted to),
 the database server (reachable), the client tools for its version,
-the backup role's access (tables and sequences it cannot read, row-level
-security pg_dump would refuse), and WAL archiving. With ``physical``, what
+the backup role's access (tables, sequences and large objects it cannot
+read, row-level security pg_dump would refuse), and WAL archiving. With ``physical``, what
 physical backups and point-in-time recovery need is required rather than
 reported; with ``archive_test``, a WAL switch proves archive_command end to
 end: the segment must appear in the archive this pgkeep reads.
@@ -22,6 +22,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -41,12 +42,16 @@ from pgkeep.pgtools.physical import check_can_back_up, cluster_info, probe_repli
 from pgkeep.pipeline.crypto import fingerprint, load_identities
 from pgkeep.services.context import Context
 from pgkeep.storage import local_path_from_url
-from pgkeep.storage.base import put_bytes
+from pgkeep.storage.base import Storage, put_bytes
 from pgkeep.wal.archive import copies
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
 PROBE_BYTES = 4096
+PROBE_PREFIX = "pgkeep-check-"
+# A probe older than this was left by a check that was killed between writing and deleting it
+# (a running check's probe lives for a second or two).
+STALE_PROBE_AGE = timedelta(hours=1)
 # Free space below this many times the newest backup's size is worth a warning.
 FREE_SPACE_FACTOR = 2
 MAX_NAMED = 5  # relations named in a message; the count says how many more
@@ -74,8 +79,10 @@ def _failed(name: str, exc: PgkeepError) -> Check:
     return Check(name, "fail", exc.message, exc.hint)
 
 
-def _named(items: list[str]) -> str:
-    more = f" and {len(items) - MAX_NAMED} more" if len(items) > MAX_NAMED else ""
+def _named(items: list[str], total: int | None = None) -> str:
+    """The first MAX_NAMED of ``items``, and how many more of ``total`` (default: all of them) there are."""
+    total = len(items) if total is None else total
+    more = f" and {total - MAX_NAMED} more" if total > MAX_NAMED else ""
     return ", ".join(items[:MAX_NAMED]) + more
 
 
@@ -126,7 +133,7 @@ def check_catalog(ctx: Context) -> Check:
 def check_storage(ctx: Context) -> Check:
     """Write, read back and delete a probe object; on local disk, compare free space with the last backup."""
     storage, url = ctx.storage, ctx.settings.storage_url
-    name = f"pgkeep-check-{uuid.uuid4().hex}"
+    name = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
     payload = os.urandom(PROBE_BYTES)
     try:
         put_bytes(storage, name, payload)
@@ -135,11 +142,14 @@ def check_storage(ctx: Context) -> Check:
                 back = reader.read()
         finally:
             storage.delete(name)
+        swept = _sweep_stale_probes(storage)
     except PgkeepError as exc:
         return Check("storage", "fail", f"{url}: {exc.message}", exc.hint or "check PGKEEP_STORAGE_URL and access")
     if back != payload:
         return Check("storage", "fail", f"{url}: a probe object read back differs from what was written")
     detail = f"{url}: wrote, read back and deleted a probe object"
+    if swept:
+        detail += f" (and {swept} left by an interrupted check)"
     if urlsplit(url).scheme != "file":
         return Check("storage", "ok", detail)
     free = shutil.disk_usage(local_path_from_url(url)).free
@@ -153,6 +163,15 @@ def check_storage(ctx: Context) -> Check:
             "free space, or shorten retention (pgkeep cleanup)",
         )
     return Check("storage", "ok", detail + (f" (newest backup {_size(newest)})" if newest else ""))
+
+
+def _sweep_stale_probes(storage: Storage) -> int:
+    """Delete probe objects of checks killed before their cleanup; how many there were."""
+    cutoff = datetime.now(UTC) - STALE_PROBE_AGE
+    stale = [o.name for o in storage.list(PROBE_PREFIX) if o.modified < cutoff]
+    for name in stale:
+        storage.delete(name)
+    return len(stale)
 
 
 def check_encryption(ctx: Context) -> Check:
@@ -239,7 +258,8 @@ def check_tools(ctx: Context, conn: psycopg.Connection, options: CheckOptions) -
 
 
 def check_access(conn: psycopg.Connection) -> Check:
-    """What pg_dump would be refused: relations the role cannot read, row-level security it does not bypass."""
+    """What pg_dump would be refused: relations the role cannot read, row-level security it does not bypass,
+    large objects it may not read."""
     unreadable = dump_access.unreadable_relations(conn)
     if unreadable:
         return Check(
@@ -257,7 +277,16 @@ def check_access(conn: psycopg.Connection) -> Check:
             "pg_dump refuses to dump part of a table's rows",
             "ALTER ROLE ... BYPASSRLS for the backup role, or back up as the tables' owner",
         )
-    return Check("access", "ok", "the role can read every table and sequence a backup dumps")
+    count, oids = dump_access.unreadable_large_objects(conn, MAX_NAMED)
+    if count:
+        return Check(
+            "access",
+            "fail",
+            f"the role cannot read {count} large object(s): {_named([str(oid) for oid in oids], count)}",
+            "GRANT SELECT ON LARGE OBJECT <oid> TO the backup role for each (pg_read_all_data does not cover "
+            "large objects), or back up as their owner",
+        )
+    return Check("access", "ok", "the role can read every table, sequence and large object a backup dumps")
 
 
 def check_archiving(conn: psycopg.Connection, options: CheckOptions) -> Check:
