@@ -214,10 +214,23 @@ def test_async_restore_answers_202_and_a_job_to_poll(as_admin: TestClient, sourc
     assert location == f"{API}/backups/{backup_id}/restores/{job['id']}"
     assert job["backupId"] == backup_id and job["dryRun"] is False
     assert source_db.name in job["target"] and "@" in job["target"]
+    assert job["safetyBackupId"] is None and job["otherSessions"] is None  # known once it finished
     done = finished(as_admin, location, "restore")
     assert done["status"] == "COMPLETED", done
     assert done["message"].startswith(f"Database restored successfully into {source_db.name}")
     assert done["finishedAt"] is not None
+    safety = as_admin.get(f"{API}/backups/{done['safetyBackupId']}").json()
+    assert safety["status"] == "COMPLETED" and safety["databaseName"] == source_db.name
+    assert done["toastCompression"] == "lz4" and done["otherSessions"] == 0
+
+    # The dashboard's dry run is a job too: its answer says who else is connected.
+    with psycopg.connect(source_db.conninfo), psycopg.connect(source_db.conninfo):
+        response = as_admin.post(
+            f"{API}/backups/{backup_id}/restore", json={"confirmRestore": True}, headers={"Prefer": "respond-async"}
+        )
+        dry = finished(as_admin, response.headers["Location"], "dry run")
+    assert dry["status"] == "COMPLETED" and dry["dryRun"] is True, dry
+    assert dry["otherSessions"] == 2 and dry["safetyBackupId"] is None
 
 
 def test_a_running_restore_shows_how_much_of_the_backup_it_has_read(as_admin: TestClient, source_db: DbHandle) -> None:

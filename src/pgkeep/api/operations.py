@@ -117,8 +117,7 @@ def run_restore(api: AdminApi, prepared: admin.PreparedRestore, actor: Actor) ->
         RESTORE,
         AuditOutcome.SUCCESS,
         resource_id=prepared.backup_id,
-        details=restore_details(prepared)
-        | {"checksum": outcome.checksum, "safetyBackupId": getattr(outcome, "safety_backup_id", None)},
+        details=restore_details(prepared) | {"checksum": outcome.checksum, "safetyBackupId": outcome.safety_backup_id},
     )
     return outcome
 

@@ -265,6 +265,15 @@ class RestoreJob(_Response):
         "or a selective restore reads it twice, once to verify), updated about every second.",
     )
     totalBytes: int | None = Field(None, description="The stored backup's size: bytesRead's end.")
+    safetyBackupId: str | None = Field(
+        None, description="Once COMPLETED: the backup of the target's previous contents."
+    )
+    toastCompression: Literal["lz4", "pglz"] | None = Field(
+        None, description="Once COMPLETED: as in the synchronous answer (RestoreDone)."
+    )
+    otherSessions: int | None = Field(
+        None, description="Once COMPLETED: as in the synchronous answer (RestoreDone); null before."
+    )
 
 
 class RestoreDone(_Response):

@@ -203,11 +203,9 @@ def restore_cmd(
                 "message": outcome.message,
                 "checksum": outcome.checksum,
                 "dryRun": outcome.dry_run,
-                "safetyBackupId": outcome.safety_backup_id,
                 "terminatedSessions": outcome.terminated_sessions,
                 "target": outcome.plan.target if outcome.plan else None,
-                "toastCompression": outcome.plan.toast_compression if outcome.plan else None,
-                "otherSessions": outcome.plan.other_sessions if outcome.plan else None,
+                **outcome.details(),
             }
         )
     elif outcome.dry_run:

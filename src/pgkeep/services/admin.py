@@ -339,6 +339,7 @@ def run_restore(ctx: Context, prepared: PreparedRestore) -> RestoreOutcome:
         message=outcome.message,
         checksum=outcome.checksum,
         bytes_read=prepared.progress.bytes_read,
+        details=outcome.details(),
     )
     return outcome
 
@@ -379,6 +380,7 @@ def restore_job_json(job: RestoreJob) -> dict[str, Any]:
         "requestedBy": job.requested_by,
         "bytesRead": int(job.bytes_read or 0),
         "totalBytes": job.total_bytes,
+        **{key: (job.details or {}).get(key) for key in ("safetyBackupId", "toastCompression", "otherSessions")},
     }
 
 

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -119,6 +120,14 @@ class RestoreOutcome:
     safety_backup_id: str | None = None
     terminated_sessions: int = 0
     plan: RestorePlan | None = None  # what was (or, in a dry run, would have been) done
+
+    def details(self) -> dict[str, Any]:
+        """What it reports beyond message and checksum: the API's RestoreDone fields, camelCase."""
+        return {
+            "safetyBackupId": self.safety_backup_id,
+            "toastCompression": self.plan.toast_compression if self.plan else None,
+            "otherSessions": self.plan.other_sessions if self.plan else None,
+        }
 
 
 def resolve_backup(ctx: Context, backup_id: str) -> Artifact:

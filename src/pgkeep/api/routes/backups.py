@@ -198,9 +198,7 @@ def restore(
             "message": outcome.message,
             "jobId": prepared.job_id,
             "checksum": outcome.checksum,
-            "safetyBackupId": getattr(outcome, "safety_backup_id", None),
-            "toastCompression": outcome.plan.toast_compression if outcome.plan else None,
-            "otherSessions": outcome.plan.other_sessions if outcome.plan else None,
+            **outcome.details(),
         }
     finally:
         if guard is not None and not handed_over:

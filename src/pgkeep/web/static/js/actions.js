@@ -22,6 +22,15 @@ function showResult(el, text, good) {
   el.classList.toggle("bad", good === false);
 }
 
+/** What other sessions connected to the target mean for the restore (as `pgkeep restore` warns). */
+function othersWarning(count, database, atomic) {
+  const who = count === 1 ? "1 other session is" : `${count} other sessions are`;
+  const what = atomic
+    ? "the atomic swap ends them"
+    : "a table one of them uses holds the restore up, for PGKEEP_LOCK_WAIT_TIMEOUT at most";
+  return `Warning: ${who} connected to ${database}: ${what}.`;
+}
+
 export class Actions {
   /**
    * @param {import("./api.js").Api} api
@@ -197,7 +206,8 @@ export class Actions {
       const job = await this.followJob(location || `/backups/${backup.id}/restores/${data.job.id}`, out, dryRun);
       const ok = job.status === "COMPLETED";
       if (dryRun) {
-        showResult(out, ok ? `Dry run passed: ${job.message}` : `Dry run failed: ${job.message}`, ok);
+        const others = ok && job.otherSessions ? ` ${othersWarning(job.otherSessions, name, body.atomic)}` : "";
+        showResult(out, ok ? `Dry run passed: ${job.message}${others}` : `Dry run failed: ${job.message}`, ok);
         if (ok) {
           this.restoreReady = true;
           part("confirm-name").textContent = name;
