@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -26,6 +27,7 @@ from pgkeep.catalog.db import Catalog
 from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.catalog.repository import all_backups, get_backup
 from pgkeep.config import Settings, load_settings
+from pgkeep.devcluster import DevCluster
 from pgkeep.devs3 import DevS3
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import manifest_name
@@ -50,6 +52,11 @@ class DbHandle:
     name: str
     url: str
     conninfo: str
+
+
+def socket_url(cluster: DevCluster, dbname: str) -> str:
+    """A postgresql:// URL for ``dbname`` over the cluster's unix socket (trust auth), unlike DbHandle.url."""
+    return f"postgresql://{cluster.superuser}@/{dbname}?host={quote(str(cluster.socket_dir))}&port={cluster.port}"
 
 
 def scalar(conninfo: str, query: str | sql.Composable) -> Any:

@@ -89,6 +89,14 @@ class CatalogOutdatedError(ConfigError):
     code = "catalog_outdated"
 
 
+class CatalogInsideError(ConfigError):
+    """The database to back up or restore into holds pgkeep's own catalog."""
+
+    http_status = 409
+    code = "catalog_in_database"
+    title = "Database holds pgkeep's catalog"
+
+
 class NotFoundError(PgkeepError):
     exit_code = ExitCode.NOT_FOUND
     http_status = 404

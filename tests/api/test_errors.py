@@ -9,7 +9,7 @@ from apihelpers import API, Shared, Tokens, bearer, make_tokens
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from helpers import make_settings
+from helpers import make_settings, socket_url
 from pgkeep.api import create_app, current_principal
 from pgkeep.api.problems import problem_for, public_detail
 from pgkeep.catalog.db import create_catalog_engine, upgrade
@@ -235,21 +235,26 @@ def test_query_strings_are_strict(shared: Shared) -> None:
 def test_restore_into_the_catalog_database_is_refused(tmp_path, source_db, pg15) -> None:
     pg15.create_database("pgkeep_catalog_guard")
     try:
-        engine = create_catalog_engine(pg15.url("pgkeep_catalog_guard"))
+        # Over the unix socket; the restore target is named over TCP: the same database all the same.
+        catalog_url = socket_url(pg15, "pgkeep_catalog_guard")
+        engine = create_catalog_engine(catalog_url)
         upgrade(engine)
         engine.dispose()
-        ctx = Context.build(make_settings(tmp_path, source_db.url, catalog_url=pg15.url("pgkeep_catalog_guard")))
+        ctx = Context.build(make_settings(tmp_path, source_db.url, catalog_url=catalog_url))
         try:
             tokens = make_tokens(ctx)
             with TestClient(create_app(ctx)) as client:
                 client.headers.update(bearer(tokens.admin))
                 backup_id = client.post(f"{API}/backups").json()["backup"]["id"]
-                response = client.post(
-                    f"{API}/backups/{backup_id}/restore",
-                    json={"dryRun": False, "confirmRestore": True, "targetDatabase": "pgkeep_catalog_guard"},
-                )
-            body = assert_problem(response, 422, "invalid_target_database")
-            assert "catalog" in body["detail"]
+                for dry_run in (True, False):
+                    response = client.post(
+                        f"{API}/backups/{backup_id}/restore",
+                        json={"dryRun": dry_run, "confirmRestore": True, "targetDatabase": "pgkeep_catalog_guard"},
+                    )
+                    body = assert_problem(response, 409, "catalog_in_database")
+                    assert body["detail"].startswith("pgkeep's catalog (PGKEEP_CATALOG_URL) is in the database ")
+                    assert "pgkeep catalog rebuild" in body["hint"]
+                assert client.get(f"{API}/backups/{backup_id}").json()["status"] == "COMPLETED"
         finally:
             ctx.close()
     finally:

@@ -29,7 +29,6 @@ from pgkeep.catalog.admin_models import ApiToken, AuditOutcome, JobStatus, Resto
 from pgkeep.catalog.models import utcnow
 from pgkeep.errors import ExitCode, NotFoundError, PgkeepError
 from pgkeep.pgtools import server as pgserver
-from pgkeep.pgtools.conninfo import Target
 from pgkeep.services.audit import Actor, add_entry
 from pgkeep.services.context import Context
 from pgkeep.services.restore import (
@@ -242,26 +241,13 @@ class PreparedRestore:
     progress: RestoreProgress
 
 
-def _is_catalog_database(ctx: Context, target: Target) -> bool:
-    """Whether ``target`` is the catalog's own PostgreSQL database (same host, port and name)."""
-    url = ctx.catalog.engine.url
-    if url.get_backend_name() != "postgresql":
-        return False
-    same_port = str(url.port or 5432) == str(target.params.get("port") or 5432)
-    return url.database == target.dbname and (url.host or "") == target.params.get("host", "") and same_port
-
-
 def _target_url_for(ctx: Context, database: str) -> str:
     """A connection string for ``database`` on the configured server, checked to be restorable.
 
     Danger: the string holds the password; it goes to RestoreOptions only,
-    never into a message or a catalog row.
+    never into a message or a catalog row. (A database holding pgkeep's
+    catalog is refused by the restore itself, whichever way it was named.)
     """
-    if _is_catalog_database(ctx, ctx.target.with_dbname(database)):
-        raise InvalidTargetDatabaseError(
-            f"database {database!r} holds pgkeep's own catalog; restoring into it would destroy it",
-            operation="restore",
-        )
     with pgserver.connect(ctx.target, operation="restore") as conn:
         row = conn.execute(
             "SELECT datallowconn, datistemplate FROM pg_database WHERE datname = %s", (database,)

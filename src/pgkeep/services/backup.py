@@ -40,6 +40,7 @@ from pgkeep.pgtools.process import Child
 from pgkeep.pipeline import crypto
 from pgkeep.pipeline.codecs import compressor, suffix
 from pgkeep.pipeline.stream import CompressingSink, pump
+from pgkeep.services import catalog_place
 from pgkeep.services.artifacts import PLAIN_TRAILER
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import (
@@ -174,6 +175,8 @@ def create_backup(
 
     with conn:
         try:
+            if catalog_place.holds_catalog(ctx, conn):
+                raise catalog_place.catalog_inside(target, "backup")
             tool = find_tool("pg_dump", pgserver.server_major(conn), settings.pg_bin_dir)
         except PgkeepError as exc:
             raise refuse_before_start(exc) from None

@@ -1,7 +1,8 @@
 """``pgkeep check``: is this installation ready to back up and restore? Find out before the night's backup.
 
 Each check is independent and says what it found, and how to fix a failure:
-the catalog (reachable, schema current), the storage (a probe object
+the catalog (reachable, schema current, not inside the database backed
+up), the storage (a probe object
 written, read back and deleted; free space next to the newest backup's
 size), encryption (a key here reads what new backups are encrypted to),
 the database server (reachable), the client tools for its version,
@@ -40,6 +41,7 @@ from pgkeep.pgtools.archiver import read_archiver
 from pgkeep.pgtools.binaries import find_tool
 from pgkeep.pgtools.physical import check_can_back_up, cluster_info, probe_replication
 from pgkeep.pipeline.crypto import fingerprint, load_identities
+from pgkeep.services import catalog_place
 from pgkeep.services.context import Context
 from pgkeep.storage import local_path_from_url
 from pgkeep.storage.base import Storage, put_bytes
@@ -98,6 +100,9 @@ def run_checks(ctx: Context, options: CheckOptions) -> list[Check]:
         checks += [Check(name, "skip", "the server cannot be reached") for name in later]
         return checks
     with conn:
+        if checks[0].status != "fail" and catalog_place.holds_catalog(ctx, conn):
+            refusal = catalog_place.catalog_inside(ctx.target, "backup")
+            checks[0] = Check("catalog", "fail", refusal.message, refusal.hint)
         checks.append(_server(ctx, conn))
         checks.append(check_tools(ctx, conn, options))
         checks.append(check_access(conn))

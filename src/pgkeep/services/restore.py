@@ -55,6 +55,7 @@ from pgkeep.pgtools.toast import SETTING as TOAST_SETTING
 from pgkeep.pgtools.toast import read_server_toast, session_method, set_statement
 from pgkeep.pgtools.toc import privilege_problems, summarize
 from pgkeep.pipeline.sqlfilter import adapt_for_server
+from pgkeep.services import catalog_place
 from pgkeep.services.artifacts import (
     Artifact,
     HashingReader,
@@ -207,8 +208,10 @@ def restore(
     else:
         checksum = scan(artifact, pg_bin_dir=ctx.settings.pg_bin_dir, toc=toc)
     target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
-    state = _inspect_target(target, options.toast_compression or ctx.settings.restore_toast_compression)
+    state = _inspect_target(ctx, target, options.toast_compression or ctx.settings.restore_toast_compression)
     exists, has_data, major = state.exists, state.has_data, state.major
+    if state.holds_catalog and not (options.tables or options.schemas):
+        raise catalog_place.catalog_inside(target, "restore")
     if toc and not options.restore_globals:
         with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
             problems = privilege_problems(conn, summarize(toc), no_owner=options.no_owner)
@@ -303,9 +306,10 @@ class _TargetState:
     major: int  # server major version
     toast: str | None  # the TOAST compression the restore will set
     other_sessions: int = 0  # other client sessions connected to it
+    holds_catalog: bool = False  # pgkeep's own catalog is in it
 
 
-def _inspect_target(target: Target, toast: ToastCompression) -> _TargetState:
+def _inspect_target(ctx: Context, target: Target, toast: ToastCompression) -> _TargetState:
     """The target database as the restore will find it.
 
     Refuses, before anything changes, a TOAST compression the server lacks.
@@ -328,6 +332,7 @@ def _inspect_target(target: Target, toast: ToastCompression) -> _TargetState:
             pgserver.server_major(conn),
             method,
             pgserver.other_sessions(conn),
+            catalog_place.holds_catalog(ctx, conn),
         )
 
 
