@@ -12,11 +12,13 @@ from pathlib import Path
 import psycopg
 
 from helpers import DbHandle
+from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.config import load_settings
 from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
+from pgkeep.services.manifest import manifest_name
 from pgkeep.services.recovery import recover_interrupted
 
 PGKEEP = str(Path(sys.executable).parent / "pgkeep")
@@ -57,7 +59,7 @@ def test_killed_backup_is_marked_failed_and_cleaned(tmp_path: Path, source_db: D
         )
         running = _wait_for(lambda: _in_progress(ctx), "the backup to start")
         # A live backup (lock held) is left alone by recovery.
-        assert recover_interrupted(ctx) == []
+        assert recover_interrupted(ctx).failed == []
         assert _in_progress(ctx)
         _wait_for(lambda: list((tmp_path / "backups").glob(".*partial*")), "the partial file")
         os.kill(proc.pid, signal.SIGKILL)
@@ -67,7 +69,7 @@ def test_killed_backup_is_marked_failed_and_cleaned(tmp_path: Path, source_db: D
         blocker.close()
 
     # The server frees the dead session's advisory lock once it notices the disconnect.
-    recovered = _wait_for(lambda: recover_interrupted(ctx), "recovery to see the dead backup")
+    recovered = _wait_for(lambda: recover_interrupted(ctx).failed, "recovery to see the dead backup")
     assert recovered == [running[0]["id"]]
     row = manage.get_backup(ctx, running[0]["id"])
     assert row["status"] == "FAILED"
@@ -77,3 +79,47 @@ def test_killed_backup_is_marked_failed_and_cleaned(tmp_path: Path, source_db: D
     result = create_backup(ctx)
     assert manage.get_backup(ctx, result.id)["status"] == "COMPLETED"
     ctx.close()
+
+
+def _rewind(ctx: Context, backup_id: str) -> None:
+    """The row as an older copy of the catalog has it: IN_PROGRESS, its lock session long gone."""
+    with ctx.catalog.session() as session:
+        repo.update_backup(
+            session,
+            backup_id,
+            status=BackupStatus.IN_PROGRESS,
+            size=0,
+            checksum=None,
+            completed_at=None,
+            metadata_={"lockBackendPid": 999999, "host": "elsewhere", "pid": 1},
+        )
+
+
+def test_a_backup_whole_in_storage_is_completed_from_its_manifest_not_deleted(
+    tmp_path: Path, source_db: DbHandle
+) -> None:
+    """A catalog older than the storage (a restored snapshot of the pgkeep host) has the
+    night's backup IN_PROGRESS; the backup itself is whole and must survive recovery."""
+    ctx = Context.build(load_settings(**_settings(tmp_path, source_db.url)))
+    try:
+        good, corrupt = create_backup(ctx), create_backup(ctx)
+        before = manage.get_backup(ctx, good.id)
+        _rewind(ctx, good.id)
+        _rewind(ctx, corrupt.id)
+        artifact = tmp_path / "backups" / corrupt.filename
+        data = bytearray(artifact.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # same size, other bytes
+        artifact.write_bytes(bytes(data))
+
+        recovered = recover_interrupted(ctx)
+        assert (recovered.completed, recovered.failed, recovered.undecided) == ([good.id], [corrupt.id], [])
+        after = manage.get_backup(ctx, good.id)
+        for key in ("status", "size", "checksum", "completedAt", "filename", "metadata"):
+            assert after[key] == before[key], key
+        assert (tmp_path / "backups" / good.filename).exists()
+        assert manage.get_backup(ctx, corrupt.id)["status"] == "FAILED"
+        assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == sorted(
+            [good.filename, manifest_name(good.filename)]
+        )
+    finally:
+        ctx.close()

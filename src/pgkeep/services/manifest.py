@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup
-from pgkeep.errors import VerificationError
-from pgkeep.storage import Storage
-from pgkeep.storage.base import put_bytes
+from pgkeep.errors import ObjectNotFoundError, VerificationError
+from pgkeep.storage import ObjectInfo, Storage
+from pgkeep.storage.base import check_object, put_bytes
 
 SUFFIX = ".manifest.json"
 PG_MANIFEST_SUFFIX = ".backup_manifest.zst"  # PostgreSQL's manifest beside a physical backup
@@ -258,3 +258,23 @@ def _physical_columns(metadata: Any) -> dict[str, Any]:
     for key in ("backup_start_at", "backup_end_at"):
         out[key] = _parse_time(physical.get(key))
     return out
+
+
+def files_problem(storage: Storage, objects: dict[str, ObjectInfo], manifest: dict[str, Any]) -> str | None:
+    """Why the manifest's files are not what it says (None when they are): size first, then SHA-256."""
+    files = [(str(manifest["filename"]), str(manifest["sha256"]), int(manifest["size"]))]
+    companion = manifest.get("globals")
+    if isinstance(companion, dict) and companion.get("filename"):
+        files.append((str(companion["filename"]), str(companion.get("checksum")), int(companion.get("size", -1))))
+    for name, _, size in files:
+        info = objects.get(name)
+        if info is None:
+            return f"{name} is missing from storage"
+        if info.size != size:
+            return f"{name} has {info.size} bytes, its manifest says {size}"
+    for name, sha256, size in files:
+        try:
+            check_object(storage, name, sha256, size)
+        except (VerificationError, ObjectNotFoundError) as exc:
+            return exc.message
+    return None

@@ -26,9 +26,15 @@ from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.errors import ObjectNotFoundError, VerificationError
 from pgkeep.observability.logs import get_logger
 from pgkeep.services.context import Context
-from pgkeep.services.manifest import SUFFIX, latest_keep, latest_verification, read_manifest, row_from_manifest
-from pgkeep.storage import ObjectInfo, Storage
-from pgkeep.storage.base import check_object
+from pgkeep.services.manifest import (
+    SUFFIX,
+    files_problem,
+    latest_keep,
+    latest_verification,
+    read_manifest,
+    row_from_manifest,
+)
+from pgkeep.storage import Storage
 
 log = get_logger("pgkeep.rebuild")
 
@@ -81,7 +87,7 @@ def rebuild_catalog(ctx: Context, storage: Storage | None = None) -> RebuildRepo
         if _catalogued(ctx, entry["id"], filename):
             report.already_present.append(entry)
             continue
-        problem = _check_files(storage, objects, manifest)
+        problem = files_problem(storage, objects, manifest)
         if problem:
             report.problems.append({**entry, "problem": problem})
             log.info("backup not imported", backup_id=entry["id"], file=filename, problem=problem)
@@ -121,26 +127,6 @@ def _catalogued(ctx: Context, backup_id: str, filename: str) -> bool:
             select(DatabaseBackup.id).where((DatabaseBackup.id == backup_id) | (DatabaseBackup.filename == filename))
         )
     return found is not None
-
-
-def _check_files(storage: Storage, objects: dict[str, ObjectInfo], manifest: dict[str, Any]) -> str | None:
-    """Why the manifest's files are not what it says (None when they are): size first, then SHA-256."""
-    files = [(str(manifest["filename"]), str(manifest["sha256"]), int(manifest["size"]))]
-    companion = manifest.get("globals")
-    if isinstance(companion, dict) and companion.get("filename"):
-        files.append((str(companion["filename"]), str(companion.get("checksum")), int(companion.get("size", -1))))
-    for name, _, size in files:
-        info = objects.get(name)
-        if info is None:
-            return f"{name} is missing from storage"
-        if info.size != size:
-            return f"{name} has {info.size} bytes, its manifest says {size}"
-    for name, sha256, size in files:
-        try:
-            check_object(storage, name, sha256, size)
-        except (VerificationError, ObjectNotFoundError) as exc:
-            return exc.message
-    return None
 
 
 def _starting_with(names: list[str], prefix: str) -> list[str]:
