@@ -55,7 +55,7 @@ def check(
         counts = {status: sum(c.status == status for c in checks) for status in _LABELS}
         verdict = "ready" if ok else "NOT ready: fix what failed"
         out_console.print(
-            f"{verdict} ({counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed"
+            f"{verdict} ({counts['ok']} ok, {counts['warn']} warning{'' if counts['warn'] == 1 else 's'}, {counts['fail']} failed"
             + (f", {counts['skip']} skipped)" if counts["skip"] else ")"),
             markup=False,
         )

@@ -52,6 +52,12 @@ def server_version_text(conn: psycopg.Connection) -> str:
     return f"{v // 10000}.{v % 10000}"
 
 
+def in_recovery(conn: psycopg.Connection) -> bool:
+    """Whether the server is a standby (or still recovering): read-only."""
+    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    return bool(row and row[0])
+
+
 def other_sessions(conn: psycopg.Connection) -> int:
     """Client sessions connected to this connection's database, this one aside."""
     row = conn.execute(

@@ -243,7 +243,24 @@ def _size(nbytes: int) -> str:
 def _server(ctx: Context, conn: psycopg.Connection) -> Check:
     row = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
     role = "role ?" if row is None else f"role {row[0]}" + (" (superuser)" if row[1] else "")
-    return Check("server", "ok", f"PostgreSQL {pgserver.server_version_text(conn)} at {ctx.target.describe()}, {role}")
+    detail = f"PostgreSQL {pgserver.server_version_text(conn)} at {ctx.target.describe()}, {role}"
+    if not pgserver.in_recovery(conn):
+        return Check("server", "ok", detail)
+    detail += "; a standby: backups can come from it, restores need the primary"
+    delays = conn.execute(
+        "SELECT current_setting('max_standby_streaming_delay'), current_setting('max_standby_archive_delay')"
+    ).fetchone()
+    if delays is None or delays == ("-1", "-1"):
+        return Check("server", "ok", detail)
+    return Check(
+        "server",
+        "warn",
+        f"{detail}; replay cancels a query that holds it up longer than max_standby_streaming_delay "
+        f"({delays[0]}) or max_standby_archive_delay ({delays[1]}), so a longer dump can fail: the primary's "
+        "vacuum removing rows its snapshot reads, or an exclusive lock (DDL, vacuum truncating a table)",
+        "on a standby that serves backups, set both to -1 (replay waits for the dump; the standby lags "
+        "meanwhile) and hot_standby_feedback = on",
+    )
 
 
 def check_tools(ctx: Context, conn: psycopg.Connection, options: CheckOptions) -> Check:

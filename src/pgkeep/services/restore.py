@@ -322,7 +322,8 @@ class _TargetState:
 def _inspect_target(ctx: Context, target: Target, toast: ToastCompression) -> _TargetState:
     """The target database as the restore will find it.
 
-    Refuses, before anything changes, a TOAST compression the server lacks.
+    Refuses, before anything changes, a standby (read-only) and a TOAST
+    compression the server lacks.
     """
     try:
         conn = pgserver.connect(target, operation="restore")
@@ -332,9 +333,11 @@ def _inspect_target(ctx: Context, target: Target, toast: ToastCompression) -> _T
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)).fetchone()
             if found:
                 raise
+            _refuse_standby(conn, target)
             method = session_method(toast, read_server_toast(conn))
             return _TargetState(False, False, pgserver.server_major(conn), method)
     with conn:
+        _refuse_standby(conn, target)
         method = session_method(toast, read_server_toast(conn))
         return _TargetState(
             True,
@@ -343,6 +346,15 @@ def _inspect_target(ctx: Context, target: Target, toast: ToastCompression) -> _T
             method,
             pgserver.other_sessions(conn),
             catalog_place.holds_catalog(ctx, conn),
+        )
+
+
+def _refuse_standby(conn: psycopg.Connection, target: Target) -> None:
+    if pgserver.in_recovery(conn):
+        raise TargetUnsuitableError(
+            f"cannot restore into {target.describe()}: the server is a standby (in recovery), read-only",
+            hint="restore into the primary (--target-url, or DATABASE_URL pointing at it); "
+            "backups may still be taken from the standby",
         )
 
 
