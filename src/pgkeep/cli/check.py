@@ -54,8 +54,9 @@ def check(
             _print(c)
         counts = {status: sum(c.status == status for c in checks) for status in _LABELS}
         verdict = "ready" if ok else "NOT ready: fix what failed"
+        warnings = f"{counts['warn']} warning{'' if counts['warn'] == 1 else 's'}"
         out_console.print(
-            f"{verdict} ({counts['ok']} ok, {counts['warn']} warning{'' if counts['warn'] == 1 else 's'}, {counts['fail']} failed"
+            f"{verdict} ({counts['ok']} ok, {warnings}, {counts['fail']} failed"
             + (f", {counts['skip']} skipped)" if counts["skip"] else ")"),
             markup=False,
         )
