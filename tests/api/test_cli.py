@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -48,8 +49,8 @@ def test_create_list_and_revoke_tokens(tmp_path: Path) -> None:
     made = cli(tmp_path, "admin", "create-token", "--name", "ci bot", "--role", "operator", "--json")
     assert made.exit_code == 0, made.output
     token = json.loads(made.stdout)
-    assert set(token) == {"id", "name", "role", "token"}
-    assert (token["name"], token["role"]) == ("ci bot", "operator")
+    assert set(token) == {"id", "name", "role", "token", "expiresAt"}
+    assert (token["name"], token["role"], token["expiresAt"]) == ("ci bot", "operator", None)
     assert token["token"].startswith("pgk_")
 
     listed = cli(tmp_path, "admin", "list-tokens", "--json")
@@ -69,6 +70,18 @@ def test_create_list_and_revoke_tokens(tmp_path: Path) -> None:
     assert first["revokedAt"] is not None
     unknown = cli(tmp_path, "admin", "revoke-token", "no-such-id")
     assert isinstance(unknown.exception, NotFoundError)  # run() maps it to exit code 3
+
+
+def test_a_token_can_expire(tmp_path: Path) -> None:
+    made = cli(tmp_path, "admin", "create-token", "--name", "contractor", "--role", "viewer", "--expires-days", "30")
+    assert made.exit_code == 0, made.output
+    [listed] = json.loads(cli(tmp_path, "admin", "list-tokens", "--json").stdout)
+    expires = datetime.fromisoformat(listed["expiresAt"])
+    assert timedelta(days=29, hours=23) < expires - datetime.now(UTC) <= timedelta(days=30)
+    assert f"expires {listed['expiresAt']}" in made.stdout
+    for bad in ("0", "-1", "soon"):
+        refused = cli(tmp_path, "admin", "create-token", "--name", "x", "--role", "viewer", "--expires-days", bad)
+        assert refused.exit_code == 2 and "--expires-days" in refused.output
 
 
 def test_serve_answers_until_sigterm(tmp_path: Path, source_db: DbHandle) -> None:

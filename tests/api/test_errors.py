@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from apihelpers import API, Shared, Tokens, bearer, make_tokens
@@ -12,11 +13,13 @@ from fastapi.testclient import TestClient
 from helpers import make_settings, socket_url
 from pgkeep.api import create_app, current_principal
 from pgkeep.api.problems import problem_for, public_detail
+from pgkeep.catalog.admin_models import ApiToken, Role
 from pgkeep.catalog.db import create_catalog_engine, upgrade
 from pgkeep.catalog.models import BackupStatus, BackupType, DatabaseBackup, utcnow
-from pgkeep.errors import BackupFailedError, ConfigError
+from pgkeep.errors import BackupFailedError, ConfigError, PgkeepError
+from pgkeep.services import admin
 from pgkeep.services.context import Context
-from pgkeep.services.serialize import backup_json
+from pgkeep.services.serialize import backup_json, iso
 
 UNKNOWN = str(uuid.uuid4())
 ID_ROUTES = [
@@ -163,6 +166,20 @@ def test_missing_bad_and_revoked_tokens_are_401(client: TestClient, tokens: Toke
     assert_problem(client.get(f"{API}/backups", headers={"Authorization": "Basic YTpi"}), 401, "missing_credentials")
     assert_problem(client.get(f"{API}/backups", headers=bearer(tokens.revoked)), 401, "token_revoked")
     assert "detail" in body
+
+
+def test_an_expired_token_is_401_and_says_since_when(client: TestClient, ctx: Context) -> None:
+    made = admin.create_token(ctx, "contractor", Role.VIEWER, expires_in=timedelta(days=7))
+    me = client.get(f"{API}/me", headers=bearer(made.token))
+    assert me.status_code == 200 and me.json()["expiresAt"] == iso(made.expires_at)
+    past = utcnow() - timedelta(seconds=1)
+    with ctx.catalog.session() as session:  # a week later
+        session.get(ApiToken, made.id).expires_at = past  # type: ignore[union-attr]
+        session.commit()
+    body = assert_problem(client.get(f"{API}/me", headers=bearer(made.token)), 401, "token_expired")
+    assert body["detail"] == f"the API token expired at {iso(past)}"
+    with pytest.raises(PgkeepError, match="lifetime must be positive"):
+        admin.create_token(ctx, "never valid", Role.VIEWER, expires_in=timedelta(0))
 
 
 def test_role_too_low_is_403(client: TestClient, tokens: Tokens) -> None:

@@ -149,8 +149,12 @@ def test_the_token_stays_in_the_tab_until_sign_out(page: Page, server: Server) -
 def test_a_revoked_token_signs_the_page_out_with_the_reason(page: Page, server: Server) -> None:
     ctx = make_context(server.root, None)
     try:
-        made = admin.create_token(ctx, "short-lived", Role.OPERATOR)
+        made = admin.create_token(ctx, "short-lived", Role.OPERATOR, expires_in=timedelta(days=3))
         sign_in(page, made.token)
+        assert made.expires_at is not None
+        expect(page.locator("#whoami-text")).to_have_text(
+            f"short-lived · operator · token expires {made.expires_at.date().isoformat()}"
+        )
         admin.revoke_token(ctx, made.id)
     finally:
         ctx.close()

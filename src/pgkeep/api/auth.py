@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -23,7 +24,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pgkeep.api.problems import ApiError
 from pgkeep.api.state import get_api
 from pgkeep.catalog.admin_models import Role
+from pgkeep.catalog.models import utcnow
 from pgkeep.services import admin
+from pgkeep.services.serialize import iso
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -39,6 +42,7 @@ class Principal:
     id: str
     role: Role
     name: str | None = None
+    expires_at: datetime | None = None
 
 
 def _unauthorized(code: str, detail: str) -> ApiError:
@@ -55,7 +59,7 @@ def current_principal(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>``; 401 when missing, unknown or revoked."""
+    """The caller, from ``Authorization: Bearer <token>``; 401 when missing, unknown, revoked or expired."""
     if credentials is None:
         raise _unauthorized("missing_credentials", "an API token is required (Authorization: Bearer ...)")
     info = admin.authenticate(get_api(request).ctx, credentials.credentials)
@@ -63,7 +67,9 @@ def current_principal(
         raise _unauthorized("invalid_token", "the API token is not valid")
     if info.revoked_at is not None:
         raise _unauthorized("token_revoked", "the API token was revoked")
-    return Principal(id=info.id, role=info.role, name=info.name)
+    if info.expired(utcnow()):
+        raise _unauthorized("token_expired", f"the API token expired at {iso(info.expires_at)}")
+    return Principal(id=info.id, role=info.role, name=info.name, expires_at=info.expires_at)
 
 
 def _query_names(dependant: Dependant) -> set[str]:

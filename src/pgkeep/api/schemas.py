@@ -388,6 +388,7 @@ class Me(_Response):
     id: str
     name: str | None = None
     role: Literal["viewer", "operator", "admin"]
+    expiresAt: str | None = Field(None, description="When the token stops working; null: until revoked.")
 
 
 class Health(_Response):

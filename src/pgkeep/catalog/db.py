@@ -27,7 +27,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration. Alembic is imported only to migrate: it costs every
 # command a third of a second and tens of MB. tests/migration checks that
 # this matches the migration scripts' head.
-SCHEMA_HEAD = "0011_type_completed_at_index"
+SCHEMA_HEAD = "0012_token_expiry"
 
 
 def sqlalchemy_url(catalog_url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from pgkeep.catalog.admin_models import Role
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
 from pgkeep.errors import EXIT_CODES_HELP
 from pgkeep.services import admin
+from pgkeep.services.serialize import iso
 
 admin_app = typer.Typer(
     help="API tokens of the admin REST API (`pgkeep serve`).\n\n" + EXIT_CODES_HELP,
@@ -35,14 +37,25 @@ def create_token(
             "admin: also restore, delete, cleanup and read the audit log.",
         ),
     ],
+    expires_days: Annotated[
+        int | None,
+        typer.Option(
+            "--expires-days",
+            min=1,
+            max=3650,
+            help="The token stops working this many days from now (default: until revoked).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API token and print it. It is shown this once: only its hash is kept."""
-    new = admin.create_token(state(ctx).context(), name, role)
+    lifetime = timedelta(days=expires_days) if expires_days is not None else None
+    new = admin.create_token(state(ctx).context(), name, role, expires_in=lifetime)
     if as_json:
         print_json(new.as_json())
         return
-    out_console.print(f"Token {new.id} ({new.role.value}) for {new.name}:", markup=False)
+    expiry = f", expires {iso(new.expires_at)}" if new.expires_at else ""
+    out_console.print(f"Token {new.id} ({new.role.value}{expiry}) for {new.name}:", markup=False)
     out_console.print(new.token, markup=False, soft_wrap=True)
     err_console.print("Store it now: it cannot be shown again. Send it as `Authorization: Bearer ...`.")
 
@@ -54,7 +67,7 @@ def list_tokens(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([t.as_json() for t in tokens])
         return
-    table = Table("id", "name", "role", "prefix", "created", "last used", "revoked")
+    table = Table("id", "name", "role", "prefix", "created", "last used", "revoked", "expires")
     for t in tokens:
         data = t.as_json()
         table.add_row(
@@ -65,6 +78,7 @@ def list_tokens(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             data["createdAt"],
             data["lastUsedAt"] or "-",
             data["revokedAt"] or "-",
+            data["expiresAt"] or "never",
         )
     out_console.print(table)
 

@@ -83,6 +83,7 @@ class TokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
     @classmethod
     def of(cls, row: ApiToken) -> TokenInfo:
@@ -94,7 +95,11 @@ class TokenInfo:
             row.created_at,
             row.last_used_at,
             row.revoked_at,
+            row.expires_at,
         )
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +110,7 @@ class TokenInfo:
             "createdAt": iso(self.created_at),
             "lastUsedAt": iso(self.last_used_at),
             "revokedAt": iso(self.revoked_at),
+            "expiresAt": iso(self.expires_at),
         }
 
 
@@ -116,24 +122,39 @@ class NewToken:
     name: str
     role: Role
     token: str = ""
+    expires_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "role": self.role.value, "token": self.token}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role.value,
+            "token": self.token,
+            "expiresAt": iso(self.expires_at),
+        }
 
 
-def create_token(ctx: Context, name: str, role: Role, *, actor: Actor | None = None) -> NewToken:
-    """Create a token and audit it (``token.create``); return it with its secret."""
+def create_token(
+    ctx: Context, name: str, role: Role, *, actor: Actor | None = None, expires_in: timedelta | None = None
+) -> NewToken:
+    """Create a token and audit it (``token.create``); return it with its secret.
+
+    ``expires_in``: it stops working that long from now (None: until revoked).
+    """
     name = name.strip()
     if not name or len(name) > TOKEN_NAME_MAX or any(ord(c) < 32 for c in name):
         raise PgkeepError(
             f"a token name must be 1 to {TOKEN_NAME_MAX} printable characters",
             operation="create-token",
         )
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise PgkeepError("a token's lifetime must be positive", operation="create-token")
+    expires_at = utcnow() + expires_in if expires_in is not None else None
     key = secrets.token_hex(6)
     token = f"{TOKEN_PREFIX}{key}_{secrets.token_urlsafe(32)}"
     actor = actor or Actor()
     with ctx.catalog.session() as session:
-        row = ApiToken(key=key, token_hash=hash_token(token), name=name, role=role.value)
+        row = ApiToken(key=key, token_hash=hash_token(token), name=name, role=role.value, expires_at=expires_at)
         session.add(row)
         session.flush()
         add_entry(
@@ -143,10 +164,10 @@ def create_token(ctx: Context, name: str, role: Role, *, actor: Actor | None = N
             resource="api_token",
             resource_id=row.id,
             outcome=AuditOutcome.SUCCESS,
-            details={"name": name, "role": role.value, "osUser": _os_user()},
+            details={"name": name, "role": role.value, "osUser": _os_user(), "expiresAt": iso(expires_at)},
         )
         session.commit()
-        return NewToken(row.id, name, role, token)
+        return NewToken(row.id, name, role, token, expires_at)
 
 
 def list_tokens(ctx: Context) -> list[TokenInfo]:
@@ -181,7 +202,7 @@ def revoke_token(ctx: Context, token_id: str, *, actor: Actor | None = None) -> 
 def authenticate(ctx: Context, presented: str) -> TokenInfo | None:
     """The token ``presented`` belongs to, or None if it is unknown or malformed.
 
-    A revoked token is returned (with ``revoked_at`` set) so the caller can say so.
+    A revoked or expired token is returned (``revoked_at``, ``expires_at``) so the caller can say so.
     """
     match = _TOKEN_RE.fullmatch(presented)
     if match is None:
@@ -191,7 +212,8 @@ def authenticate(ctx: Context, presented: str) -> TokenInfo | None:
         if row is None or not hmac.compare_digest(row.token_hash, hash_token(presented)):
             return None
         now = utcnow()
-        if row.revoked_at is None and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
+        usable = row.revoked_at is None and not (row.expires_at is not None and now >= row.expires_at)
+        if usable and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
             row.last_used_at = now
             session.commit()
         return TokenInfo.of(row)

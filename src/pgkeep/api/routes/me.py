@@ -10,13 +10,19 @@ from pgkeep.api.auth import Principal, require
 from pgkeep.api.problems import problem_responses
 from pgkeep.api.schemas import Me
 from pgkeep.catalog.admin_models import Role
+from pgkeep.services.serialize import iso
 
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 
 
 def me(principal: Viewer) -> Any:
-    """The authenticated token's admin id, name and role."""
-    return {"id": principal.id, "name": principal.name, "role": principal.role.value}
+    """The authenticated token's admin id, name, role and expiry."""
+    return {
+        "id": principal.id,
+        "name": principal.name,
+        "role": principal.role.value,
+        "expiresAt": iso(principal.expires_at),
+    }
 
 
 def register(router: APIRouter) -> None:

@@ -85,7 +85,8 @@ class Dashboard {
     $("#token").value = "";
     document.body.dataset.role = me.role;
     for (const el of $$("[data-needs]")) el.hidden = !allows(me.role, el.dataset.needs);
-    $("#whoami-text").textContent = `${me.name || "token " + me.id.slice(0, 8)} · ${me.role}`;
+    const expiry = me.expiresAt ? ` · token expires ${me.expiresAt.slice(0, 10)}` : "";
+    $("#whoami-text").textContent = `${me.name || "token " + me.id.slice(0, 8)} · ${me.role}${expiry}`;
     $("#whoami").hidden = false;
     $("#nav").hidden = false;
     this.activity.start();
