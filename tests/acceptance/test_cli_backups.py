@@ -248,3 +248,27 @@ def test_every_commands_help_lists_exit_codes() -> None:
             assert EXIT_CODES in text, path
             assert "4 a backup of this database is already in progress" in text, path
             assert "7 restore not confirmed" in text, path
+
+
+def test_tables_never_cut_an_id_short(cli: Cli, catalog: Context) -> None:
+    """An id with an ellipsis cannot be copied into `show`, `restore` or `revoke-token`."""
+    ids = [cli.json("backup")["id"] for _ in range(2)]
+    filenames = [get_row(catalog, backup_id).filename for backup_id in ids]
+    narrow = cli.run("list", env={"COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    assert all(backup_id in narrow.stdout for backup_id in ids) and "…" not in narrow.stdout
+    assert max(len(line.rstrip()) for line in narrow.stdout.splitlines()) <= 80
+    assert "KiB" in narrow.stdout  # sizes for people
+    wide = cli.run("list", env={"COLUMNS": "200"}).stdout
+    assert all(backup_id in wide for backup_id in ids) and all(name in wide for name in filenames)
+
+    plan = cli.run("cleanup", "--dry-run", env={"COLUMNS": "80"}).stdout
+    assert all(backup_id in plan for backup_id in ids) and "…" not in plan
+
+    made = json.loads(cli.run("admin", "create-token", "--name", "nightly ci job", "--role", "viewer", "--json").stdout)
+    timed = cli.run("admin", "create-token", "--name", "contractor", "--role", "viewer", "--expires-days", "3")
+    assert timed.returncode == 0
+    assert cli.run("admin", "revoke-token", made["id"]).returncode == 0
+    tokens = cli.run("admin", "list-tokens", env={"COLUMNS": "80"}).stdout
+    assert made["id"] in tokens and "…" not in tokens
+    assert "revoked " in tokens and "expires " in tokens

@@ -1,10 +1,11 @@
-"""pgkeep check's wording helpers (pure)."""
+"""pgkeep check's wording helpers, and sizes for people (pure)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pgkeep.services.check import _named, _size
+from pgkeep.services.check import _named
+from pgkeep.services.serialize import human_bytes
 
 
 @pytest.mark.parametrize(
@@ -19,7 +20,7 @@ from pgkeep.services.check import _named, _size
     ],
 )
 def test_sizes_read_in_binary_units(nbytes: int, text: str) -> None:
-    assert _size(nbytes) == text
+    assert human_bytes(nbytes) == text
 
 
 def test_long_lists_are_cut_with_a_count() -> None:

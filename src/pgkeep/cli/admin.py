@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from pgkeep.catalog.admin_models import Role
+from pgkeep.catalog.models import utcnow
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
+from pgkeep.cli.tables import print_rows, when
 from pgkeep.errors import EXIT_CODES_HELP
 from pgkeep.services import admin
 from pgkeep.services.serialize import iso
@@ -67,20 +68,23 @@ def list_tokens(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([t.as_json() for t in tokens])
         return
-    table = Table("id", "name", "role", "prefix", "created", "last used", "revoked", "expires")
+    now = utcnow()
+    rows = []
     for t in tokens:
         data = t.as_json()
-        table.add_row(
-            t.id,
-            t.name,
-            t.role.value,
-            data["prefix"],
-            data["createdAt"],
-            data["lastUsedAt"] or "-",
-            data["revokedAt"] or "-",
-            data["expiresAt"] or "never",
-        )
-    out_console.print(table)
+        times = [when(data["createdAt"]), when(data["lastUsedAt"])]
+        rows.append([t.id, t.name, t.role.value, _token_state(t, now), data["prefix"], *times])
+    headers = ["id", "name", "role", "state", "prefix", "created", "last used"]
+    print_rows(out_console, headers, rows, wrap=["name"], optional=["prefix", "created", "last used"])
+
+
+def _token_state(token: admin.TokenInfo, now: datetime) -> str:
+    """active, expires ..., expired ..., or revoked ... (UTC, to the minute)."""
+    if token.revoked_at is not None:
+        return f"revoked {when(iso(token.revoked_at))[:16]}"
+    if token.expires_at is None:
+        return "active"
+    return f"{'expired' if token.expired(now) else 'expires'} {when(iso(token.expires_at))[:16]}"
 
 
 @admin_app.command("revoke-token", epilog=EXIT_CODES_HELP)

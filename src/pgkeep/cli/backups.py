@@ -8,16 +8,17 @@ from typing import Annotated
 
 import typer
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
-from rich.table import Table
 
 from pgkeep.catalog.models import BackupStatus, BackupType
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
 from pgkeep.cli.progress import ReadProgress, bar_wanted
+from pgkeep.cli.tables import print_rows, when
 from pgkeep.config import Compression, DumpFormat
 from pgkeep.errors import EXIT_CODES_HELP, ExitCode
 from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
 from pgkeep.services.physical import create_physical_backup
+from pgkeep.services.serialize import human_bytes
 from pgkeep.storage import LocalStorage, local_path_from_url
 
 
@@ -162,10 +163,17 @@ def list_cmd(
     if as_json:
         print_json(data)
         return
-    table = Table("id", "type", "status", "started", "size", "filename")
-    for b in data["backups"]:
-        table.add_row(b["id"], b["type"], b["status"], b["startedAt"], str(b["size"]), b["filename"])
-    out_console.print(table)
+    rows = [
+        [b["id"], b["type"], b["status"], when(b["startedAt"]), human_bytes(b["size"]), b["filename"]]
+        for b in data["backups"]
+    ]
+    print_rows(
+        out_console,
+        ["id", "type", "status", "started (UTC)", "size", "filename"],
+        rows,
+        wrap=["started (UTC)"],
+        optional=["filename"],
+    )
     p = data["pagination"]
     out_console.print(f"page {p['page']} of {max(p['pages'], 1)}, {p['total']} backups")
 
@@ -247,10 +255,8 @@ def cleanup(
         print_json(data)
     else:
         if dry_run:
-            table = Table("id", "action", "why")
-            for decision in result.plan:
-                table.add_row(decision["id"], decision["action"], "; ".join(decision["reasons"]))
-            out_console.print(table)
+            rows = [[d["id"], d["action"], "; ".join(d["reasons"])] for d in result.plan]
+            print_rows(out_console, ["id", "action", "why"], rows, wrap=["why"])
         out_console.print(data["message"])
         for backup_id in result.deleted:
             out_console.print(f"  {'would delete' if dry_run else 'deleted'} {backup_id}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
+from pgkeep.cli.tables import print_rows
 from pgkeep.errors import EXIT_CODES_HELP, ExitCode
 from pgkeep.services.rebuild import rebuild_catalog
 
@@ -37,10 +37,8 @@ def rebuild(
         print_json(data)
     else:
         if report.imported:
-            table = Table("id", "filename")
-            for entry in report.imported:
-                table.add_row(entry["id"], entry["filename"])
-            out_console.print(table)
+            rows = [[entry["id"], entry["filename"]] for entry in report.imported]
+            print_rows(out_console, ["id", "filename"], rows)
         out_console.print(data["message"])
         for problem in report.problems:
             err_console.print(f"  not imported: {problem['filename']}: {problem['problem']}", markup=False)

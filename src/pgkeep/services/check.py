@@ -43,6 +43,7 @@ from pgkeep.pgtools.physical import check_can_back_up, cluster_info, probe_repli
 from pgkeep.pipeline.crypto import fingerprint, load_identities
 from pgkeep.services import catalog_place
 from pgkeep.services.context import Context
+from pgkeep.services.serialize import human_bytes
 from pgkeep.storage import local_path_from_url
 from pgkeep.storage.base import Storage, put_bytes
 from pgkeep.wal.archive import copies
@@ -159,15 +160,15 @@ def check_storage(ctx: Context) -> Check:
         return Check("storage", "ok", detail)
     free = shutil.disk_usage(local_path_from_url(url)).free
     newest = _newest_backup_size(ctx)
-    detail += f"; {_size(free)} free"
+    detail += f"; {human_bytes(free)} free"
     if newest and free < FREE_SPACE_FACTOR * newest:
         return Check(
             "storage",
             "warn",
-            f"{detail}, less than {FREE_SPACE_FACTOR}x the newest backup ({_size(newest)})",
+            f"{detail}, less than {FREE_SPACE_FACTOR}x the newest backup ({human_bytes(newest)})",
             "free space, or shorten retention (pgkeep cleanup)",
         )
-    return Check("storage", "ok", detail + (f" (newest backup {_size(newest)})" if newest else ""))
+    return Check("storage", "ok", detail + (f" (newest backup {human_bytes(newest)})" if newest else ""))
 
 
 def _sweep_stale_probes(storage: Storage) -> int:
@@ -228,16 +229,6 @@ def _newest_backup_size(ctx: Context) -> int | None:
             )
     except SQLAlchemyError:
         return None  # the catalog check says why
-
-
-def _size(nbytes: int) -> str:
-    """1.5 GiB, 135.2 KiB: binary units, one decimal."""
-    value, unit = float(nbytes), "B"
-    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, next_unit
-    return f"{value:.1f} {unit}" if unit != "B" else f"{nbytes} B"
 
 
 def _server(ctx: Context, conn: psycopg.Connection) -> Check:

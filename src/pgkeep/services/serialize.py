@@ -1,4 +1,4 @@
-"""JSON shapes shared by the CLI and the API (the spec's camelCase keys)."""
+"""JSON shapes shared by the CLI and the API (the spec's camelCase keys), and sizes for people."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ from datetime import datetime
 from typing import Any
 
 from pgkeep.catalog.models import DatabaseBackup
+
+
+def human_bytes(nbytes: int) -> str:
+    """1.5 GiB, 135.2 KiB: binary units, one decimal."""
+    value, unit = float(nbytes), "B"
+    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, next_unit
+    return f"{value:.1f} {unit}" if unit != "B" else f"{nbytes} B"
 
 
 def iso(value: datetime | None) -> str | None:
