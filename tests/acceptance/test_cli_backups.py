@@ -262,6 +262,11 @@ def test_tables_never_cut_an_id_short(cli: Cli, catalog: Context) -> None:
     wide = cli.run("list", env={"COLUMNS": "200"}).stdout
     assert all(backup_id in wide for backup_id in ids) and all(name in wide for name in filenames)
 
+    shown = cli.run("show", ids[0]).stdout.splitlines()
+    assert shown[0].split() == ["backup:", ids[0]] and shown[1].split() == ["status:", "COMPLETED"]
+    assert any(line.split()[:2] == ["sha256:", get_row(catalog, ids[0]).checksum] for line in shown)
+    assert not any("None" in line or "{" in line for line in shown)
+
     plan = cli.run("cleanup", "--dry-run", env={"COLUMNS": "80"}).stdout
     assert all(backup_id in plan for backup_id in ids) and "…" not in plan
 

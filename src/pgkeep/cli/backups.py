@@ -10,6 +10,7 @@ import typer
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from pgkeep.catalog.models import BackupStatus, BackupType
+from pgkeep.cli.describe import describe_backup
 from pgkeep.cli.main import app, err_console, out_console, print_json, state
 from pgkeep.cli.progress import ReadProgress, bar_wanted
 from pgkeep.cli.tables import print_rows, when
@@ -185,8 +186,10 @@ def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="I
     if as_json:
         print_json(data)
         return
-    for key, value in data.items():
-        out_console.print(f"{key}: {value}", markup=False)
+    lines = describe_backup(data)
+    width = max(len(label) for label, _ in lines)
+    for label, text in lines:
+        out_console.print(f"{label + ':':<{width + 1}}  {text}", markup=False)
 
 
 class LevelOpt(str, Enum):
