@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -102,17 +103,20 @@ def test_a_backup_whole_in_storage_is_completed_from_its_manifest_not_deleted(
     night's backup IN_PROGRESS; the backup itself is whole and must survive recovery."""
     ctx = Context.build(load_settings(**_settings(tmp_path, source_db.url)))
     try:
-        good, corrupt = create_backup(ctx), create_backup(ctx)
+        good, corrupt, malformed = create_backup(ctx), create_backup(ctx), create_backup(ctx)
         before = manage.get_backup(ctx, good.id)
-        _rewind(ctx, good.id)
-        _rewind(ctx, corrupt.id)
+        for result in (good, corrupt, malformed):
+            _rewind(ctx, result.id)
         artifact = tmp_path / "backups" / corrupt.filename
         data = bytearray(artifact.read_bytes())
         data[len(data) // 2] ^= 0xFF  # same size, other bytes
         artifact.write_bytes(bytes(data))
+        manifest = tmp_path / "backups" / manifest_name(malformed.filename)
+        manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "sha256"}))
 
         recovered = recover_interrupted(ctx)
-        assert (recovered.completed, recovered.failed, recovered.undecided) == ([good.id], [corrupt.id], [])
+        assert recovered.completed == [good.id] and recovered.undecided == []
+        assert sorted(recovered.failed) == sorted([corrupt.id, malformed.id])
         after = manage.get_backup(ctx, good.id)
         for key in ("status", "size", "checksum", "completedAt", "filename", "metadata"):
             assert after[key] == before[key], key

@@ -262,10 +262,13 @@ def _physical_columns(metadata: Any) -> dict[str, Any]:
 
 def files_problem(storage: Storage, objects: dict[str, ObjectInfo], manifest: dict[str, Any]) -> str | None:
     """Why the manifest's files are not what it says (None when they are): size first, then SHA-256."""
-    files = [(str(manifest["filename"]), str(manifest["sha256"]), int(manifest["size"]))]
-    companion = manifest.get("globals")
-    if isinstance(companion, dict) and companion.get("filename"):
-        files.append((str(companion["filename"]), str(companion.get("checksum")), int(companion.get("size", -1))))
+    try:
+        files = [(str(manifest["filename"]), str(manifest["sha256"]), int(manifest["size"]))]
+        companion = manifest.get("globals")
+        if isinstance(companion, dict) and companion.get("filename"):
+            files.append((str(companion["filename"]), str(companion.get("checksum")), int(companion.get("size", -1))))
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"{manifest_name(str(manifest.get('filename')))} is malformed: {exc!r}"
     for name, _, size in files:
         info = objects.get(name)
         if info is None:

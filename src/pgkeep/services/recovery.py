@@ -128,7 +128,11 @@ def _stored_whole(row: DatabaseBackup, ctx: Context) -> DatabaseBackup | None:
     if problem:
         log.warning("an interrupted backup's files do not match its manifest", backup_id=row.id, problem=problem)
         return None
-    return row_from_manifest(manifest, row.storage_url)
+    try:
+        return row_from_manifest(manifest, row.storage_url)
+    except VerificationError as exc:  # a malformed manifest: not a proof of anything
+        log.warning("an interrupted backup's manifest is unreadable", backup_id=row.id, error=exc.message)
+        return None
 
 
 def _complete_from_manifest(ctx: Context, backup_id: str, whole: DatabaseBackup) -> None:
