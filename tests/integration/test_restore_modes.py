@@ -167,6 +167,68 @@ def test_selective_restore_of_a_dropped_schema(ctx: Context, source_db: DbHandle
     assert key in backed_up
 
 
+def test_a_partitioned_table_comes_back_with_its_partitions_and_names_are_replaced_whole(
+    ctx: Context, source_db: DbHandle
+) -> None:
+    """A partitioned table holds no rows: restored alone it came back empty and "completed". And
+    --into-schema rewrote ``public.t`` inside ``public.tkind`` too, so the restore failed."""
+    _exec(
+        source_db.conninfo,
+        """CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+        CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+            PARTITION BY LIST (id);
+        CREATE TABLE events_2025_low PARTITION OF events_2025 FOR VALUES IN (1, 2, 3);
+        CREATE TABLE events_2025_rest PARTITION OF events_2025 DEFAULT;
+        CREATE TABLE "Events 2026" PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        INSERT INTO events SELECT g, '2025-06-01' FROM generate_series(1, 628) g;
+        INSERT INTO events SELECT g, '2026-06-01' FROM generate_series(1, 10) g;
+        CREATE TYPE tkind AS ENUM ('a', 'b');
+        CREATE TABLE t (id int PRIMARY KEY, k tkind);
+        INSERT INTO t VALUES (1, 'a'), (2, 'b');""",
+    )
+    result = create_backup(ctx)
+    _exec(source_db.conninfo, "DELETE FROM events WHERE id <= 5")
+    outcome = restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(tables=("events", "t"), into_schema="rescue"))
+    assert outcome.message.endswith("restored rescue.events, rescue.t (with 4 partitions)")
+    assert scalar(source_db.conninfo, "SELECT count(*) FROM rescue.events") == 638
+    assert scalar(source_db.conninfo, "SELECT count(*) FROM rescue.events WHERE id <= 5") == 10  # 5 of each year
+    tree = scalar(
+        source_db.conninfo,
+        "SELECT string_agg(relid::regclass || '<' || coalesce(parentrelid::regclass::text, '-'), ' ' "
+        "ORDER BY level, relid::text) FROM pg_partition_tree('rescue.events')",
+    )
+    assert tree == (
+        'rescue.events<- rescue."Events 2026"<rescue.events rescue.events_2025<rescue.events '
+        "rescue.events_2025_low<rescue.events_2025 rescue.events_2025_rest<rescue.events_2025"
+    )
+    assert scalar(source_db.conninfo, "SELECT string_agg(k::text, ',' ORDER BY id) FROM rescue.t") == "a,b"
+    assert scalar(source_db.conninfo, "SELECT count(*) FROM public.events") == 628  # live data untouched
+
+
+def test_what_is_not_in_the_backup_is_named_not_reported_restored(ctx: Context, source_db: DbHandle) -> None:
+    result = create_backup(ctx)
+    for dry_run in (True, False):
+        options = RestoreOptions(
+            tables=("public.missing", "Users"), schemas=("nosuch",), into_schema=None, dry_run=dry_run
+        )
+        with pytest.raises(InvalidRequestError) as err:
+            restore(ctx, resolve_backup(ctx, result.id), options)
+        assert err.value.message == (
+            "not in the backup, nothing was changed: public.missing, public.Users (the backup has public.users), "
+            "schema nosuch"
+        )
+        with pytest.raises(InvalidRequestError, match="missing"):
+            restore(
+                ctx,
+                resolve_backup(ctx, result.id),
+                RestoreOptions(tables=("public.missing",), into_schema="rs2", dry_run=dry_run),
+            )
+        # A table that exists where it would go: the dry run says so as the restore would.
+        with pytest.raises(InvalidRequestError, match="exists in the target"):
+            restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(tables=("users",), dry_run=dry_run))
+    assert scalar(source_db.conninfo, "SELECT count(*) FROM pg_namespace WHERE nspname IN ('rs2', 'nosuch')") == 0
+
+
 def test_selective_restore_needs_an_archive_format(ctx: Context) -> None:
     result = create_backup(ctx, fmt=DumpFormat.PLAIN)
     with pytest.raises(InvalidRequestError, match="custom or directory"):

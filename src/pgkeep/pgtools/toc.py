@@ -29,6 +29,8 @@ _TWO_WORD_DESCS = (
     "FOREIGN DATA WRAPPER",
     "ACCESS METHOD",
     "BLOB METADATA",
+    "TABLE ATTACH",
+    "INDEX ATTACH",
 )
 
 
@@ -131,3 +133,36 @@ def missing_extensions(conn: psycopg.Connection, summary: TocSummary) -> list[st
     names = sorted(summary.extensions)
     available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", (names,))}
     return [name for name in names if name not in available]
+
+
+def _entries(lines: list[str]) -> list[tuple[str, str]]:
+    """(desc, "namespace tag owner") of each entry line."""
+    out = []
+    for line in lines:
+        m = _ENTRY.match(line.strip())
+        if m:
+            rest = m.group("rest")
+            desc = next((d for d in _TWO_WORD_DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
+            out.append((desc, rest[len(desc) + 1 :]))
+    return out
+
+
+def missing_from_archive(lines: list[str], tables: list[tuple[str, str]], schemas: list[str]) -> list[str]:
+    """The requested tables (schema, name) and schemas the archive does not have, as "schema.table"
+    and "schema name", each with the archive's spelling when only the case differs."""
+    entries = _entries(lines)
+    table_names = [rest for desc, rest in entries if desc == "TABLE"]
+    # Names are not quoted in the listing ("SCHEMA - my schema owner"): compare prefixes, not words.
+    in_schemas = [rest[2:] if desc == "SCHEMA" else rest for desc, rest in entries]
+    missing = []
+    for schema, table in tables:
+        want = f"{schema} {table} "
+        if not any(rest.startswith(want) for rest in table_names):
+            near = [rest for rest in table_names if rest.lower().startswith(want.lower())]
+            hint = f" (the backup has {near[0][: len(want) - 1].replace(' ', '.', 1)})" if near else ""
+            missing.append(f"{schema}.{table}{hint}")
+    for schema in schemas:
+        if not any(rest.startswith(f"{schema} ") for rest in in_schemas):
+            near = [rest for rest in in_schemas if rest.lower().startswith(f"{schema.lower()} ")]
+            missing.append(f"schema {schema}" + (f" (the backup has {near[0][: len(schema)]})" if near else ""))
+    return missing

@@ -54,7 +54,7 @@ from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child, enlarge_pipe_fd
 from pgkeep.pgtools.toast import SETTING as TOAST_SETTING
 from pgkeep.pgtools.toast import read_server_toast, session_method, set_statement
-from pgkeep.pgtools.toc import missing_extensions, privilege_problems, summarize
+from pgkeep.pgtools.toc import missing_extensions, missing_from_archive, privilege_problems, summarize
 from pgkeep.pipeline.sqlfilter import adapt_for_server
 from pgkeep.services import catalog_place
 from pgkeep.services.artifacts import (
@@ -74,6 +74,8 @@ from pgkeep.services.artifacts import (
 from pgkeep.services.context import Context
 from pgkeep.services.restore_modes import (
     apply_globals,
+    parse_table,
+    refuse_selection_conflicts,
     restore_atomic,
     restore_selective,
     stage_archive,
@@ -198,6 +200,7 @@ def restore(
     there.
     """
     _check_options(artifact, options)
+    selective = bool(options.tables or options.schemas)
     toc: list[str] = []
     if _checked_while_loading(artifact, options):
         # The load itself checks every stored byte against the checksum before it
@@ -211,14 +214,14 @@ def restore(
     target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
     state = _inspect_target(ctx, target, options.toast_compression or ctx.settings.restore_toast_compression)
     exists, has_data, major = state.exists, state.has_data, state.major
-    if state.holds_catalog and not (options.tables or options.schemas):
+    if state.holds_catalog and not selective:
         raise catalog_place.catalog_inside(target, "restore")
     if toc and not options.restore_globals:
         with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
             needs = summarize(toc)
             missing = missing_extensions(conn, needs)
             problems = privilege_problems(conn, needs, no_owner=options.no_owner)
-        if missing and not (options.tables or options.schemas):
+        if missing and not selective:
             raise TargetUnsuitableError(
                 "cannot restore, nothing was changed: the backup needs extensions not installed on the target "
                 f"server ({target.describe()}): {', '.join(missing)}",
@@ -229,6 +232,8 @@ def restore(
             raise InsufficientPrivilegeError(
                 "cannot restore, nothing was changed: " + "; ".join(problems), backup_id=artifact.backup_id
             )
+    if selective:
+        _check_selection(artifact, target if exists else None, options, toc)
     if not exists and not options.create_database:
         raise RestoreFailedError(
             f"database {target.dbname} does not exist on {target.describe()}",
@@ -248,7 +253,6 @@ def restore(
     safety_id = None
     terminated = 0
     try:
-        selective = bool(options.tables or options.schemas)
         if options.safety_backup and has_data and not selective:
             from pgkeep.services.backup import create_backup
 
@@ -300,6 +304,20 @@ def restore(
         target=where,
     )
     return RestoreOutcome(message, checksum, False, safety_id, terminated, plan)
+
+
+def _check_selection(artifact: Artifact, target: Target | None, options: RestoreOptions, toc: list[str]) -> None:
+    """What a selective restore asks for is in the backup, and has room in the target (dry runs too)."""
+    missing = missing_from_archive(toc, [parse_table(t) for t in options.tables], list(options.schemas))
+    if missing:
+        raise InvalidRequestError(
+            f"not in the backup, nothing was changed: {', '.join(missing)}",
+            backup_id=artifact.backup_id,
+            hint="names are case-sensitive and default to schema public; `pg_restore --list` shows an archive's tables",
+        )
+    if target is not None:
+        with pgserver.connect(target, operation="restore") as conn:
+            refuse_selection_conflicts(conn, options)
 
 
 def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:

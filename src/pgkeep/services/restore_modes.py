@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import secrets
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ from pgkeep.errors import (
     VerificationError,
 )
 from pgkeep.observability.logs import get_logger
+from pgkeep.pgtools import partitions
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.archive_offsets import OffsetRecorder
 from pgkeep.pgtools.binaries import find_tool
@@ -240,10 +242,35 @@ def parse_table(name: str) -> tuple[str, str]:
     return (schema, table) if dot else ("public", name)
 
 
+def refuse_selection_conflicts(conn: psycopg.Connection, options: RestoreOptions) -> None:
+    """Refuse a selective restore onto what exists: a schema restored whole, a table where it would go."""
+    for schema in options.schemas:
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+            raise InvalidRequestError(
+                f"schema {schema} exists in the target; a schema is restored only where it is missing "
+                "(restore single tables with --table and --into-schema next to live data)"
+            )
+    for schema, table in (parse_table(t) for t in options.tables):
+        where = options.into_schema or schema
+        if conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (where, table),
+        ).fetchone():
+            raise InvalidRequestError(
+                f"table {where}.{table} exists in the target; restore it next to the live data with "
+                "--into-schema SCHEMA, or drop it first"
+            )
+
+
 def restore_selective(
     ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions, server_major: int
 ) -> str:
-    """Restore only ``options.tables`` / ``options.schemas``, in one transaction. Returns a summary."""
+    """Restore only ``options.tables`` / ``options.schemas``, in one transaction. Returns a summary.
+
+    A partitioned table comes with its partitions, at every level, attached
+    again as they were (it holds no rows of its own).
+    """
     if artifact.fmt is DumpFormat.PLAIN:
         raise InvalidRequestError("selective restore needs a custom or directory backup, not a plain SQL dump")
     tables = [parse_table(t) for t in options.tables]
@@ -251,31 +278,9 @@ def restore_selective(
     with pgserver.connect(target, operation="restore") as conn:
         toast = toast_choice(ctx, conn, options)
         quote = _quoter(conn)
-        for schema in options.schemas:
-            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
-                raise InvalidRequestError(
-                    f"schema {schema} exists in the target; a schema is restored only where it is missing "
-                    "(restore single tables with --table and --into-schema next to live data)"
-                )
-        for schema, table in tables:
-            where = into or schema
-            if conn.execute(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = %s",
-                (where, table),
-            ).fetchone():
-                raise InvalidRequestError(
-                    f"table {where}.{table} exists in the target; restore it next to the live data with "
-                    "--into-schema SCHEMA, or drop it first"
-                )
-        renames = (
-            {
-                f"{quote(schema)}.{quote(table)}".encode(): f"{quote(into)}.{quote(table)}".encode()
-                for schema, table in tables
-            }
-            if into
-            else {}
-        )
+        refuse_selection_conflicts(conn, options)
+        requested = [f"{quote(schema)}.{quote(table)}" for schema, table in tables]
+        new_schema = quote(into) if into else None
         # pg_restore --schema restores what is in a schema but not the schema itself.
         prelude = (set_statement(toast) if toast else "") + "".join(
             f"CREATE SCHEMA IF NOT EXISTS {quote(n)};\n" for n in [*options.schemas, *([into] if into else [])]
@@ -286,9 +291,17 @@ def restore_selective(
     staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
     try:
         archive = stage_archive(artifact, staging)
+        attached = partitions.attachments(pg_restore, archive, staging) if tables else {}
+        parts = partitions.descendants(requested, attached)
+        renames = (
+            {name.encode(): f"{new_schema}.{partitions.quoted_table(name)}".encode() for name in [*requested, *parts]}
+            if new_schema
+            else {}
+        )
+        attach_script = "".join(attached[part][1] + "\n" for part in parts).encode()
         groups: list[list[str]] = [["--schema=" + s] for s in options.schemas]
         by_schema: dict[str, list[str]] = {}
-        for schema, table in tables:
+        for schema, table in [*tables, *(partitions.split_qualified(part) for part in parts)]:
             by_schema.setdefault(schema, []).append(table)
         groups += [[f"--schema={s}", *[f"--table={t}" for t in ts]] for s, ts in by_schema.items()]
 
@@ -310,6 +323,8 @@ def restore_selective(
                     failure = producer.failure(producer.wait())
                     if failure:
                         raise RestoreFailedError(f"selective restore failed: {failure}")
+                for chunk in rename_tables(iter([attach_script]), renames):
+                    loader.proc.stdin.write(chunk)
                 loader.proc.stdin.close()
             except BrokenPipeError:
                 pass
@@ -322,7 +337,8 @@ def restore_selective(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     restored = [f"{into or s}.{t}" for s, t in tables] + [f"schema {s}" for s in options.schemas]
-    return "restored " + ", ".join(restored)
+    with_parts = f" (with {len(parts)} partition{'s' if len(parts) != 1 else ''})" if parts else ""
+    return "restored " + ", ".join(restored) + with_parts
 
 
 def _quoter(conn: psycopg.Connection) -> Callable[[str], str]:
@@ -341,12 +357,21 @@ def _quoter(conn: psycopg.Connection) -> Callable[[str], str]:
 def rename_tables(script: Iterator[bytes], renames: dict[bytes, bytes]) -> Iterator[bytes]:
     """Rewrite qualified table names in the script's statements, never in COPY data.
 
-    Only the exact qualified names of the chosen tables change, so types and
-    functions they use still resolve to the live schema.
+    Only the exact qualified names of the chosen tables change, whole (``public.t``
+    never inside ``public.tkind``), so types and functions they use still resolve
+    to the live schema.
     """
     if not renames:
         yield from script
         return
+    # Not inside a longer name: no identifier byte (UTF-8 included), quote or dot on either side.
+    name_byte = rb'A-Za-z0-9_$\x80-\xff"'
+    names = b"|".join(re.escape(old) for old in sorted(renames, key=len, reverse=True))
+    pattern = re.compile(rb"(?<![" + name_byte + rb".])(?:" + names + rb")(?![" + name_byte + rb"])")
+
+    def rename(match: re.Match[bytes]) -> bytes:
+        return renames[match.group(0)]
+
     pending = b""
     in_copy = False
     for chunk in script:
@@ -357,8 +382,7 @@ def rename_tables(script: Iterator[bytes], renames: dict[bytes, bytes]) -> Itera
             if in_copy:
                 in_copy = line != b"\\."
             else:
-                for old, new in renames.items():
-                    line = line.replace(old, new)
+                line = pattern.sub(rename, line)
                 in_copy = line.startswith(b"COPY ") and line.endswith(b"FROM stdin;")
             out.append(line)
         yield b"\n".join(out) + b"\n" if out else b""
