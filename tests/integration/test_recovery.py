@@ -16,6 +16,7 @@ from helpers import DbHandle
 from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus
 from pgkeep.config import load_settings
+from pgkeep.errors import BackupInProgressError, InvalidStateError
 from pgkeep.services import manage
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
@@ -46,6 +47,58 @@ def _wait_for(predicate, what: str, timeout: float = 60.0):  # type: ignore[no-u
 
 def _in_progress(ctx: Context) -> list[dict]:  # type: ignore[type-arg]
     return manage.list_backups(ctx, status=BackupStatus.IN_PROGRESS)["backups"]
+
+
+def _kill_a_backup_mid_run(tmp_path: Path, source_db: DbHandle, ctx: Context) -> str:
+    """A `pgkeep backup` SIGKILLed while pg_dump waits for a lock: its row stays IN_PROGRESS."""
+    env = {**os.environ, **_settings(tmp_path, source_db.url)}
+    with psycopg.connect(source_db.conninfo) as blocker:
+        blocker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen(
+            [PGKEEP, "backup", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        [running] = _wait_for(lambda: _in_progress(ctx), "the backup to start")
+        _wait_for(lambda: list((tmp_path / "backups").glob(".*partial*")), "the partial file")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        blocker.rollback()
+    return str(running["id"])
+
+
+def test_without_a_worker_the_next_backup_or_a_delete_settles_a_killed_one(tmp_path: Path, source_db: DbHandle) -> None:
+    """Cron users run no worker, whose start used to be the only crash recovery: the killed
+    backup stayed IN_PROGRESS (and undeletable) with its partial file, for good."""
+    ctx = Context.build(load_settings(**_settings(tmp_path, source_db.url)))
+    try:
+        first = _kill_a_backup_mid_run(tmp_path, source_db, ctx)
+        # The server frees the dead session's lock once it notices: until then the backup counts as running.
+        result = _wait_for(lambda: _backup_unless_busy(ctx), "the dead backup's lock to go")
+        assert manage.get_backup(ctx, first)["status"] == "FAILED"
+        assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == sorted(
+            [result.filename, manifest_name(result.filename)]
+        )
+
+        second = _kill_a_backup_mid_run(tmp_path, source_db, ctx)
+        _wait_for(lambda: _deleted_unless_running(ctx, second), "the dead backup to be deletable")
+        assert manage.get_backup(ctx, second)["status"] == "DELETED"
+        assert not list((tmp_path / "backups").glob(".*partial*"))
+    finally:
+        ctx.close()
+
+
+def _backup_unless_busy(ctx: Context):  # type: ignore[no-untyped-def]
+    try:
+        return create_backup(ctx)
+    except BackupInProgressError:
+        return None
+
+
+def _deleted_unless_running(ctx: Context, backup_id: str) -> bool:
+    try:
+        manage.delete_backup(ctx, backup_id)
+    except InvalidStateError:
+        return False
+    return True
 
 
 def test_killed_backup_is_marked_failed_and_cleaned(tmp_path: Path, source_db: DbHandle) -> None:

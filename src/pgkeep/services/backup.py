@@ -50,6 +50,7 @@ from pgkeep.services.manifest import (
     remove_backup_files,
     write_manifest,
 )
+from pgkeep.services.recovery import recover_interrupted
 from pgkeep.storage import ObjectWriter, Storage
 
 log = get_logger("pgkeep.backup")
@@ -186,6 +187,9 @@ def create_backup(
                 operation="backup",
                 hint="wait for it to finish; `pgkeep list --status IN_PROGRESS` shows it",
             )
+        # Holding the lock, any other IN_PROGRESS row of this database is a dead process's:
+        # settle it now (cron users run no worker, whose start would otherwise do it).
+        _settle_interrupted(ctx, target)
         row = insert(
             BackupStatus.IN_PROGRESS,
             # Who holds the lock: crash recovery checks this session is gone
@@ -231,6 +235,18 @@ def create_backup(
                 hint = exc.hint if isinstance(exc, PgkeepError) else None
                 raise _failed(message, row.id, hint) from None
             raise
+
+
+def _settle_interrupted(ctx: Context, target: Target) -> None:
+    if target.dbname != ctx.target.dbname:
+        return  # crash recovery looks at the configured database's rows
+    try:
+        recovered = recover_interrupted(ctx)
+    except PgkeepError as exc:
+        log.warning("crash recovery skipped", error=exc.message)
+        return
+    for backup_id in recovered.failed:
+        log.warning("an interrupted backup was marked FAILED and its partial files removed", backup_id=backup_id)
 
 
 def _discard(ctx: Context, storage: Storage, row: DatabaseBackup) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +18,7 @@ from pgkeep.retention import BackupInfo, RetentionPlan, Status, plan_retention
 from pgkeep.services.archive import cleanup_wal, physical_backups, window_pins
 from pgkeep.services.context import Context
 from pgkeep.services.manifest import remove_backup_files, write_keep
-from pgkeep.services.recovery import finish_pending_cleanups
+from pgkeep.services.recovery import finish_pending_cleanups, recover_interrupted
 from pgkeep.services.serialize import backup_json, pagination
 from pgkeep.services.verify import VerifyResult
 from pgkeep.services.verify import verify_backup as _verify
@@ -54,13 +55,19 @@ def verify_backup(
 
 
 def delete_backup(ctx: Context, backup_id: str) -> str:
-    """Remove a backup's files and mark it DELETED."""
+    """Remove a backup's files and mark it DELETED (one a dead process left IN_PROGRESS is settled first)."""
+    with ctx.catalog.session() as session:
+        running = repo.get_backup(session, backup_id).status in (BackupStatus.IN_PROGRESS, BackupStatus.PENDING)
+    if running:
+        with contextlib.suppress(PgkeepError):  # the server may be down: then it still counts as running
+            recover_interrupted(ctx)
     with ctx.catalog.session() as session:
         row = repo.get_backup(session, backup_id)
         if row.status in (BackupStatus.IN_PROGRESS, BackupStatus.PENDING):
             raise InvalidStateError(
                 f"backup {backup_id} is {row.status.value}; it cannot be deleted while it runs",
                 backup_id=backup_id,
+                hint="if its process is gone and the server cannot be reached to confirm it, retry once it can",
             )
         if row.status is BackupStatus.DELETED:
             return f"Backup {backup_id} was already deleted"
