@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import psycopg.conninfo
+from psycopg import sql
 
 from pgkeep.errors import ConfigError, InsufficientPrivilegeError, VerificationError
 from pgkeep.pgtools.binaries import Tool
@@ -99,7 +100,8 @@ def check_can_back_up(info: ClusterInfo, *, incremental: bool) -> None:
         raise InsufficientPrivilegeError(
             f"role {info.role} lacks the REPLICATION attribute that pg_basebackup needs",
             operation="backup",
-            hint=f"ALTER ROLE {info.role} REPLICATION (and allow it in pg_hba.conf's replication lines)",
+            hint=f"ALTER ROLE {sql.Identifier(info.role).as_string(None)} REPLICATION "
+            "(and allow it in pg_hba.conf's replication lines)",
         )
     if info.user_tablespaces:
         raise PhysicalBackupRefusedError(

@@ -73,15 +73,17 @@ def toast_choice(ctx: Context, conn: psycopg.Connection, options: RestoreOptions
     return method
 
 
-def require_createdb(conn: psycopg.Connection, server: Target, what: str) -> None:
+def require_createdb(conn: psycopg.Connection, server: Target, what: str, otherwise: str = "") -> None:
+    """Refuse ``what`` (it creates a database) for a role without CREATEDB; ``otherwise``: another fix."""
     row = conn.execute(
         "SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
     ).fetchone()
     if row is None or not row[1]:
-        user = row[0] if row else "the role"
+        user = str(row[0]) if row else "the role"
         raise InsufficientPrivilegeError(
             f"{what} needs to create a database, and role {user} on {server.describe()} lacks the CREATEDB privilege",
-            hint=f"ALTER ROLE {user} CREATEDB",
+            hint=f"ALTER ROLE {sql.Identifier(user).as_string(None)} CREATEDB"
+            + (f", {otherwise}" if otherwise else ""),
         )
 
 
