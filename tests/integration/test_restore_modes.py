@@ -14,7 +14,7 @@ from psycopg import sql
 
 from helpers import DbHandle, make_context, make_settings, scalar, wait_for
 from pgkeep.config import DumpFormat
-from pgkeep.errors import InsufficientPrivilegeError, InvalidRequestError
+from pgkeep.errors import InsufficientPrivilegeError, InvalidRequestError, RestoreFailedError
 from pgkeep.fingerprint import fingerprint
 from pgkeep.services.backup import create_backup
 from pgkeep.services.context import Context
@@ -338,3 +338,47 @@ def test_safety_backup_is_taken_for_a_target_without_tables(
         ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=empty_db.url, safety_backup=False)
     )
     assert untouched.safety_backup_id is None
+
+
+def test_a_full_temp_dir_and_a_role_without_createdb_are_clear_errors_and_leave_no_new_database(
+    ctx: Context,
+    source_db: DbHandle,
+    pg15,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A parallel restore stages the archive in PGKEEP_TEMP_DIR: a full disk there was an
+    "internal error: OSError", and --create-db left the new, empty database behind."""
+    import errno
+
+    from pgkeep.pgtools.archive_offsets import OffsetRecorder
+
+    result = create_backup(ctx)
+    name = f"new_{source_db.name}"
+    target = pg15.url(name)
+
+    def disk_full(self: object, chunk: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(OffsetRecorder, "observe", disk_full)  # the staged copy's write fails as on a full disk
+        with pytest.raises(RestoreFailedError) as err:
+            restore(
+                ctx, resolve_backup(ctx, result.id), RestoreOptions(target_url=target, create_database=True, jobs=2)
+            )
+    assert err.value.message.startswith(f"cannot write the archive's working copy in {ctx.temp_root()}")
+    assert "No space left on device" in err.value.message and "PGKEEP_TEMP_DIR" in str(err.value.hint)
+    assert _databases(source_db.conninfo, name) == []
+
+    # A role that may not create databases: the dry run says so, as the restore would.
+    pg15.create_role("no_createdb_x", "pw-Qq12", login=True)
+    try:
+        limited = pg15.url(name, user="no_createdb_x", password="pw-Qq12")
+        for dry_run in (True, False):
+            with pytest.raises(InsufficientPrivilegeError, match="lacks the CREATEDB privilege"):
+                options = RestoreOptions(
+                    target_url=limited, create_database=True, no_owner=True, no_acl=True, dry_run=dry_run
+                )
+                restore(ctx, resolve_backup(ctx, result.id), options)
+        assert _databases(source_db.conninfo, name) == []
+    finally:
+        pg15.execute("DROP ROLE no_createdb_x")

@@ -21,7 +21,7 @@ from typing import IO, Any, BinaryIO
 
 from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.config import Compression, DumpFormat, Settings
-from pgkeep.errors import NotFoundError, PgkeepError, VerificationError
+from pgkeep.errors import NotFoundError, PgkeepError, RestoreFailedError, VerificationError
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.commands import pg_restore_list_argv
 from pgkeep.pgtools.process import Child
@@ -437,12 +437,23 @@ def _check_directory(data: Iterator[bytes], tool: Tool, toc: list[str] | None = 
 
 def extract_tar(stored: Iterator[bytes], dest: Path) -> Path:
     """Unpack a directory-format artifact's tar stream into a new private ``dest``."""
-    dest.mkdir(mode=0o700)
     try:
+        dest.mkdir(mode=0o700)
         with tarfile.open(fileobj=_ChunkFile(stored), mode="r|") as tar:  # type: ignore[call-overload]
             tar.extractall(dest, filter="data")
     except tarfile.TarError as exc:
         raise VerificationError(f"the directory archive is not a valid tar stream: {exc}") from None
+    except OSError as exc:
+        raise staging_failed(exc, dest) from None
     for _ in stored:
         pass
     return dest
+
+
+def staging_failed(exc: OSError, where: Path) -> RestoreFailedError:
+    """A restore could not write its working copy of the archive (a full disk, usually)."""
+    return RestoreFailedError(
+        f"cannot write the archive's working copy in {where.parent}: {exc.strerror or exc}; nothing was changed",
+        hint="PGKEEP_TEMP_DIR needs room for the uncompressed archive (`pgkeep show ID` gives its size): "
+        "free space there or point it at a larger disk",
+    )

@@ -76,6 +76,7 @@ from pgkeep.services.restore_modes import (
     apply_globals,
     parse_table,
     refuse_selection_conflicts,
+    require_createdb,
     restore_atomic,
     restore_selective,
     stage_archive,
@@ -239,6 +240,9 @@ def restore(
             f"database {target.dbname} does not exist on {target.describe()}",
             hint="create it first or pass --create-db",
         )
+    if not exists:  # --create-db: the role must be able to (checked by dry runs too)
+        with pgserver.connect(target.with_dbname("postgres"), operation="restore") as conn:
+            require_createdb(conn, target, f"restoring into the new database {target.dbname}")
     plan = RestorePlan(artifact, checksum, target.describe(), state.toast, state.other_sessions)
     if options.dry_run:
         log.info("restore dry run passed", backup_id=artifact.backup_id, target=plan.target)
@@ -252,6 +256,7 @@ def restore(
     log.info("restore started", backup_id=artifact.backup_id, phase="restore", target=where)
     safety_id = None
     terminated = 0
+    created = False
     try:
         if options.safety_backup and has_data and not selective:
             from pgkeep.services.backup import create_backup
@@ -264,7 +269,7 @@ def restore(
         if options.restore_globals:
             apply_globals(ctx, artifact, target if exists else target.with_dbname("postgres"), major)
         if options.create_database and not exists:
-            _create_database_if_missing(target)
+            created = _create_database_if_missing(target)
         if selective:
             summary = restore_selective(ctx, artifact, target, options, major)
             message = f"Selective restore into {target.dbname} completed: {summary}"
@@ -278,6 +283,8 @@ def restore(
             restore_into(ctx, artifact, target, options)
             message = f"Database restored successfully into {target.dbname}"
     except BaseException as exc:
+        if created:  # nothing of it was there before: do not leave an empty or partial database
+            _drop_created_database(target)
         reason = exc.message if isinstance(exc, PgkeepError) else type(exc).__name__
         if safety_id:
             reason += f" (the safety backup {safety_id} holds the previous contents)"
@@ -376,18 +383,26 @@ def _refuse_standby(conn: psycopg.Connection, target: Target) -> None:
         )
 
 
-def _create_database_if_missing(target: Target) -> None:
+def _create_database_if_missing(target: Target) -> bool:
+    """Create the target database unless it exists; whether this call created it."""
     maintenance = target.with_dbname("postgres")
     with pgserver.connect(maintenance, operation="restore") as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)).fetchone()
-        if not exists:
-            try:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.dbname)))
-            except psycopg.Error as exc:
-                raise RestoreFailedError(
-                    f"cannot create database {target.dbname}: {str(exc).strip()}",
-                    hint="the restoring role needs CREATEDB, or create the database first",
-                ) from None
+        if exists:
+            return False
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.dbname)))
+        except psycopg.Error as exc:
+            raise RestoreFailedError(
+                f"cannot create database {target.dbname}: {str(exc).strip()}",
+                hint="the restoring role needs CREATEDB, or create the database first",
+            ) from None
+        return True
+
+
+def _drop_created_database(target: Target) -> None:
+    with contextlib.suppress(Exception), pgserver.connect(target.with_dbname("postgres"), operation="restore") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target.dbname)))
 
 
 def restore_into(ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions) -> None:

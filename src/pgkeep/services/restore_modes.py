@@ -50,6 +50,7 @@ from pgkeep.services.artifacts import (
     explain_damage,
     extract_tar,
     pg_restore_for,
+    staging_failed,
 )
 from pgkeep.services.context import Context
 
@@ -414,6 +415,8 @@ def stage_archive(artifact: Artifact, staging: Path) -> Path:
     except VerificationError as exc:
         explain_damage(artifact, reader, exc)
         raise
+    except OSError as exc:
+        raise staging_failed(exc, staging / "archive") from None
     finally:
         reader.close()
     check_digest(artifact, reader)
