@@ -382,3 +382,32 @@ def test_a_full_temp_dir_and_a_role_without_createdb_are_clear_errors_and_leave_
         assert _databases(source_db.conninfo, name) == []
     finally:
         pg15.execute("DROP ROLE no_createdb_x")
+
+
+def test_a_role_that_cannot_empty_the_target_is_refused_before_anything_changes(
+    ctx: Context,
+    source_db: DbHandle,
+    pg15,  # type: ignore[no-untyped-def]
+) -> None:
+    """It dropped what it owned, then failed on "must be owner of table", and only the dry run passed."""
+    result = create_backup(ctx)
+    pg15.create_role("reader_rst", "pw-Rr12", login=True)
+    try:
+        pg15.execute(
+            "GRANT pg_read_all_data TO reader_rst; GRANT CREATE ON SCHEMA public TO reader_rst", dbname=source_db.name
+        )
+        before = fingerprint(source_db.conninfo)
+        limited = pg15.url(source_db.name, user="reader_rst", password="pw-Rr12")
+        for dry_run in (True, False):
+            with pytest.raises(InsufficientPrivilegeError) as err:
+                options = RestoreOptions(target_url=limited, no_owner=True, no_acl=True, dry_run=dry_run)
+                restore(ctx, resolve_backup(ctx, result.id), options)
+            assert err.value.message.startswith(
+                f"cannot restore, nothing was changed: role reader_rst cannot empty {source_db.name} first, "
+                "it may not drop what it does not own: "
+            )
+            assert "public.meetings" in err.value.message and err.value.message.endswith("more")
+        assert fingerprint(source_db.conninfo) == before
+    finally:
+        pg15.execute("DROP OWNED BY reader_rst", dbname=source_db.name)
+        pg15.execute("DROP ROLE reader_rst")

@@ -170,3 +170,38 @@ def _identity_args(obj_type: str, identity: str) -> str:
         paren = identity.rfind("(")
         return identity[:paren] + " " + identity[paren:]
     return identity
+
+
+# What the connected role could not drop when emptying the database: relations and
+# schemas (public aside) it neither owns nor has its owner's privileges over.
+_UNDROPPABLE_SQL = (
+    """
+SELECT what FROM (
+  SELECT format('%I.%I', n.nspname, c.relname) AS what
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition
+    AND NOT ("""
+    + _SYSTEM_SCHEMA
+    + """)
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                    AND e.objid = c.oid AND e.deptype IN ('e', 'i', 'a'))
+    AND NOT pg_has_role(c.relowner, 'MEMBER')
+  UNION ALL
+  SELECT format('schema %I', n.nspname)
+  FROM pg_namespace n
+  WHERE n.nspname <> 'public' AND NOT ("""
+    + _SYSTEM_SCHEMA
+    + """)
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_namespace'::regclass
+                    AND e.objid = n.oid AND e.deptype = 'e')
+    AND NOT pg_has_role(n.nspowner, 'MEMBER')
+) x
+WHERE NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+ORDER BY 1
+"""
+)
+
+
+def undroppable(conn: psycopg.Connection) -> list[str]:
+    """Objects emptying the database would have to drop that the connected role may not."""
+    return [str(row[0]) for row in conn.execute(_UNDROPPABLE_SQL).fetchall()]

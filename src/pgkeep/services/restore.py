@@ -48,7 +48,7 @@ from pgkeep.errors import (
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
 from pgkeep.pgtools.binaries import Tool, find_tool
-from pgkeep.pgtools.clear import clear_database_sql
+from pgkeep.pgtools.clear import clear_database_sql, undroppable
 from pgkeep.pgtools.commands import pg_restore_parallel_argv, pg_restore_script_argv, psql_argv, timeout_ms
 from pgkeep.pgtools.conninfo import Target, client_env
 from pgkeep.pgtools.process import Child, enlarge_pipe_fd
@@ -235,6 +235,8 @@ def restore(
             )
     if selective:
         _check_selection(artifact, target if exists else None, options, toc)
+    elif has_data and not options.atomic:
+        _check_can_empty(artifact, target)
     if not exists and not options.create_database:
         raise RestoreFailedError(
             f"database {target.dbname} does not exist on {target.describe()}",
@@ -325,6 +327,21 @@ def _check_selection(artifact: Artifact, target: Target | None, options: Restore
     if target is not None:
         with pgserver.connect(target, operation="restore") as conn:
             refuse_selection_conflicts(conn, options)
+
+
+def _check_can_empty(artifact: Artifact, target: Target) -> None:
+    """An in-place restore drops everything in the target first: the role must be allowed to."""
+    with pgserver.connect(target, operation="restore") as conn:
+        blocked = undroppable(conn)
+        user = conn.info.user
+    if blocked:
+        shown = ", ".join(blocked[:5]) + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else "")
+        raise InsufficientPrivilegeError(
+            f"cannot restore, nothing was changed: role {user} cannot empty {target.dbname} first, "
+            f"it may not drop what it does not own: {shown}",
+            backup_id=artifact.backup_id,
+            hint="restore as the objects' owner or a superuser, or into another database (--target-url, --create-db)",
+        )
 
 
 def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:
