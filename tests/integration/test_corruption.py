@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -134,3 +135,20 @@ def test_missing_file_fails_verify(ctx: Context) -> None:
     result = verify_backup(ctx, backup_id)
     assert not result.valid
     assert "not accessible" in result.message or "not found" in result.message
+
+
+def test_a_truncated_uncompressed_pg_dump_file_fails_the_dry_run(
+    ctx: Context, source_db: DbHandle, tmp_path: Path
+) -> None:
+    """A plain `pg_dump -Fc` file from elsewhere has no checksum and no outer compression to notice a
+    missing end: reading its table of contents said "valid", then the restore hit end of file."""
+    whole = tmp_path / "external.dump"
+    subprocess.run(
+        ["/usr/lib/postgresql/15/bin/pg_dump", "-Fc", "-Z0", "-f", str(whole), "-d", source_db.conninfo], check=True
+    )
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    with pytest.raises(VerificationError, match="not readable"):
+        restore(ctx, resolve_file(ctx, cut), RestoreOptions(dry_run=True))
+    outcome = restore(ctx, resolve_file(ctx, whole), RestoreOptions(dry_run=True))  # the whole file passes
+    assert outcome.dry_run and outcome.checksum

@@ -288,6 +288,10 @@ def scan(
         data = artifact.decoded(reader.chunks())
         if artifact.fmt is DumpFormat.PLAIN:
             _check_plain(data)
+        elif artifact.fmt is DumpFormat.CUSTOM and artifact.checksum is None:
+            # No checksum to hold the bytes to (a file from elsewhere): pg_restore reads every
+            # data block, so a truncated archive fails here, not half-way through a restore.
+            _check_custom(data, pg_restore_for(artifact, pg_bin_dir), None, replay=True)
         elif artifact.fmt is DumpFormat.CUSTOM:
             _check_custom(data, pg_restore_for(artifact, pg_bin_dir), toc)
         else:
@@ -299,6 +303,8 @@ def scan(
     finally:
         reader.close()
     check_digest(artifact, reader)
+    if toc is not None and artifact.fmt is DumpFormat.CUSTOM and artifact.checksum is None:
+        toc.extend(read_toc(artifact, pg_bin_dir=pg_bin_dir))
     return reader.hexdigest()
 
 
@@ -351,10 +357,15 @@ def _collect_lines(stream: IO[bytes], out: list[str]) -> threading.Thread:
     return thread
 
 
-def _check_custom(data: Iterator[bytes], tool: Tool, toc: list[str] | None = None, *, whole: bool = True) -> None:
+def _check_custom(
+    data: Iterator[bytes], tool: Tool, toc: list[str] | None = None, *, whole: bool = True, replay: bool = False
+) -> None:
     """Feed the archive to ``pg_restore --list``; with ``whole``, decompress to its end even
-    after pg_restore stopped reading (it stops after the TOC), so the stream is checked too."""
-    child = Child(pg_restore_list_argv(tool), env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    after pg_restore stopped reading (it stops after the TOC), so the stream is checked too.
+    With ``replay``, pg_restore writes the whole script to /dev/null instead: every data block
+    is read and decompressed (no TOC then)."""
+    argv = [str(tool.path), "--file=/dev/null"] if replay else pg_restore_list_argv(tool)
+    child = Child(argv, env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert child.proc.stdin is not None and child.proc.stdout is not None
     lines: list[str] = []
     reader = _collect_lines(child.proc.stdout, lines)
