@@ -6,6 +6,7 @@ in; nothing here is an import-time global.
 
 from __future__ import annotations
 
+import re
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
@@ -394,14 +395,27 @@ def check_conninfo(value: str, setting: str) -> dict[str, str]:
     # Imported here: wal-push and wal-fetch (one process per WAL file) never parse a URL.
     import psycopg.conninfo
 
+    encode = (
+        "percent-encode special characters in the user name and password "
+        "(@ as %40, : as %3A, / as %2F, % as %25, space as %20)"
+    )
     try:
-        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(value).items()}
-    except psycopg.ProgrammingError:
-        raise ConfigError(
-            f"{setting} is not a valid PostgreSQL connection URL",
-            hint="percent-encode special characters in the user name and password "
-            "(@ as %40, : as %3A, / as %2F, % as %25, space as %20)",
-        ) from None
+        params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(value).items()}
+    except psycopg.ProgrammingError as exc:
+        # Only an unknown option's name is repeated (it cannot be the password).
+        unknown = re.match(r'invalid (?:connection option|URI query parameter:) "([A-Za-z_]+)"', str(exc))
+        if unknown:
+            raise ConfigError(
+                f'{setting} has an unknown connection option "{unknown.group(1)}"',
+                hint="libpq's options are listed at https://www.postgresql.org/docs/current/libpq-connect.html"
+                "#LIBPQ-PARAMKEYWORDS (sslmode, connect_timeout, application_name, ...)",
+            ) from None
+        raise ConfigError(f"{setting} is not a valid PostgreSQL connection URL", hint=encode) from None
+    host = params.get("host", "")
+    if "@" in host and not host.startswith(("/", "@")):  # a socket directory or an abstract socket may
+        # postgresql://user:pa@ss@host: libpq splits at the last "@", the rest of the password becomes the host.
+        raise ConfigError(f"{setting} has an '@' in its host name: an '@' of the password not encoded?", hint=encode)
+    return params
 
 
 _ENV_NAMES = {

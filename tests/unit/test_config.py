@@ -46,6 +46,29 @@ def test_invalid_database_url_names_the_setting_not_the_password(url: str) -> No
         assert secret not in text
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # An "@" of the password not encoded: libpq takes the rest of the password for the host.
+        ("postgresql://app:Tr0ub4dor@Horse-Battery@127.0.0.1:5432/app", "has an '@' in its host name"),
+        ("postgresql://app:pw@db.example/app?sslmod=require", 'has an unknown connection option "sslmod"'),
+        ("host=db.example sslmod=require password=Horse-Battery", 'has an unknown connection option "sslmod"'),
+    ],
+)
+def test_a_mistyped_url_says_what_is_wrong_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(database_url=url)
+    assert info.value.message == f"DATABASE_URL {message}" + (
+        "" if "option" in message else ": an '@' of the password not encoded?"
+    )
+    assert "Horse-Battery" not in str(info.value) and "Tr0ub4dor" not in str(info.value)
+
+
+def test_socket_directories_and_abstract_sockets_may_hold_an_at_sign() -> None:
+    for host in ("/run/user@1000/pg", "@pgkeep-abstract"):
+        assert load_settings(database_url=f"host={host} dbname=app").database_url
+
+
 def test_invalid_database_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{SECRET}@db.example/app")
     with pytest.raises(ConfigError, match="DATABASE_URL") as info:
