@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Usage: scripts/restore.sh <backup-file> [--dry-run]
-# Verifies the file (checksum, integrity), asks for `yes`, then replaces the
+# Usage: scripts/restore.sh <backup-file> [--dry-run | --yes]
+# Verifies the file (checksum, integrity), asks for `yes` (--yes: without a
+# terminal, e.g. from automation, confirmed in advance), then replaces the
 # contents of DATABASE_URL (from the environment or ./.env) with it, in one
 # transaction: on any error nothing changes. Any backup file works, catalogued
 # or not. Exit codes are pgkeep's (see `pgkeep restore --help`).
@@ -11,7 +12,7 @@ BACKUP_FILE=${1:-}
 DRY_RUN=${2:-}
 
 if [ -z "$BACKUP_FILE" ]; then
-    echo "Usage: ./scripts/restore.sh <backup-file> [--dry-run]"
+    echo "Usage: ./scripts/restore.sh <backup-file> [--dry-run | --yes]"
     exit 2
 fi
 if [ ! -f "$BACKUP_FILE" ]; then
@@ -22,6 +23,7 @@ args=(restore --file "$BACKUP_FILE")
 case "$DRY_RUN" in
     "") ;;
     --dry-run) args+=(--dry-run) ;;
-    *) echo "Usage: ./scripts/restore.sh <backup-file> [--dry-run]"; exit 2 ;;
+    --yes) args+=(--yes) ;;
+    *) echo "Usage: ./scripts/restore.sh <backup-file> [--dry-run | --yes]"; exit 2 ;;
 esac
 exec "$(find_pgkeep)" "${args[@]}"

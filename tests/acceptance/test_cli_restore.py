@@ -201,3 +201,21 @@ def test_toast_compression_option(cli: Cli, tmp_path: Path, source_db: DbHandle,
     result = cli.run("restore", "--kind", "physical", "--data-dir", str(tmp_path / "d"), "--toast-compression", "lz4")
     assert result.returncode == ExitCode.USAGE and "Traceback" not in result.stderr
     assert "--toast-compression is for logical restores" in result.stderr
+
+
+def test_a_pg_dump_directory_is_refused_with_how_to_restore_it(
+    cli: Cli, tmp_path: Path, source_db: DbHandle, empty_db: DbHandle
+) -> None:
+    """`restore --file DIR` said "backup file not found: ." of a directory that exists."""
+    import subprocess
+
+    dump = tmp_path / "external"
+    subprocess.run(["/usr/lib/postgresql/15/bin/pg_dump", "-Fd", "-f", str(dump), "-d", source_db.conninfo], check=True)
+    refused = cli.run("restore", "--file", str(dump), "--dry-run")
+    line = assert_one_clear_line(refused, int(ExitCode.USAGE), f"{dump} is a directory")
+    assert "tar -C" in line
+    tar = tmp_path / "external.dir.tar"
+    subprocess.run(["tar", "-C", str(dump), "-cf", str(tar), "."], check=True)  # as the hint says
+    done = cli.run("restore", "--file", str(tar), "--yes", "--target-url", empty_db.url)
+    assert done.returncode == 0, done.stderr
+    assert fingerprint(empty_db.conninfo) == fingerprint(source_db.conninfo)

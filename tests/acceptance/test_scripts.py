@@ -112,6 +112,21 @@ def test_restore_script_dry_run_then_typed_yes(tmp_path: Path, source_db: DbHand
     assert "restored successfully" in out
     assert fingerprint(empty_db.conninfo) == expected
 
+    # Automation confirms in advance, as the refusal's hint says.
+    assert "--yes" in refused.stderr
+    confirmed = subprocess.run(
+        ["bash", str(RESTORE_SH), path, "--yes"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert "restored successfully" in confirmed.stdout
+    assert fingerprint(empty_db.conninfo) == expected
+
 
 def test_restore_script_usage_and_missing_file(tmp_path: Path) -> None:
     env = _env(tmp_path)

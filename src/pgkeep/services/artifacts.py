@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import posixpath
 import subprocess
 import tarfile
 import tempfile
@@ -21,7 +22,7 @@ from typing import IO, Any, BinaryIO
 
 from pgkeep.catalog.models import DatabaseBackup
 from pgkeep.config import Compression, DumpFormat, Settings
-from pgkeep.errors import NotFoundError, PgkeepError, RestoreFailedError, VerificationError
+from pgkeep.errors import InvalidRequestError, NotFoundError, PgkeepError, RestoreFailedError, VerificationError
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.commands import pg_restore_list_argv
 from pgkeep.pgtools.process import Child
@@ -115,6 +116,11 @@ def artifact_for_file(path: Path, checksum: str | None = None, identity_file: Pa
 
     An age-encrypted file needs ``identity_file`` (PGKEEP_AGE_IDENTITY_FILE) to be sniffed.
     """
+    if path.is_dir():
+        raise InvalidRequestError(
+            f"{path} is a directory; pgkeep restores one file (a directory-format backup is stored as a tar)",
+            hint=f"tar -C {path} -cf {path.name}.dir.tar . and restore that, or use pg_restore on the directory",
+        )
     if not path.is_file():
         raise NotFoundError(f"backup file not found: {path}")
 
@@ -430,7 +436,8 @@ def _check_directory(data: Iterator[bytes], tool: Tool, toc: list[str] | None = 
         try:
             with tarfile.open(fileobj=_ChunkFile(data), mode="r|") as tar:  # type: ignore[call-overload]
                 for member in tar:
-                    if member.name == "toc.dat" and member.isfile():
+                    # "./toc.dat" too: a directory dump tarred by hand (tar -C DIR -cf FILE .)
+                    if posixpath.normpath(member.name) == "toc.dat" and member.isfile():
                         tar.extract(member, tmp, filter="data")
                         found_toc = True
         except tarfile.TarError as exc:
