@@ -78,16 +78,19 @@ def test_restore_script_dry_run_then_typed_yes(tmp_path: Path, source_db: DbHand
     assert "Dry run" in dry.stdout
     assert fingerprint(empty_db.conninfo) == {}
 
+    def without_a_terminal(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(RESTORE_SH), path, *args],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     # No terminal and no --yes: refused, nothing changed.
-    refused = subprocess.run(
-        ["bash", str(RESTORE_SH), path],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = without_a_terminal()
     assert refused.returncode == 7, refused.stdout + refused.stderr
     assert fingerprint(empty_db.conninfo) == {}
 
@@ -114,15 +117,7 @@ def test_restore_script_dry_run_then_typed_yes(tmp_path: Path, source_db: DbHand
 
     # Automation confirms in advance, as the refusal's hint says.
     assert "--yes" in refused.stderr
-    confirmed = subprocess.run(
-        ["bash", str(RESTORE_SH), path, "--yes"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    confirmed = without_a_terminal("--yes")
     assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
     assert "restored successfully" in confirmed.stdout
     assert fingerprint(empty_db.conninfo) == expected
