@@ -380,6 +380,11 @@ def test_a_full_temp_dir_and_a_role_without_createdb_are_clear_errors_and_leave_
                 )
                 restore(ctx, resolve_backup(ctx, result.id), options)
         assert _databases(source_db.conninfo, name) == []
+        # An atomic restore creates a database too: its dry run says so.
+        in_place = pg15.url(source_db.name, user="no_createdb_x", password="pw-Qq12")
+        with pytest.raises(InsufficientPrivilegeError, match="an atomic restore needs to create a database"):
+            options = RestoreOptions(target_url=in_place, atomic=True, no_owner=True, no_acl=True, dry_run=True)
+            restore(ctx, resolve_backup(ctx, result.id), options)
     finally:
         pg15.execute("DROP ROLE no_createdb_x")
 

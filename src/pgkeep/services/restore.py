@@ -215,36 +215,7 @@ def restore(
     target = Target.from_url(options.target_url, "--target-url") if options.target_url else ctx.target
     state = _inspect_target(ctx, target, options.toast_compression or ctx.settings.restore_toast_compression)
     exists, has_data, major = state.exists, state.has_data, state.major
-    if state.holds_catalog and not selective:
-        raise catalog_place.catalog_inside(target, "restore")
-    if toc and not options.restore_globals:
-        with pgserver.connect(target if exists else target.with_dbname("postgres"), operation="restore") as conn:
-            needs = summarize(toc)
-            missing = missing_extensions(conn, needs)
-            problems = privilege_problems(conn, needs, no_owner=options.no_owner)
-        if missing and not selective:
-            raise TargetUnsuitableError(
-                "cannot restore, nothing was changed: the backup needs extensions not installed on the target "
-                f"server ({target.describe()}): {', '.join(missing)}",
-                backup_id=artifact.backup_id,
-                hint="install their packages on that server (for its PostgreSQL version), or restore elsewhere",
-            )
-        if problems:
-            raise InsufficientPrivilegeError(
-                "cannot restore, nothing was changed: " + "; ".join(problems), backup_id=artifact.backup_id
-            )
-    if selective:
-        _check_selection(artifact, target if exists else None, options, toc)
-    elif has_data and not options.atomic:
-        _check_can_empty(artifact, target)
-    if not exists and not options.create_database:
-        raise RestoreFailedError(
-            f"database {target.dbname} does not exist on {target.describe()}",
-            hint="create it first or pass --create-db",
-        )
-    if not exists:  # --create-db: the role must be able to (checked by dry runs too)
-        with pgserver.connect(target.with_dbname("postgres"), operation="restore") as conn:
-            require_createdb(conn, target, f"restoring into the new database {target.dbname}")
+    _refuse_what_would_fail(artifact, target, options, state, toc)
     plan = RestorePlan(artifact, checksum, target.describe(), state.toast, state.other_sessions)
     if options.dry_run:
         log.info("restore dry run passed", backup_id=artifact.backup_id, target=plan.target)
@@ -313,6 +284,45 @@ def restore(
         target=where,
     )
     return RestoreOutcome(message, checksum, False, safety_id, terminated, plan)
+
+
+def _refuse_what_would_fail(
+    artifact: Artifact, target: Target, options: RestoreOptions, state: _TargetState, toc: list[str]
+) -> None:
+    """Everything the restore would fail on that can be known before anything changes: a dry run
+    passes only where the restore can (the archive's needs, the role's rights, the target's room)."""
+    selective = bool(options.tables or options.schemas)
+    if state.holds_catalog and not selective:
+        raise catalog_place.catalog_inside(target, "restore")
+    if toc and not options.restore_globals:
+        with pgserver.connect(target if state.exists else target.with_dbname("postgres"), operation="restore") as conn:
+            needs = summarize(toc)
+            missing = missing_extensions(conn, needs)
+            problems = privilege_problems(conn, needs, no_owner=options.no_owner)
+        if missing and not selective:
+            raise TargetUnsuitableError(
+                "cannot restore, nothing was changed: the backup needs extensions not installed on the target "
+                f"server ({target.describe()}): {', '.join(missing)}",
+                backup_id=artifact.backup_id,
+                hint="install their packages on that server (for its PostgreSQL version), or restore elsewhere",
+            )
+        if problems:
+            raise InsufficientPrivilegeError(
+                "cannot restore, nothing was changed: " + "; ".join(problems), backup_id=artifact.backup_id
+            )
+    if selective:
+        _check_selection(artifact, target if state.exists else None, options, toc)
+    elif state.has_data and not options.atomic:
+        _check_can_empty(artifact, target)
+    if not state.exists and not options.create_database:
+        raise RestoreFailedError(
+            f"database {target.dbname} does not exist on {target.describe()}",
+            hint="create it first or pass --create-db",
+        )
+    if not state.exists or options.atomic:  # both create a database
+        what = "an atomic restore" if options.atomic else f"restoring into the new database {target.dbname}"
+        with pgserver.connect(target.with_dbname("postgres"), operation="restore") as conn:
+            require_createdb(conn, target, what)
 
 
 def _check_selection(artifact: Artifact, target: Target | None, options: RestoreOptions, toc: list[str]) -> None:
