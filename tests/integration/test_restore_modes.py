@@ -416,3 +416,19 @@ def test_a_role_that_cannot_empty_the_target_is_refused_before_anything_changes(
     finally:
         pg15.execute("DROP OWNED BY reader_rst", dbname=source_db.name)
         pg15.execute("DROP ROLE reader_rst")
+
+
+def test_a_restore_that_stages_more_than_the_temp_dir_holds_is_refused_first(ctx: Context, source_db: DbHandle) -> None:
+    from pgkeep.catalog import repository as repo
+
+    result = create_backup(ctx)
+    with ctx.catalog.session() as session:  # a dump bigger than any disk here
+        row = repo.get_backup(session, result.id)
+        repo.update_backup(session, result.id, metadata_={**(row.metadata_ or {}), "uncompressedSize": 1 << 60})
+    for options in (RestoreOptions(jobs=2, dry_run=True), RestoreOptions(tables=("users",), into_schema="x")):
+        with pytest.raises(RestoreFailedError) as err:
+            restore(ctx, resolve_backup(ctx, result.id), options)
+        assert err.value.message.startswith("cannot restore, nothing was changed: this restore stages the")
+        assert "1048576.0 TiB" in err.value.message and "PGKEEP_TEMP_DIR" in str(err.value.hint)
+    # Without --jobs a custom backup streams into psql: no room needed.
+    assert restore(ctx, resolve_backup(ctx, result.id), RestoreOptions(dry_run=True)).dry_run

@@ -46,6 +46,7 @@ class Artifact:
     compression: Compression
     checksum: str | None = None
     size: int | None = None
+    raw_size: int | None = None  # the dump's own size, uncompressed and decrypted (when recorded)
     dump_major: int | None = None
     backup_id: str | None = None
     globals_info: dict[str, Any] | None = None  # roles/tablespaces stored beside the backup
@@ -84,6 +85,10 @@ class Artifact:
         return b"".join(codecs.decompress([raw], codecs.detect(raw)))
 
 
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
 def artifact_for_row(row: DatabaseBackup, settings: Settings | None = None) -> Artifact:
     if not row.storage_url:
         raise NotFoundError(f"backup {row.id} has no stored file", backup_id=row.id)
@@ -103,6 +108,7 @@ def artifact_for_row(row: DatabaseBackup, settings: Settings | None = None) -> A
         compression=Compression(row.compression or "none"),
         checksum=row.checksum,
         size=int(row.size),
+        raw_size=_int_or_none((row.metadata_ or {}).get("uncompressedSize")),
         dump_major=major,
         backup_id=row.id,
         encryption=row.encryption,

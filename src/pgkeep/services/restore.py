@@ -82,6 +82,7 @@ from pgkeep.services.restore_modes import (
     stage_archive,
     toast_choice,
 )
+from pgkeep.services.serialize import human_bytes
 
 COPY_CHUNK = 1 << 20
 # How long psql may take to finish exiting once pg_restore saw its input closed.
@@ -216,6 +217,7 @@ def restore(
     state = _inspect_target(ctx, target, options.toast_compression or ctx.settings.restore_toast_compression)
     exists, has_data, major = state.exists, state.has_data, state.major
     _refuse_what_would_fail(artifact, target, options, state, toc)
+    _refuse_without_room(artifact, options, ctx.temp_root())
     plan = RestorePlan(artifact, checksum, target.describe(), state.toast, state.other_sessions)
     if options.dry_run:
         log.info("restore dry run passed", backup_id=artifact.backup_id, target=plan.target)
@@ -323,6 +325,25 @@ def _refuse_what_would_fail(
         what = "an atomic restore" if options.atomic else f"restoring into the new database {target.dbname}"
         with pgserver.connect(target.with_dbname("postgres"), operation="restore") as conn:
             require_createdb(conn, target, what)
+
+
+def _refuse_without_room(artifact: Artifact, options: RestoreOptions, temp_dir: Path) -> None:
+    """A restore that stages the uncompressed archive (directory format, parallel or selective)
+    needs that much room in PGKEEP_TEMP_DIR: say so before anything changes, not half-way."""
+    stages = artifact.fmt is DumpFormat.DIRECTORY or (
+        artifact.fmt is DumpFormat.CUSTOM and (options.jobs > 1 or bool(options.tables or options.schemas))
+    )
+    if not stages or not artifact.raw_size:
+        return
+    free = shutil.disk_usage(temp_dir).free
+    if free < artifact.raw_size:
+        raise RestoreFailedError(
+            f"cannot restore, nothing was changed: this restore stages the uncompressed archive "
+            f"({human_bytes(artifact.raw_size)}) in {temp_dir}, which has {human_bytes(free)} free",
+            backup_id=artifact.backup_id,
+            hint="free space there, point PGKEEP_TEMP_DIR at a larger disk, or restore a custom-format "
+            "backup without --jobs (it streams)",
+        )
 
 
 def _check_selection(artifact: Artifact, target: Target | None, options: RestoreOptions, toc: list[str]) -> None:
