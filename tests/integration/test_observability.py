@@ -125,3 +125,33 @@ def test_restore_start_and_end_are_notified(
     assert started["backupId"] == ended["backupId"] == result.id
     assert empty_db.name in ended["target"] and "restore" in ended["text"]
     assert "secret" not in json.dumps(receiver.received) and "p%40ss" not in json.dumps(receiver.received)
+
+
+def test_a_webhook_url_stays_out_of_the_logs(
+    tmp_path: Path, source_db: DbHandle, receiver: Receiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A webhook URL is often its own secret (Slack's /services/T../B../XXXX): httpx logged it whole."""
+    import logging
+
+    import structlog
+
+    from pgkeep.observability import logs
+
+    secret_url = receiver.url + "/services/T000/B000/XXXXSLACKSECRET"
+    ctx = _ctx(tmp_path, source_db.url, webhook_urls=secret_url)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, structlog.get_config())
+    try:
+        logs.configure(json_output=True)  # as `pgkeep worker` and `serve` log
+        ctx.notifier.send("backup.failed", "a test alert", backupId="x")
+        receiver.wait_for("backup.failed")
+        time.sleep(0.2)  # the delivery's own log lines come after the receiver answered
+    finally:
+        ctx.close()
+        root.handlers[:], level, config = saved
+        root.setLevel(level)
+        structlog.configure(**config)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    err = capfd.readouterr().err
+    assert "XXXXSLACKSECRET" not in err

@@ -38,6 +38,10 @@ def configure(json_output: bool = True, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request with its full URL at INFO: a webhook URL is often its secret
+    # (Slack, Teams). pgkeep logs the host of each delivery itself (observability/notify.py).
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def _route_to_stdlib() -> None:
