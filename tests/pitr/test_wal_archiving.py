@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import psycopg
 import pytest
 import zstandard
 from pitr_helpers import (
@@ -18,6 +19,7 @@ from pitr_helpers import (
     PG15_BIN_DIR,
     Archiving,
     add_rows,
+    archiver_stats,
     give_to_server_user,
     restored,
     restored_fingerprint,
@@ -27,11 +29,12 @@ from pitr_helpers import (
     switch_and_wait_archived,
 )
 
-from helpers import get_row, make_context
+from helpers import get_row, make_context, wait_for
 from pgkeep.errors import RestoreFailedError
 from pgkeep.fingerprint import diff_fingerprints, fingerprint
 from pgkeep.observability.metrics import build_registry
-from pgkeep.pgtools import postmaster
+from pgkeep.pgtools import archiver, postmaster
+from pgkeep.pgtools.physical import PhysicalBackupRefusedError
 from pgkeep.services import archive as archive_service
 from pgkeep.services.physical import create_physical_backup
 from pgkeep.services.pitr import PitrOptions, RecoveryTarget, restore_physical
@@ -55,6 +58,37 @@ def backup_id(pg15_archiving: Archiving) -> str:
         add_rows(arch, 1000)
         switch_and_wait_archived(arch.cluster)
     return backup.id
+
+
+def test_an_archive_command_that_is_not_found_is_seen_as_failing(
+    pg15_archiving: Archiving, backup_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 127 (command not found) restarts the archiver without counting a failure: pg_stat_archiver
+    alone said all was well while no WAL left pg_wal. pgkeep reads the waiting files too."""
+    arch = pg15_archiving
+    monkeypatch.setattr(archiver, "STALLED_AFTER_S", 1.0)  # the real threshold is minutes
+    admin = arch.cluster.admin_conninfo()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        failures_before = archiver_stats(arch)[0]
+        conn.execute("ALTER SYSTEM SET archive_command = '/nonexistent/pgkeep wal-push %p'")
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            add_rows(arch, 10)
+            stuck = str(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
+            status = wait_for(lambda: (st := archiver.read_archiver(conn)).stalled and st, "WAL to be seen stuck")
+            assert archiver_stats(arch)[0] == failures_before  # PostgreSQL counted nothing
+            assert status.failing and not status.failure_counted and status.oldest_ready <= stuck  # type: ignore[operator]
+            assert status.problems[0].startswith("WAL is not being archived: ")
+            assert build_registry(arch.ctx).get_sample_value("pgkeep_wal_archiver_failing") == 1.0
+            # A base backup would wait for its last segment's archiving forever: refused at once instead.
+            with pytest.raises(PhysicalBackupRefusedError, match="need working WAL archiving: WAL is not being"):
+                create_physical_backup(arch.ctx)
+        finally:
+            conn.execute("ALTER SYSTEM RESET archive_command")
+            conn.execute("SELECT pg_reload_conf()")
+    switch_and_wait_archived(arch.cluster)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        assert not archiver.read_archiver(conn).failing
 
 
 def test_storage_outage_is_retried_and_nothing_is_lost(pg15_archiving: Archiving, backup_id: str) -> None:

@@ -85,3 +85,27 @@ def test_json_names_the_state_and_rounds_the_age() -> None:
     assert (out["readyCount"], out["oldestReady"]) == (2, "00000001000000000000000B")
     assert out["oldestReadyAgeSeconds"] == 12.346
     assert out["lastFailedAt"] == "2026-11-27T12:00:05+00:00"
+
+
+def test_wal_stuck_without_a_counted_failure_is_failing() -> None:
+    """An archive_command that is not found exits 127: PostgreSQL restarts the archiver and counts nothing."""
+    stuck = status(
+        archived_count=0,
+        last_archived_wal=None,
+        last_archived_time=None,
+        last_archived_age_s=None,
+        ready=7,
+        oldest_ready="000000010000000000000001",
+        oldest_ready_age_s=704.0,
+    )
+    assert stuck.stalled and stuck.failing and not stuck.failure_counted
+    [problem] = archiver_problems(stuck)
+    assert problem.startswith(
+        "WAL is not being archived: 7 file(s) wait in pg_wal, the oldest (000000010000000000000001) for 704 s"
+    )
+    # Catching up on a backlog is not stuck: something was archived within the window.
+    busy = status(ready=500, oldest_ready_age_s=900.0, last_archived_age_s=2.0)
+    assert not busy.failing and archiver_problems(busy) == []
+    # A file that waits briefly, or a backlog nobody may read, is no evidence.
+    assert not status(ready=1, oldest_ready_age_s=30.0, last_archived_age_s=600.0).failing
+    assert not status(ready=None, last_archived_age_s=9999.0).failing

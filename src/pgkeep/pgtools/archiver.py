@@ -23,9 +23,15 @@ SELECT current_setting('archive_mode'),
          OR coalesce(current_setting('archive_library', true), '') <> '',
        pg_is_in_recovery(),
        archived_count, last_archived_wal, last_archived_time,
-       failed_count, last_failed_wal, last_failed_time, stats_reset
+       failed_count, last_failed_wal, last_failed_time, stats_reset,
+       extract(epoch FROM now() - last_archived_time)
 FROM pg_stat_archiver
 """
+
+# WAL waiting this long while nothing was archived either is stuck, counted failure or not:
+# an archive_command that is not found (exit 127) or is killed exits above 125, and
+# PostgreSQL then restarts its archiver without counting a failure in pg_stat_archiver.
+STALLED_AFTER_S = 300.0
 
 # The oldest file waiting, how many, and how long the oldest has waited (by the server's clock).
 BACKLOG_SQL = """
@@ -49,6 +55,7 @@ class ArchiverStatus:
     last_failed_wal: str | None
     last_failed_time: datetime | None
     stats_reset: datetime | None
+    last_archived_age_s: float | None = None  # by the server's clock
     ready: int | None = None
     oldest_ready: str | None = None
     oldest_ready_age_s: float | None = None
@@ -62,11 +69,24 @@ class ArchiverStatus:
         return self.archive_mode == "always" or not self.in_recovery
 
     @property
-    def failing(self) -> bool:
+    def failure_counted(self) -> bool:
         """The last attempt failed: a failure newer than the last success (or failures and no success)."""
         if self.last_failed_time is None:
             return False
         return self.last_archived_time is None or self.last_failed_time > self.last_archived_time
+
+    @property
+    def stalled(self) -> bool:
+        """WAL has waited in pg_wal for STALLED_AFTER_S and nothing was archived meanwhile
+        (known only when the backlog can be read)."""
+        waiting = self.ready is not None and self.ready > 0 and (self.oldest_ready_age_s or 0.0) > STALLED_AFTER_S
+        quiet = self.last_archived_age_s is None or self.last_archived_age_s > STALLED_AFTER_S
+        return self.archiving and waiting and quiet
+
+    @property
+    def failing(self) -> bool:
+        """Archiving does not work now: the last attempt failed, or WAL is stuck without a counted failure."""
+        return self.failure_counted or self.stalled
 
     @property
     def problems(self) -> list[str]:
@@ -118,6 +138,7 @@ def read_archiver(conn: psycopg.Connection) -> ArchiverStatus:
         last_failed_wal=row[7],
         last_failed_time=row[8],
         stats_reset=row[9],
+        last_archived_age_s=None if row[10] is None else float(row[10]),
     )
     _read_backlog(conn, status)
     return status
@@ -148,7 +169,7 @@ def archiver_problems(status: ArchiverStatus) -> list[str]:
     if not status.command_set:
         # PostgreSQL keeps every segment (pg_wal grows) until a command is set.
         problems.append("archive_command is empty: WAL accumulates in pg_wal and nothing is archived")
-    if status.failing:
+    if status.failure_counted:
         since = (
             f"the last success was {status.last_archived_wal} at {status.last_archived_time.isoformat()}"
             if status.last_archived_time is not None and status.last_archived_wal is not None
@@ -158,5 +179,12 @@ def archiver_problems(status: ArchiverStatus) -> list[str]:
         problems.append(
             f"archiving is failing: {status.last_failed_wal} failed at {failed_at}; {since} "
             "(the server log has archive_command's error)"
+        )
+    elif status.stalled:
+        problems.append(
+            f"WAL is not being archived: {status.ready} file(s) wait in pg_wal, the oldest "
+            f"({status.oldest_ready}) for {status.oldest_ready_age_s or 0:.0f} s, and nothing was archived meanwhile, "
+            "though no failure is counted: archive_command may not run at all (one that is not found or is "
+            "killed restarts the archiver without counting a failure; the server log says why)"
         )
     return problems

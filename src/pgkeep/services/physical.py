@@ -44,9 +44,17 @@ from pgkeep.errors import (
 )
 from pgkeep.observability.logs import get_logger
 from pgkeep.pgtools import server as pgserver
+from pgkeep.pgtools.archiver import read_archiver
 from pgkeep.pgtools.binaries import Tool, find_tool
 from pgkeep.pgtools.conninfo import Target, client_env
-from pgkeep.pgtools.physical import ClusterInfo, basebackup_argv, check_can_back_up, cluster_info, read_position
+from pgkeep.pgtools.physical import (
+    ClusterInfo,
+    PhysicalBackupRefusedError,
+    basebackup_argv,
+    check_can_back_up,
+    cluster_info,
+    read_position,
+)
 from pgkeep.pgtools.process import Child
 from pgkeep.pipeline import codecs, crypto
 from pgkeep.pipeline.codecs import compressor, suffix
@@ -122,6 +130,14 @@ def create_physical_backup(
     with conn:
         info = cluster_info(conn)
         check_can_back_up(info, incremental=incremental)
+        # pg_basebackup waits, without end or word, for its last WAL segment to be archived.
+        archiving = read_archiver(conn)
+        if archiving.failing:
+            raise PhysicalBackupRefusedError(
+                f"physical backups need working WAL archiving: {archiving.problems[0]}",
+                hint="fix archive_command (the server log says why); `pgkeep archive status --server` "
+                "shows when WAL leaves pg_wal again",
+            )
         tool = find_tool("pg_basebackup", info.major, settings.pg_bin_dir)
         parent = _parent(ctx, info) if incremental else None
         if not pgserver.try_backup_lock(conn):
