@@ -189,7 +189,8 @@ _LOCK_TIMEOUT = re.compile(
 LOCK_HOLDERS_SQL = """
 SELECT a.pid, a.usename, a.state,
        extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::int,
-       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 160),
+       upper(substring(ltrim(coalesce(a.query, '')) FROM '^[A-Za-z]+')),
+       nullif(a.application_name, ''), host(a.client_addr),
        min(format('%%I.%%I', n.nspname, c.relname)), count(*)
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
@@ -200,7 +201,7 @@ WHERE l.locktype = 'relation' AND l.granted
   AND l.pid <> pg_backend_pid()
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND (NOT %(exclusive)s OR l.mode = 'AccessExclusiveLock')
-GROUP BY a.pid, a.usename, a.state, a.xact_start, a.backend_start, a.query
+GROUP BY a.pid, a.usename, a.state, a.xact_start, a.backend_start, a.query, a.application_name, a.client_addr
 ORDER BY min(coalesce(a.xact_start, a.backend_start))
 LIMIT 5
 """
@@ -214,16 +215,19 @@ def lock_timeout_table(failure: str) -> str | None:
 
 def lock_holders(target: Target, *, exclusive: bool = False) -> list[str]:
     """Other sessions holding tables of the target's database (``exclusive``: only ACCESS EXCLUSIVE
-    holders, the only ones a pg_dump waits for), described; best effort: [] on error."""
+    holders, the only ones a pg_dump waits for), described; best effort: [] on error.
+
+    A statement is named by its first word only (UPDATE, ALTER): its text can hold any literal,
+    a password included, and these lines reach logs, webhooks and API answers."""
     try:
         with connect(target, operation="locks") as conn:
             rows = conn.execute(LOCK_HOLDERS_SQL, {"exclusive": exclusive}).fetchall()
     except (PgkeepError, psycopg.Error):
         return []
     described = []
-    for pid, user, state, age, query, table, tables in rows:
+    for pid, user, state, age, command, application, client, table, tables in rows:
         more = f" and {tables - 1} more" if tables > 1 else ""
-        described.append(
-            f"pid {pid} holds {table}{more} (user {user}, {state or 'state unknown'} for {age} s: {query or '?'})"
-        )
+        who = f"user {user}" + (f", {application}" if application else "") + (f" from {client}" if client else "")
+        last = f", last statement {command}" if command else ""
+        described.append(f"pid {pid} holds {table}{more} ({who}, {state or 'state unknown'} for {age} s{last})")
     return described
