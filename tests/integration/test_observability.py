@@ -155,3 +155,30 @@ def test_a_webhook_url_stays_out_of_the_logs(
             logging.getLogger(name).setLevel(logging.NOTSET)
     err = capfd.readouterr().err
     assert "XXXXSLACKSECRET" not in err
+
+
+def test_another_databases_backups_do_not_make_this_one_fresh(
+    tmp_path: Path, source_db: DbHandle, empty_db: DbHandle, receiver: Receiver
+) -> None:
+    """One catalog, two databases: the other's nightly backup silenced this one's staleness alert."""
+    from pgkeep.api.routes.summary import summarize
+
+    mine = _ctx(tmp_path, source_db.url, webhook_urls=receiver.url)
+    other = _ctx(tmp_path, empty_db.url)  # the same catalog and storage
+    try:
+        create_backup(other)
+        assert summarize(mine)["lastBackup"]["at"] is None
+        registry = build_registry(mine)
+        assert registry.get_sample_value("pgkeep_last_backup_success") is None
+        assert registry.get_sample_value("pgkeep_last_success_timestamp_seconds", {"type": "MANUAL"}) is None
+        assert check_freshness(mine) is True
+        assert receiver.wait_for("backup.stale")["lastSuccess"] is None
+
+        done = create_backup(mine)
+        assert summarize(mine)["lastBackup"]["at"] is not None
+        assert build_registry(mine).get_sample_value("pgkeep_last_backup_success") == 1.0
+        assert build_registry(other).get_sample_value("pgkeep_last_backup_duration_seconds") is not None
+        assert check_freshness(mine, now=utcnow()) is False and done.id
+    finally:
+        mine.close()
+        other.close()

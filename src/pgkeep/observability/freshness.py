@@ -14,8 +14,10 @@ ALERT_JOB = "stale-alert"
 
 
 def last_success(ctx: Context) -> datetime | None:
+    """The configured database's newest success: another database's backup (or a safety
+    backup of a restore target) says nothing about this one."""
     with ctx.catalog.session() as session:
-        return repo.last_success_at(session)
+        return repo.last_success_at(session, ctx.database_name)
 
 
 def check_freshness(ctx: Context, now: datetime | None = None) -> bool:

@@ -57,6 +57,8 @@ class CatalogCollector(Collector):
             # One short walk per type down the (type, completed_at) index, stopping at the
             # first success; a MAX(...) GROUP BY type read every successful row (0.13 s at
             # 100,000). The status test is cast to text so no status index is preferred.
+            # The configured database's: a catalog may hold others' backups too.
+            mine = [DatabaseBackup.database_name == self.ctx.database_name] if self.ctx.database_name else []
             for backup_type in BackupType:
                 ts = s.scalar(
                     select(DatabaseBackup.completed_at)
@@ -65,6 +67,7 @@ class CatalogCollector(Collector):
                         DatabaseBackup.completed_at.is_not(None),
                         DatabaseBackup.checksum.is_not(None),
                         cast(DatabaseBackup.status, String).in_([st.value for st in _SUCCEEDED]),
+                        *mine,
                     )
                     .order_by(DatabaseBackup.completed_at.desc())
                     .limit(1)
@@ -78,7 +81,7 @@ class CatalogCollector(Collector):
             newest = [
                 s.scalars(
                     select(DatabaseBackup)
-                    .where(DatabaseBackup.status == status)
+                    .where(DatabaseBackup.status == status, *mine)
                     .order_by(DatabaseBackup.started_at.desc(), DatabaseBackup.id.desc())
                     .limit(1)
                 ).first()

@@ -66,6 +66,12 @@ class Context:
         """Public keys new backups are encrypted to (PGKEEP_AGE_RECIPIENTS); [] means no encryption."""
         return parse_recipients(self.settings.age_recipients)
 
+    @property
+    def database_name(self) -> str | None:
+        """The configured database's name (DATABASE_URL), None when unset: what freshness and
+        the last-backup metrics are about in a catalog that holds several databases."""
+        return self.target.dbname if self.settings.database_url else None
+
     def temp_root(self) -> Path:
         """Private directory for staging (directory-format dumps, parallel restores)."""
         return private_dir(self.settings.temp_dir or (self.settings.state_dir / "tmp"))

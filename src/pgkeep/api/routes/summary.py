@@ -102,7 +102,7 @@ def summarize(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
     with ctx.catalog.session() as session:
         # The alert's definition of success (observability.freshness), read through the
         # completed_at index: the dashboard polls this every second or two.
-        last_backup = repo.last_success_at(session)
+        last_backup = repo.last_success_at(session, ctx.database_name)
         drill = session.scalar(
             select(BackupVerification.started_at)
             .where(BackupVerification.level == "restore", BackupVerification.valid.is_(True))
