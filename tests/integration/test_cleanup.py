@@ -97,6 +97,10 @@ def test_cli_keep_and_cleanup_dry_run_json(tmp_path: Path, source_db: DbHandle) 
     assert released.returncode == 0
     done = subprocess.run([PGKEEP, "cleanup", "--json"], env=env, capture_output=True, text=True)
     assert json.loads(done.stdout)["deletedIds"] == [first]
+    # A DELETED (or FAILED) backup has nothing to keep: exit 8, as verify says of it; releasing is harmless.
+    again = subprocess.run([PGKEEP, "keep", first], env=env, capture_output=True, text=True)
+    assert again.returncode == 8 and "DELETED; only COMPLETED backups can be kept" in again.stderr, again.stderr
+    assert subprocess.run([PGKEEP, "keep", first, "--off"], env=env, capture_output=True, text=True).returncode == 0
 
 
 def test_files_that_cannot_be_removed_leave_the_backup_expired_and_the_next_cleanup_retries(

@@ -211,6 +211,12 @@ def set_keep(ctx: Context, backup_id: str, keep: bool, *, by: str | None = None)
     with ctx.catalog.session() as session:
         row = repo.get_backup(session, backup_id)
         filename, storage_url, stored = row.filename, row.storage_url, row.status is BackupStatus.COMPLETED
+        if keep and row.status is not BackupStatus.COMPLETED:
+            # A failed or deleted backup has nothing to keep (and kept, a FAILED row's files were never cleaned up).
+            raise InvalidStateError(
+                f"backup {backup_id} is {row.status.value}; only COMPLETED backups can be kept",
+                backup_id=backup_id,
+            )
     if stored and storage_url:
         storage, _ = locate(storage_url, ctx.settings)
         write_keep(storage, filename, keep, utcnow(), by)

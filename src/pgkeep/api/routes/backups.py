@@ -350,7 +350,7 @@ def register(router: APIRouter) -> None:
         name="pgkeep_keep_backup",
         tags=tags,
         openapi_extra=audited("backup.keep"),
-        responses=problem_responses(*AUTH_ERRORS, 404, 422),
+        responses=problem_responses(*AUTH_ERRORS, 404, 409, 422),
     )
     router.add_api_route(
         "/backups/{backup_id}/restore",
