@@ -248,7 +248,7 @@ def cleanup(
 ) -> None:
     """Apply the retention policy: delete expired backups no rule keeps (--dry-run shows the plan and why).
 
-    Never deletes the newest COMPLETED backup, a kept one, or one still in
+    Never deletes the newest COMPLETED backup (logical and physical each), a kept one, or one still in
     progress; keeps the newest backup of each of the last PGKEEP_RETENTION_DAILY
     days, _WEEKLY weeks, _MONTHLY months and _YEARLY years.
     """

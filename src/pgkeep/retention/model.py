@@ -43,6 +43,7 @@ class BackupInfo:
     keep: bool = False
     database_name: str | None = None
     depends_on: str | None = None
+    kind: str = "logical"  # or "physical": they restore differently, so each keeps its own newest
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__, once, at construction.

@@ -39,8 +39,10 @@ def plan_retention(
       transitively ("dependency of <id>").
 
     "Newest" and the GFS buckets are per ``database_name`` (``None`` is one
-    group of its own): a catalog holding several databases keeps the copies
-    of each. Types are not separated: a MANUAL backup can be a day's copy.
+    group of its own) and ``kind``: a catalog holding several databases keeps
+    the copies of each, and a physical backup never stands in for the logical
+    ones (they restore differently: a table, a database, another server). Types
+    are not separated: a MANUAL backup can be a day's copy.
 
     DELETED backups get no decision. The result depends only on the set of
     backups, not their order. Duplicate ids or a naive ``now`` raise
@@ -97,20 +99,20 @@ def _safety_reasons(b: BackupInfo) -> list[str]:
 
 
 def _newest_completed(rows: Sequence[BackupInfo]) -> list[str]:
-    newest: dict[str | None, str] = {}
+    newest: dict[tuple[str | None, str], str] = {}
     for b in rows:
         if b.status is Status.COMPLETED:
-            newest.setdefault(b.database_name, b.id)
+            newest.setdefault((b.database_name, b.kind), b.id)
     return list(newest.values())
 
 
 def _gfs_reasons(rows: Sequence[BackupInfo], policy: RetentionPolicy, now: datetime) -> dict[str, list[str]]:
     # A backup started after `now` (clock skew between hosts) would open a bucket
     # later than now's and use up one of the N; it is kept anyway until it expires.
-    groups: dict[str | None, list[BackupInfo]] = defaultdict(list)
+    groups: dict[tuple[str | None, str], list[BackupInfo]] = defaultdict(list)
     for b in rows:
         if b.status is Status.COMPLETED and b.started_at <= now:
-            groups[b.database_name].append(b)
+            groups[(b.database_name, b.kind)].append(b)
     zone = policy.zone
     out: dict[str, list[str]] = defaultdict(list)
     for group in groups.values():

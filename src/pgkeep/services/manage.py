@@ -117,6 +117,7 @@ def _info(row: DatabaseBackup) -> BackupInfo:
         keep=bool(row.keep),
         database_name=row.database_name,
         depends_on=row.parent_id,  # an incremental physical backup needs its base
+        kind=row.kind or "logical",
     )
 
 

@@ -263,3 +263,15 @@ def test_retention_imports_no_outer_layer() -> None:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("pgkeep") or alias.name.startswith(allowed)
+
+
+def test_a_physical_backup_does_not_stand_in_for_the_only_logical_one() -> None:
+    """The only logical backup was deleted once a newer physical one existed: nothing was left
+    for single-table or API restores, which are logical."""
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    expired = now - timedelta(days=1)
+    logical = BackupInfo("l1", "MANUAL", Status.COMPLETED, now - timedelta(days=30), expired)
+    physical = BackupInfo("p1", "FULL", Status.COMPLETED, now - timedelta(days=2), expired, kind="physical")
+    plan = plan_retention([logical, physical], NOTHING, now)
+    assert set(plan.keep_ids) == {"l1", "p1"} and plan.delete_ids == ()
+    assert plan.decision("l1").reasons == ("newest completed",)
