@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DbHandle, wait_for
+from helpers import DbHandle, table_locked, wait_for
 from pgkeep.catalog.models import BackupType
 from pgkeep.config import load_settings
 from pgkeep.scheduler.runner import run_tick
@@ -192,3 +194,41 @@ def test_the_worker_checks_readiness_once_at_start(
     else:
         names = "catalog ok, storage ok, encryption ok, server ok, client tools ok, access ok, archiving ok"
         assert lines == [(logging.INFO, f"readiness: no check failed ({names})")]
+
+
+def test_sigterm_stops_a_worker_whose_missed_tick_backup_is_running(tmp_path: Path, source_db: DbHandle) -> None:
+    """The catch-up runs before the schedule: SIGTERM only set a flag read after it, so a backup
+    waiting on a lock kept the worker alive until SIGKILL. It now aborts it as `pgkeep backup` would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGKEEP_")} | {
+        "DATABASE_URL": source_db.url,
+        "PGKEEP_CATALOG_URL": f"sqlite:///{tmp_path}/catalog.db",
+        "PGKEEP_STORAGE_URL": f"file://{tmp_path}/backups",
+        "PGKEEP_STATE_DIR": str(tmp_path / "state"),
+        "PGKEEP_BACKUP_CRON": "* * * * *",  # last minute's tick is missed, inside the grace period
+        "PGKEEP_LOCK_WAIT_TIMEOUT": "0",  # the dump waits for the lock as long as it is held
+    }
+    ctx = Context.build(load_settings(**_settings(tmp_path, source_db.url)))
+    try:
+        with table_locked(source_db.conninfo):
+            worker = subprocess.Popen(
+                [str(Path(sys.executable).parent / "pgkeep"), "worker"],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                running = wait_for(lambda: _scheduled(ctx), "the missed tick's backup to start")
+                assert running[0]["status"] == "IN_PROGRESS"
+                worker.send_signal(signal.SIGTERM)
+                _, err = worker.communicate(timeout=60)
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+        assert worker.returncode == 128 + signal.SIGTERM, err
+        [row] = _scheduled(ctx)
+        assert row["status"] == "FAILED" and "terminated" in row["errorMessage"].lower(), row
+        assert [p.name for p in (tmp_path / "backups").iterdir()] == []
+    finally:
+        ctx.close()

@@ -166,7 +166,7 @@ _OWN_SIGTERM = frozenset({"wal-push", "wal-fetch", "archive", "serve", "worker"}
 _signalled: list[int] = []  # SIGTERM, once received (typer hides the interrupt's cause)
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
+def raise_terminated(signum: int, frame: object) -> None:
     _signalled.append(signum)
     raise Terminated
 
@@ -186,7 +186,7 @@ def _run() -> None:
         # A supervisor's stop (systemd, cron's timeout, Kubernetes) aborts a backup or
         # restore the way Ctrl-C does: children killed, partial files and uploads
         # removed, the row marked FAILED, a restore rolled back.
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, raise_terminated)
 
     # Commands report errors themselves, as one line; log records stay quiet
     # unless a long-running command (worker, serve) configures logging.
