@@ -31,8 +31,10 @@ class S3RetryMode(StrEnum):
 
 
 MIB = 1 << 20
-# Scheduled jobs that are off unless their cron expression is set.
-OPTIONAL_CRONS = frozenset({"physical_backup_cron", "physical_incremental_cron"})
+# Scheduled jobs an empty cron expression turns off (the physical ones are off unless set).
+OPTIONAL_CRONS = frozenset(
+    {"backup_cron", "cleanup_cron", "drill_cron", "physical_backup_cron", "physical_incremental_cron"}
+)
 
 
 class Compression(str, Enum):

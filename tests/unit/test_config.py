@@ -152,3 +152,23 @@ def test_awkward_password_url_is_valid_and_parsed_exactly() -> None:
     spaced = Target.from_url(f"postgresql://u:{quote('a  b' + chr(10) + 'c', safe='')}@h/d")
     error = RuntimeError("FATAL: password a  b\nc rejected\nIs the server running?")
     assert spaced.error_text(error) == "FATAL: password ******** rejected Is the server running?"
+
+
+def test_an_empty_cron_turns_its_job_off() -> None:
+    from pgkeep.scheduler.worker import job_specs
+    from pgkeep.services.context import Context
+
+    settings = load_settings(
+        database_url="postgresql://app@db.example/app",
+        catalog_url="sqlite:///:memory:",
+        backup_cron="",
+        cleanup_cron=" ",
+        physical_backup_cron="30 2 * * *",
+    )
+    ctx = Context.build(settings)
+    try:
+        assert [spec.name for spec in job_specs(ctx)] == ["drill", "physical-backup"]
+    finally:
+        ctx.close()
+    with pytest.raises(ConfigError, match="PGKEEP_BACKUP_CRON"):
+        load_settings(database_url="postgresql://app@db.example/app", backup_cron="every night")

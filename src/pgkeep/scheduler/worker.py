@@ -36,14 +36,16 @@ class JobSpec:
 
 
 def job_specs(ctx: Context) -> list[JobSpec]:
-    """The scheduled jobs; physical backups only when their cron expression is set."""
+    """The scheduled jobs whose cron expression is set (an empty one turns a job off)."""
     s = ctx.settings
-    specs = [JobSpec("backup", s.backup_cron), JobSpec("cleanup", s.cleanup_cron), JobSpec("drill", s.drill_cron)]
-    if s.physical_backup_cron:
-        specs.append(JobSpec("physical-backup", s.physical_backup_cron))
-    if s.physical_incremental_cron:
-        specs.append(JobSpec("physical-incremental", s.physical_incremental_cron))
-    return specs
+    crons = [
+        ("backup", s.backup_cron),
+        ("cleanup", s.cleanup_cron),
+        ("drill", s.drill_cron),
+        ("physical-backup", s.physical_backup_cron),
+        ("physical-incremental", s.physical_incremental_cron),
+    ]
+    return [JobSpec(name, cron) for name, cron in crons if cron]
 
 
 def _last_run(ctx: Context, job: str) -> datetime | None:

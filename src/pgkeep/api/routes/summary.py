@@ -90,6 +90,8 @@ def drill_window(ctx: Context, now: datetime) -> timedelta:
     """
     settings = ctx.settings
     alert = timedelta(hours=settings.alert_no_backup_hours)
+    if not settings.drill_cron:  # no scheduled drills: judged by the backup window
+        return alert
     schedule = trigger(settings.drill_cron, settings.schedule_timezone)
     first = schedule.get_next_fire_time(None, now)
     second = schedule.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
