@@ -76,7 +76,7 @@ def _freshness(at: datetime | None, window: timedelta, now: datetime) -> dict[st
     return {
         "at": iso(at),
         "ageSeconds": age,
-        "windowHours": round(window.total_seconds() / 3600, 2),
+        "windowHours": round(window.total_seconds() / 3600, 4),  # 0.001 h (3.6 s) is not 0
         "stale": at is None or now - at > window,
     }
 
