@@ -154,6 +154,14 @@ class RestoreFailedError(PgkeepError):
     title = "Restore failed"
 
 
+class TargetNotReachedError(RestoreFailedError):
+    """Recovery replayed all archived WAL without reaching the requested target."""
+
+    http_status = 422
+    code = "recovery_target_not_reached"
+    title = "Recovery target not reached"
+
+
 class StorageError(PgkeepError):
     """A storage backend failed. ``permanent`` errors are never retried."""
 

@@ -33,7 +33,7 @@ from pitr_helpers import (
 )
 
 from helpers import count_local_opens, get_row, pgkeep_free_environ, run_on_a_terminal
-from pgkeep.errors import InvalidRequestError
+from pgkeep.errors import InvalidRequestError, TargetNotReachedError
 from pgkeep.fingerprint import Fingerprint, diff_fingerprints, fingerprint
 from pgkeep.pgtools import postmaster
 from pgkeep.services.physical import create_physical_backup
@@ -329,3 +329,15 @@ def test_a_rebuilt_catalog_knows_physical_backups(pg15_archiving: Archiving, his
             assert getattr(rebuilt, column) == getattr(original, column), column
     finally:
         fresh.close()
+
+
+def test_a_restore_point_that_was_never_made_is_the_requests_fault(
+    pg15_archiving: Archiving, history: History, restored: Path
+) -> None:
+    """Recovery replays the whole archive without meeting the name: a 422, not a server failure (500)."""
+    options = PitrOptions(restored, RecoveryTarget.parse(to_name="no-such-point"), start=True)
+    with pytest.raises(TargetNotReachedError) as err:
+        restore_physical(pg15_archiving.ctx, options)
+    assert err.value.http_status == 422 and err.value.code == "recovery_target_not_reached"
+    assert "recovery stopped before reaching the target" in err.value.message
+    assert "recovery ended before configured recovery target was reached" in err.value.message

@@ -58,6 +58,7 @@ from pgkeep.errors import (
     NotFoundError,
     PgkeepError,
     RestoreFailedError,
+    TargetNotReachedError,
     VerificationError,
 )
 from pgkeep.fsutil import locked_dir
@@ -895,9 +896,13 @@ def _wait_for_recovery(
         pid = postmaster.postmaster_pid(data_dir)
         seen_pid = seen_pid or pid is not None
         if (seen_pid and not postmaster.running(pid)) or (not seen_pid and time.monotonic() - started > 30):
-            raise RestoreFailedError(
-                f"recovery stopped before reaching the target ({options.target.describe()}): "
-                f"{_recovery_failure(result.log_file)}",
+            why = _recovery_failure(result.log_file)
+            # The archive ends before the target: a restore point name that was never created, a
+            # time, LSN or transaction after the last archived WAL. The request's, not the server's.
+            short = "before configured recovery target was reached" in why
+            error = TargetNotReachedError if short else RestoreFailedError
+            raise error(
+                f"recovery stopped before reaching the target ({options.target.describe()}): {why}",
                 operation="restore",
                 backup_id=result.backup_id,
                 hint=f"the server log is {result.log_file}; the data directory is left for inspection"
