@@ -70,6 +70,12 @@ def test_wrong_method_is_a_405_problem(as_admin: TestClient) -> None:
     response = as_admin.delete(f"{API}/audit-logs")
     assert_problem(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
+    # Like every other answer, it carries a request id (the client's, when sane) to quote.
+    response = as_admin.put(f"{API}/backups", headers={"X-Request-ID": "req-405"})
+    assert assert_problem(response, 405, "method_not_allowed")["requestId"] == "req-405"
+    assert response.headers["X-Request-ID"] == "req-405"
+    unknown = as_admin.get("/nope")
+    assert unknown.headers["X-Request-ID"] == assert_problem(unknown, 404, "not_found")["requestId"]
 
 
 @pytest.mark.parametrize("bad_id", [UNKNOWN, "not-a-uuid", "1' OR '1'='1", "%00", "é" * 300])

@@ -158,8 +158,13 @@ def problem_for(exc: BaseException, *, request_id: str | None = None) -> Problem
 
 
 def problem_response(request: Request, exc: BaseException) -> Response:
-    request_id = getattr(request.state, "request_id", None)
-    return problem_for(exc, request_id=request_id).response(request_id)
+    from pgkeep.api.state import request_id_of  # state builds on this module
+
+    # Outside the admin routes (an unknown route, a wrong method) no route gave it one yet.
+    request_id = getattr(request.state, "request_id", None) or request_id_of(request)
+    response = problem_for(exc, request_id=request_id).response(request_id)
+    response.headers.setdefault("X-Request-ID", request_id)
+    return response
 
 
 def install_problem_handlers(app: FastAPI) -> None:
