@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgkeep.services.check import _named
-from pgkeep.services.serialize import human_bytes
+from pgkeep.services.serialize import human_bytes, named
 
 
 @pytest.mark.parametrize(
@@ -24,5 +23,5 @@ def test_sizes_read_in_binary_units(nbytes: int, text: str) -> None:
 
 
 def test_long_lists_are_cut_with_a_count() -> None:
-    assert _named(["a", "b"]) == "a, b"
-    assert _named([str(i) for i in range(8)]) == "0, 1, 2, 3, 4 and 3 more"
+    assert named(["a", "b"]) == "a, b"
+    assert named([str(i) for i in range(8)]) == "0, 1, 2, 3, 4 and 3 more"

@@ -80,11 +80,12 @@ def list_tokens(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 def _token_state(token: admin.TokenInfo, now: datetime) -> str:
     """active, expires ..., expired ..., or revoked ... (UTC, to the minute)."""
+    minute = "%Y-%m-%d %H:%M"
     if token.revoked_at is not None:
-        return f"revoked {when(iso(token.revoked_at))[:16]}"
+        return f"revoked {token.revoked_at.strftime(minute)}"
     if token.expires_at is None:
         return "active"
-    return f"{'expired' if token.expired(now) else 'expires'} {when(iso(token.expires_at))[:16]}"
+    return f"{'expired' if token.expired(now) else 'expires'} {token.expires_at.strftime(minute)}"
 
 
 @admin_app.command("revoke-token", epilog=EXIT_CODES_HELP)

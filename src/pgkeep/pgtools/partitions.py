@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pgkeep.errors import RestoreFailedError
 from pgkeep.pgtools.binaries import Tool
-from pgkeep.pgtools.commands import pg_restore_list_argv, pg_restore_script_argv
+from pgkeep.pgtools.commands import pg_restore_script_argv
 
 _NAME = r'(?:"(?:[^"]|"")*"|[^\s".]+)'
 _QUALIFIED = rf"{_NAME}\.{_NAME}"
@@ -24,10 +24,10 @@ _ATTACH = re.compile(rf"^ALTER TABLE ONLY ({_QUALIFIED}) ATTACH PARTITION ({_QUA
 _PART = re.compile(_NAME)
 
 
-def attachments(pg_restore: Tool, archive: Path, workdir: Path) -> dict[str, tuple[str, str]]:
-    """child -> (parent, the statement attaching it), qualified names quoted as pg_dump writes them."""
-    listing = _run(pg_restore_list_argv(pg_restore, archive))
-    entries = [line for line in listing.splitlines() if " TABLE ATTACH " in line and not line.startswith(";")]
+def attachments(pg_restore: Tool, archive: Path, toc: list[str], workdir: Path) -> dict[str, tuple[str, str]]:
+    """child -> (parent, the statement attaching it), qualified names quoted as pg_dump writes them;
+    ``toc`` is the archive's ``pg_restore --list``, whose TABLE ATTACH entries are turned into SQL."""
+    entries = [line for line in toc if " TABLE ATTACH " in line and not line.startswith(";")]
     if not entries:
         return {}
     use_list = workdir / "attachments.list"

@@ -56,7 +56,7 @@ def summarize(lines: list[str]) -> TocSummary:
         # pg_restore prints an empty owner (casts, transforms, access methods have
         # none) as nothing after the last space: the last word is then the tag's.
         no_owner = line.rstrip("\r\n").endswith(" ")
-        desc = next((d for d in _TWO_WORD_DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
+        desc = _desc(rest)
         tokens = rest[len(desc) :].split()
         if desc == "EXTENSION" and len(tokens) >= 2:
             extensions.add(tokens[1])
@@ -135,15 +135,19 @@ def missing_extensions(conn: psycopg.Connection, summary: TocSummary) -> list[st
     return [name for name in names if name not in available]
 
 
+def _desc(rest: str) -> str:
+    """The entry's kind ("TABLE", "TABLE DATA", ...) at the start of "DESC namespace tag owner"."""
+    return next((d for d in _TWO_WORD_DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
+
+
 def _entries(lines: list[str]) -> list[tuple[str, str]]:
     """(desc, "namespace tag owner") of each entry line."""
     out = []
     for line in lines:
         m = _ENTRY.match(line.strip())
         if m:
-            rest = m.group("rest")
-            desc = next((d for d in _TWO_WORD_DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
-            out.append((desc, rest[len(desc) + 1 :]))
+            desc = _desc(m.group("rest"))
+            out.append((desc, m.group("rest")[len(desc) + 1 :]))
     return out
 
 

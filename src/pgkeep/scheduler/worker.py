@@ -139,11 +139,7 @@ class Worker:
     def start(self) -> None:
         """Recover backups a dead process left IN_PROGRESS, catch up on a missed tick, start the schedule."""
         try:
-            recovered = recover_interrupted(self.ctx)
-            for backup_id in recovered.failed:
-                log.warning("marked interrupted backup %s FAILED", backup_id)
-            for backup_id in recovered.completed:
-                log.warning("interrupted backup %s was whole in storage: marked COMPLETED", backup_id)
+            recover_interrupted(self.ctx)  # it logs what it settled
         except PgkeepError as exc:  # the target may be down right now; the next start retries
             log.error("crash recovery skipped: %s", exc)
         catch_up(self.ctx)

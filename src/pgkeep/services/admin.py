@@ -211,12 +211,13 @@ def authenticate(ctx: Context, presented: str) -> TokenInfo | None:
         row = session.scalar(select(ApiToken).where(ApiToken.key == match.group(1)))
         if row is None or not hmac.compare_digest(row.token_hash, hash_token(presented)):
             return None
-        now = utcnow()
-        usable = row.revoked_at is None and not (row.expires_at is not None and now >= row.expires_at)
+        now, info = utcnow(), TokenInfo.of(row)
+        usable = info.revoked_at is None and not info.expired(now)
         if usable and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
             row.last_used_at = now
             session.commit()
-        return TokenInfo.of(row)
+            info = TokenInfo.of(row)
+        return info
 
 
 # --- restores ----------------------------------------------------------------------

@@ -241,12 +241,9 @@ def _settle_interrupted(ctx: Context, target: Target) -> None:
     if target.dbname != ctx.target.dbname:
         return  # crash recovery looks at the configured database's rows
     try:
-        recovered = recover_interrupted(ctx)
+        recover_interrupted(ctx)  # it logs what it settled
     except PgkeepError as exc:
         log.warning("crash recovery skipped", error=exc.message)
-        return
-    for backup_id in recovered.failed:
-        log.warning("an interrupted backup was marked FAILED and its partial files removed", backup_id=backup_id)
 
 
 def _discard(ctx: Context, storage: Storage, row: DatabaseBackup) -> None:

@@ -43,7 +43,7 @@ from pgkeep.pgtools.physical import check_can_back_up, cluster_info, probe_repli
 from pgkeep.pipeline.crypto import fingerprint, load_identities
 from pgkeep.services import catalog_place
 from pgkeep.services.context import Context
-from pgkeep.services.serialize import human_bytes
+from pgkeep.services.serialize import MAX_NAMED, human_bytes, named
 from pgkeep.storage import local_path_from_url
 from pgkeep.storage.base import Storage, put_bytes
 from pgkeep.wal.archive import copies
@@ -57,7 +57,6 @@ PROBE_PREFIX = "pgkeep-check-"
 STALE_PROBE_AGE = timedelta(hours=1)
 # Free space below this many times the newest backup's size is worth a warning.
 FREE_SPACE_FACTOR = 2
-MAX_NAMED = 5  # relations named in a message; the count says how many more
 
 
 @dataclass(frozen=True)
@@ -80,13 +79,6 @@ class CheckOptions:
 
 def _failed(name: str, exc: PgkeepError) -> Check:
     return Check(name, "fail", exc.message, exc.hint)
-
-
-def _named(items: list[str], total: int | None = None) -> str:
-    """The first MAX_NAMED of ``items``, and how many more of ``total`` (default: all of them) there are."""
-    total = len(items) if total is None else total
-    more = f" and {total - MAX_NAMED} more" if total > MAX_NAMED else ""
-    return ", ".join(items[:MAX_NAMED]) + more
 
 
 def run_checks(ctx: Context, options: CheckOptions) -> list[Check]:
@@ -278,7 +270,7 @@ def check_access(conn: psycopg.Connection) -> Check:
         return Check(
             "access",
             "fail",
-            f"the role cannot read {len(unreadable)} table(s) or sequence(s) a backup dumps: {_named(unreadable)}",
+            f"the role cannot read {len(unreadable)} table(s) or sequence(s) a backup dumps: {named(unreadable)}",
             "GRANT USAGE on their schemas and SELECT on them (or GRANT pg_read_all_data, PostgreSQL 14+)",
         )
     blocked = dump_access.rls_blocked_tables(conn)
@@ -286,7 +278,7 @@ def check_access(conn: psycopg.Connection) -> Check:
         return Check(
             "access",
             "fail",
-            f"row-level security applies to the role on {len(blocked)} table(s): {_named(blocked)}; "
+            f"row-level security applies to the role on {len(blocked)} table(s): {named(blocked)}; "
             "pg_dump refuses to dump part of a table's rows",
             "ALTER ROLE ... BYPASSRLS for the backup role, or back up as the tables' owner",
         )
@@ -295,7 +287,7 @@ def check_access(conn: psycopg.Connection) -> Check:
         return Check(
             "access",
             "fail",
-            f"the role cannot read {count} large object(s): {_named([str(oid) for oid in oids], count)}",
+            f"the role cannot read {count} large object(s): {named([str(oid) for oid in oids], count)}",
             "GRANT SELECT ON LARGE OBJECT <oid> TO the backup role for each (pg_read_all_data does not cover "
             "large objects), or back up as their owner",
         )

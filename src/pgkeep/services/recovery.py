@@ -103,6 +103,7 @@ def recover_interrupted(ctx: Context) -> Recovery:
                 completed_at=utcnow(),
                 metadata_=metadata,
             )
+        log.warning("an interrupted backup was marked FAILED and its partial files removed", backup_id=row.id)
         result.failed.append(row.id)
     return result
 

@@ -82,7 +82,7 @@ from pgkeep.services.restore_modes import (
     stage_archive,
     toast_choice,
 )
-from pgkeep.services.serialize import human_bytes
+from pgkeep.services.serialize import human_bytes, named
 
 COPY_CHUNK = 1 << 20
 # How long psql may take to finish exiting once pg_restore saw its input closed.
@@ -105,6 +105,11 @@ class RestoreOptions:
     into_schema: str | None = None  # selective tables go here, next to the live data
     restore_globals: bool = False  # create the backup's roles/tablespaces first
     toast_compression: ToastCompression | None = None  # None: the settings' (pgtools/toast.py)
+
+    @property
+    def selective(self) -> bool:
+        """Only some tables or schemas, next to what the target holds."""
+        return bool(self.tables or self.schemas)
 
 
 @dataclass(frozen=True)
@@ -171,14 +176,13 @@ def resolve_file(ctx: Context, path: Path) -> Artifact:
 
 
 def _check_options(artifact: Artifact, options: RestoreOptions) -> None:
-    selective = bool(options.tables or options.schemas)
-    if selective and artifact.fmt is DumpFormat.PLAIN:
+    if options.selective and artifact.fmt is DumpFormat.PLAIN:
         raise InvalidRequestError("selective restore needs a custom or directory backup, not a plain SQL dump")
     if options.into_schema and not options.tables:
         raise InvalidRequestError("--into-schema needs --table")
     if options.into_schema and options.schemas:
         raise InvalidRequestError("--into-schema works with --table, not --schema")
-    if selective and options.atomic:
+    if options.selective and options.atomic:
         raise InvalidRequestError("a selective restore cannot be atomic (it keeps the rest of the database)")
     if options.restore_globals and not artifact.globals_info:
         raise InvalidRequestError(
@@ -202,7 +206,6 @@ def restore(
     there.
     """
     _check_options(artifact, options)
-    selective = bool(options.tables or options.schemas)
     toc: list[str] = []
     if _checked_while_loading(artifact, options):
         # The load itself checks every stored byte against the checksum before it
@@ -233,7 +236,7 @@ def restore(
     terminated = 0
     created = False
     try:
-        if options.safety_backup and has_data and not selective:
+        if options.safety_backup and has_data and not options.selective:
             from pgkeep.services.backup import create_backup
 
             safety = create_backup(
@@ -245,8 +248,8 @@ def restore(
             apply_globals(ctx, artifact, target if exists else target.with_dbname("postgres"), major)
         if options.create_database and not exists:
             created = _create_database_if_missing(target)
-        if selective:
-            summary = restore_selective(ctx, artifact, target, options, major)
+        if options.selective:
+            summary = restore_selective(ctx, artifact, target, options, major, toc)
             message = f"Selective restore into {target.dbname} completed: {summary}"
         elif options.atomic:
             terminated = restore_atomic(ctx, artifact, target, options)
@@ -293,15 +296,14 @@ def _refuse_what_would_fail(
 ) -> None:
     """Everything the restore would fail on that can be known before anything changes: a dry run
     passes only where the restore can (the archive's needs, the role's rights, the target's room)."""
-    selective = bool(options.tables or options.schemas)
-    if state.holds_catalog and not selective:
+    if state.holds_catalog and not options.selective:
         raise catalog_place.catalog_inside(target, "restore")
     if toc and not options.restore_globals:
         with pgserver.connect(target if state.exists else target.with_dbname("postgres"), operation="restore") as conn:
             needs = summarize(toc)
             missing = missing_extensions(conn, needs)
             problems = privilege_problems(conn, needs, no_owner=options.no_owner)
-        if missing and not selective:
+        if missing and not options.selective:
             raise TargetUnsuitableError(
                 "cannot restore, nothing was changed: the backup needs extensions not installed on the target "
                 f"server ({target.describe()}): {', '.join(missing)}",
@@ -312,7 +314,7 @@ def _refuse_what_would_fail(
             raise InsufficientPrivilegeError(
                 "cannot restore, nothing was changed: " + "; ".join(problems), backup_id=artifact.backup_id
             )
-    if selective:
+    if options.selective:
         _check_selection(artifact, target if state.exists else None, options, toc)
     elif state.has_data and not options.atomic:
         _check_can_empty(artifact, target)
@@ -331,7 +333,7 @@ def _refuse_without_room(artifact: Artifact, options: RestoreOptions, temp_dir: 
     """A restore that stages the uncompressed archive (directory format, parallel or selective)
     needs that much room in PGKEEP_TEMP_DIR: say so before anything changes, not half-way."""
     stages = artifact.fmt is DumpFormat.DIRECTORY or (
-        artifact.fmt is DumpFormat.CUSTOM and (options.jobs > 1 or bool(options.tables or options.schemas))
+        artifact.fmt is DumpFormat.CUSTOM and (options.jobs > 1 or options.selective)
     )
     if not stages or not artifact.raw_size:
         return
@@ -366,10 +368,9 @@ def _check_can_empty(artifact: Artifact, target: Target) -> None:
         blocked = undroppable(conn)
         user = conn.info.user
     if blocked:
-        shown = ", ".join(blocked[:5]) + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else "")
         raise InsufficientPrivilegeError(
             f"cannot restore, nothing was changed: role {user} cannot empty {target.dbname} first, "
-            f"it may not drop what it does not own: {shown}",
+            f"it may not drop what it does not own: {named(blocked)}",
             backup_id=artifact.backup_id,
             hint="restore as the objects' owner or a superuser, or into another database (--target-url, --create-db)",
         )
@@ -379,7 +380,7 @@ def _checked_while_loading(artifact: Artifact, options: RestoreOptions) -> bool:
     """Whether the restore checks the stored bytes before anything is committed, so no
     separate verification pass is needed first: see :func:`checked_while_loading`, for
     a whole-database restore (selective restores read the archive their way)."""
-    return not options.dry_run and checked_while_loading(artifact) and not (options.tables or options.schemas)
+    return not options.dry_run and checked_while_loading(artifact) and not options.selective
 
 
 @dataclass(frozen=True)

@@ -267,9 +267,10 @@ def refuse_selection_conflicts(conn: psycopg.Connection, options: RestoreOptions
 
 
 def restore_selective(
-    ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions, server_major: int
+    ctx: Context, artifact: Artifact, target: Target, options: RestoreOptions, server_major: int, toc: list[str]
 ) -> str:
     """Restore only ``options.tables`` / ``options.schemas``, in one transaction. Returns a summary.
+    ``toc`` is the archive's table of contents (read while it was verified).
 
     A partitioned table comes with its partitions, at every level, attached
     again as they were (it holds no rows of its own).
@@ -294,7 +295,7 @@ def restore_selective(
     staging = Path(tempfile.mkdtemp(prefix="restore-", dir=ctx.temp_root()))
     try:
         archive = stage_archive(artifact, staging)
-        attached = partitions.attachments(pg_restore, archive, staging) if tables else {}
+        attached = partitions.attachments(pg_restore, archive, toc, staging) if tables else {}
         parts = partitions.descendants(requested, attached)
         renames = (
             {name.encode(): f"{new_schema}.{partitions.quoted_table(name)}".encode() for name in [*requested, *parts]}

@@ -19,6 +19,16 @@ def human_bytes(nbytes: int) -> str:
     return f"{value:.1f} {unit}" if unit != "B" else f"{nbytes} B"
 
 
+MAX_NAMED = 5  # names listed in a message; the count says how many more
+
+
+def named(items: list[str], total: int | None = None) -> str:
+    """The first MAX_NAMED of ``items``, and how many more of ``total`` (default: all of them) there are."""
+    total = len(items) if total is None else total
+    more = f" and {total - MAX_NAMED} more" if total > MAX_NAMED else ""
+    return ", ".join(items[:MAX_NAMED]) + more
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
