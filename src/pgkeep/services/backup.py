@@ -198,23 +198,24 @@ def create_backup(
             server_version=pgserver.server_version_text(conn),
             pg_dump_version=tool.version,
         )
-        # The URL names the final filename (a same-millisecond clash may have
-        # added a suffix): crash recovery finds partial files through it.
-        with ctx.catalog.session() as session:
-            row = repo.update_backup(session, row.id, storage_url=storage.url_for(row.filename))
-        log.info(
-            "backup started",
-            backup_id=row.id,
-            type=backup_type.value,
-            phase="dump",
-            file=row.filename,
-            target=target.describe(),
-            format=fmt.value,
-            compression=compression.value,
-        )
-        if on_started:
-            on_started(row.id)
+        # From here the row exists: whatever stops the backup (SIGTERM included) marks it FAILED.
         try:
+            # The URL names the final filename (a same-millisecond clash may have
+            # added a suffix): crash recovery finds partial files through it.
+            with ctx.catalog.session() as session:
+                row = repo.update_backup(session, row.id, storage_url=storage.url_for(row.filename))
+            log.info(
+                "backup started",
+                backup_id=row.id,
+                type=backup_type.value,
+                phase="dump",
+                file=row.filename,
+                target=target.describe(),
+                format=fmt.value,
+                compression=compression.value,
+            )
+            if on_started:
+                on_started(row.id)
             job = _Job(
                 target, tool, row, fmt, compression, jobs, storage, progress, t0, reason, include_globals, recipients
             )
@@ -347,17 +348,19 @@ def _run(ctx: Context, conn: psycopg.Connection, job: _Job) -> BackupResult:
     counter = pgserver.TableCounter(target, snapshot)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgkeep-counts") as pool:
         counts_future: Future[dict[str, int]] = pool.submit(counter.run)
+        writer: ObjectWriter | None = None
         try:
-            # Outside the inner try: if the name is taken, nothing of ours is stored and
-            # nothing may be removed.
             writer = storage.open_writer(row.filename)
-            try:
-                return _store(ctx, conn, job, writer, snapshot, db_size, counts_future, on_progress)
-            except BaseException:
-                _discard(ctx, storage, row)
-                raise
-        except BaseException:
+            return _store(ctx, conn, job, writer, snapshot, db_size, counts_future, on_progress)
+        except BaseException as exc:
             counter.cancel()  # the pool's exit waits for the count: stop it first
+            if writer is not None:
+                _discard(ctx, storage, row)
+            elif not isinstance(exc, Exception):
+                # Stopped (SIGTERM, Ctrl-C) while opening it: a partial file of ours may exist,
+                # nothing is committed. A refused open (the name taken) stored nothing of ours.
+                with contextlib.suppress(Exception):
+                    storage.remove_incomplete(row.filename)
             raise
 
 
