@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DbHandle, table_locked, wait_for
+from helpers import DbHandle, blocked_pg_dump_backend, dir_entries, table_locked, wait_for
 from pgkeep.catalog.models import BackupType
 from pgkeep.config import load_settings
 from pgkeep.scheduler.runner import run_tick
@@ -221,6 +221,9 @@ def test_sigterm_stops_a_worker_whose_missed_tick_backup_is_running(tmp_path: Pa
             try:
                 running = wait_for(lambda: _scheduled(ctx), "the missed tick's backup to start")
                 assert running[0]["status"] == "IN_PROGRESS"
+                # Signalled once pg_dump waits on the lock, as a stop would find a long backup (not
+                # in the instant of a fork, where Python drops an exception raised by a handler).
+                wait_for(lambda: blocked_pg_dump_backend(source_db.conninfo, source_db.name), "pg_dump to wait")
                 worker.send_signal(signal.SIGTERM)
                 _, err = worker.communicate(timeout=60)
             finally:
@@ -229,6 +232,6 @@ def test_sigterm_stops_a_worker_whose_missed_tick_backup_is_running(tmp_path: Pa
         assert worker.returncode == 128 + signal.SIGTERM, err
         [row] = _scheduled(ctx)
         assert row["status"] == "FAILED" and "terminated" in row["errorMessage"].lower(), row
-        assert [p.name for p in (tmp_path / "backups").iterdir()] == []
+        assert dir_entries(tmp_path / "backups") == []  # the signal may come before the directory was made
     finally:
         ctx.close()
