@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e ".[api,demo]"
+.venv/bin/pip install --quiet -c constraints.txt -e ".[api,demo]"
 exec .venv/bin/pgkeep demo "$@"

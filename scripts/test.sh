@@ -26,7 +26,7 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e ".[api,demo,test]"
+.venv/bin/pip install --quiet -c constraints.txt -e ".[api,demo,test]"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
