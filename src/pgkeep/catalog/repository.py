@@ -99,11 +99,14 @@ def list_backups(
 SUCCEEDED = (BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED)  # retention may remove a success
 
 
-def last_success_at(session: Session, database: str | None = None) -> datetime | None:
-    """When the newest backup (of ``database``, if given) that succeeded (checksum known) completed, or None.
+def last_success_at(
+    session: Session, database: str | None = None, backup_type: BackupType | None = None
+) -> datetime | None:
+    """When the newest backup (of ``database`` and ``backup_type``, if given) that succeeded
+    (checksum known) completed, or None.
 
-    Walks the ``completed_at`` index from the newest end and stops at the
-    first success: a few rows, however large the catalog. The status test is
+    Walks the ``completed_at`` (or ``(type, completed_at)``) index from the newest end and stops
+    at the first success: a few rows, however large the catalog. The status test is
     cast to text on purpose: as a plain ``status IN (...)`` SQLite prefers the
     status index and reads the ~90% of rows that qualify (0.1 s at 100,000).
     """
@@ -114,6 +117,8 @@ def last_success_at(session: Session, database: str | None = None) -> datetime |
     )
     if database is not None:
         query = query.where(DatabaseBackup.database_name == database)
+    if backup_type is not None:
+        query = query.where(DatabaseBackup.type == backup_type)
     return session.scalar(query.order_by(DatabaseBackup.completed_at.desc()).limit(1))
 
 

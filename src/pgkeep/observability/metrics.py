@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import func, select
 
+from pgkeep.catalog import repository as repo
 from pgkeep.catalog.models import BackupStatus, BackupType, BackupVerification, DatabaseBackup, JobRun, utcnow
 from pgkeep.errors import PgkeepError
 from pgkeep.services.archive import server_archiver
@@ -23,7 +24,6 @@ from pgkeep.services.archive import status as archive_status
 from pgkeep.services.context import Context
 from pgkeep.wal.status import ArchiveStatus
 
-_SUCCEEDED = [BackupStatus.COMPLETED, BackupStatus.EXPIRED, BackupStatus.DELETED]
 # The WAL archive's listing is one storage request per 1,000 segments (S3 LIST): a busy
 # archive is not listed again on every scrape, only when the last listing is this old.
 ARCHIVE_LISTING_MAX_AGE_S = 60.0
@@ -56,28 +56,16 @@ class CatalogCollector(Collector):
             )
             # One short walk per type down the (type, completed_at) index, stopping at the
             # first success; a MAX(...) GROUP BY type read every successful row (0.13 s at
-            # 100,000). The status test is cast to text so no status index is preferred.
-            # The configured database's: a catalog may hold others' backups too.
-            mine = [DatabaseBackup.database_name == self.ctx.database_name] if self.ctx.database_name else []
+            # 100,000). The configured database's: a catalog may hold others' backups too.
             for backup_type in BackupType:
-                ts = s.scalar(
-                    select(DatabaseBackup.completed_at)
-                    .where(
-                        DatabaseBackup.type == backup_type,
-                        DatabaseBackup.completed_at.is_not(None),
-                        DatabaseBackup.checksum.is_not(None),
-                        cast(DatabaseBackup.status, String).in_([st.value for st in _SUCCEEDED]),
-                        *mine,
-                    )
-                    .order_by(DatabaseBackup.completed_at.desc())
-                    .limit(1)
-                )
+                ts = repo.last_success_at(s, self.ctx.database_name, backup_type)
                 if ts is not None:
                     last_success.add_metric([backup_type.value], ts.timestamp())
             yield last_success
 
             # The newest of each finished status's newest row: each a single step down the
             # (status, started_at, id) index, where one query over all three sorted them all.
+            mine = [DatabaseBackup.database_name == self.ctx.database_name] if self.ctx.database_name else []
             newest = [
                 s.scalars(
                     select(DatabaseBackup)
@@ -85,7 +73,7 @@ class CatalogCollector(Collector):
                     .order_by(DatabaseBackup.started_at.desc(), DatabaseBackup.id.desc())
                     .limit(1)
                 ).first()
-                for status in (*_SUCCEEDED, BackupStatus.FAILED)
+                for status in (*repo.SUCCEEDED, BackupStatus.FAILED)
             ]
             last = max((r for r in newest if r is not None), key=lambda r: (r.started_at, r.id), default=None)
             duration = GaugeMetricFamily("pgkeep_last_backup_duration_seconds", "Duration of the last finished backup")
